@@ -1,0 +1,203 @@
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+
+#include "steadypg/error.hpp"
+#include "steadypg/params.hpp"
+#include "steadypg/result.hpp"
+#include "steadypg/sqlstate.hpp"
+
+struct pg_conn;
+
+namespace steadypg {
+
+/// Options for one connection.
+struct connection_options {
+  /// Connection string, URI or key=value; empty uses libpq's PG* environment variables.
+  std::string dsn;
+  /// Deadline for establishing the connection (all hosts, TLS, auth). Default 10 s, > 0.
+  std::chrono::milliseconds connect_timeout{10000};
+  /// Client-side deadline per statement; 0 = none. On expiry a cancel request is sent,
+  /// the connection is drained back to idle (or closed), and timeout_error is thrown.
+  std::chrono::milliseconds query_timeout{0};
+  /// How long to wait for the server to answer after a cancel request. Default 5 s.
+  std::chrono::milliseconds cancel_wait{5000};
+  /// Prepared statements cached (LRU) per connection; 0 disables preparing entirely,
+  /// as PgBouncer in transaction mode needs. Default 256.
+  std::size_t statement_cache_capacity = 256;
+  /// application_name unless the DSN sets one.
+  std::string application_name = "steadypg";
+
+  /// Throws config_error when a field is invalid or the DSN is malformed.
+  void validate() const;
+};
+
+/// A SQL statement plus how it may be treated by the layers above.
+class statement {
+ public:
+  /// Any SQL text; $1…$n placeholders bind parameters.
+  explicit statement(std::string sql) : m_sql(std::move(sql)) {}
+  explicit statement(std::string_view sql) : m_sql(sql) {}
+  explicit statement(const char* sql) : m_sql(sql) {}
+
+  /// Marks the statement safe to run twice (reads, upserts): the retry layer may resend it
+  /// even when its first outcome is unknown.
+  statement& idempotent(bool on = true) & { m_idempotent = on; return *this; }
+  statement&& idempotent(bool on = true) && { m_idempotent = on; return std::move(*this); }
+  /// A short name for metrics and logs (never the SQL text).
+  statement& name(std::string n) & { m_name = std::move(n); return *this; }
+  statement&& name(std::string n) && { m_name = std::move(n); return std::move(*this); }
+  /// Opts this statement out of the prepared-statement cache.
+  statement& unprepared() & { m_prepare = false; return *this; }
+  statement&& unprepared() && { m_prepare = false; return std::move(*this); }
+
+  [[nodiscard]] const std::string& sql() const noexcept { return m_sql; }
+  [[nodiscard]] bool is_idempotent() const noexcept { return m_idempotent; }
+  [[nodiscard]] const std::string& name() const noexcept { return m_name; }
+  [[nodiscard]] bool may_prepare() const noexcept { return m_prepare; }
+
+ private:
+  std::string m_sql;
+  std::string m_name;
+  bool m_idempotent = false;
+  bool m_prepare = true;
+};
+
+/// What a connection is doing, as seen by a pool.
+enum class connection_status {
+  idle,                ///< ready, no transaction open
+  active,              ///< a request is in flight (or pipeline/COPY mode)
+  in_transaction,      ///< inside an open transaction block
+  failed_transaction,  ///< inside a transaction block that hit an error (needs ROLLBACK)
+  broken               ///< unusable: closed, lost, or out of sync
+};
+
+/// A short stable name for a status ("idle").
+[[nodiscard]] std::string_view to_string(connection_status s) noexcept;
+
+/// Counters of the prepared-statement cache.
+struct statement_cache_stats {
+  std::size_t size = 0;       ///< statements currently prepared
+  std::size_t capacity = 0;   ///< configured capacity
+  std::uint64_t hits = 0;     ///< executions that reused a prepared statement
+  std::uint64_t misses = 0;   ///< executions that had to prepare first
+  std::uint64_t evictions = 0;///< statements deallocated to make room
+};
+
+class transaction;
+struct transaction_options;
+class pipeline;
+class copy_in;
+enum class copy_format;
+
+namespace internal {
+struct connection_impl;
+}
+
+/// One libpq connection. Not thread-safe, except cancel(), which another thread may call.
+class connection {
+ public:
+  /// Connects within options.connect_timeout; throws connection_error or timeout_error.
+  explicit connection(const connection_options& options);
+  /// Connects with default options to `dsn`.
+  explicit connection(std::string_view dsn);
+  ~connection();
+  connection(connection&&) noexcept;
+  connection& operator=(connection&&) noexcept;
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  /// Runs one statement. With parameters it goes through the prepared-statement cache
+  /// (extended protocol, one statement); without, through the simple protocol, which also
+  /// accepts several ';'-separated statements (the last one's result is returned).
+  template <bindable... Args>
+  result execute(const statement& st, const Args&... args) {
+    return execute_with(st.sql(), st.may_prepare(), args...);
+  }
+  /// Same, for plain SQL text.
+  template <bindable... Args>
+  result execute(std::string_view sql, const Args&... args) {
+    return execute_with(sql, true, args...);
+  }
+  /// Runs one statement with parameters built at run time.
+  result execute(std::string_view sql, const param_list& params);
+
+  /// Runs a statement that returns one row with one column and converts it.
+  template <typename T, bindable... Args>
+  [[nodiscard]] T query_value(std::string_view sql, const Args&... args) {
+    return execute(sql, args...).template as<T>();
+  }
+
+  /// Starts a transaction block (RAII: rolls back unless committed).
+  [[nodiscard]] transaction begin();
+  /// Starts a transaction block with an isolation level and access mode.
+  [[nodiscard]] transaction begin(const transaction_options& options);
+
+  /// One round trip (an empty query); throws on failure.
+  void ping();
+
+  /// Asks the server to cancel the statement in flight (PQcancel). Thread-safe.
+  /// Returns false when the request could not be delivered.
+  bool cancel() noexcept;
+
+  /// The current status.
+  [[nodiscard]] connection_status status() const noexcept;
+  /// status() == idle.
+  [[nodiscard]] bool is_idle() const noexcept { return status() == connection_status::idle; }
+  /// status() == broken.
+  [[nodiscard]] bool is_broken() const noexcept { return status() == connection_status::broken; }
+  /// What the last request did: did bytes reach the socket, was it a COMMIT.
+  [[nodiscard]] const request_facts& last_request() const noexcept;
+
+  /// Server version as an integer (150004 for 15.4).
+  [[nodiscard]] int server_version() const noexcept;
+  /// The backend process id (for pg_terminate_backend, pg_stat_activity).
+  [[nodiscard]] int backend_pid() const noexcept;
+  /// The options this connection was made with.
+  [[nodiscard]] const connection_options& options() const noexcept;
+  /// Prepared-statement cache counters.
+  [[nodiscard]] statement_cache_stats cache_stats() const noexcept;
+  /// Forgets every cached prepared statement (call after DISCARD ALL on this session).
+  void clear_statement_cache() noexcept;
+  /// Changes the client-side per-statement deadline (0 = none).
+  void set_query_timeout(std::chrono::milliseconds timeout) noexcept;
+  /// Closes the connection now; status() becomes broken.
+  void close() noexcept;
+
+  /// The underlying PGconn (owned by this object).
+  [[nodiscard]] pg_conn* native_handle() const noexcept;
+
+  /// Low-level: runs `sql` with already converted parameters.
+  result execute_refs(std::string_view sql, std::span<const param_ref> params, bool may_prepare);
+
+ private:
+  friend class transaction;
+  friend class pipeline;
+  friend class copy_in;
+
+  template <typename... Args>
+  result execute_with(std::string_view sql, bool may_prepare, const Args&... args) {
+    if constexpr (sizeof...(Args) == 0) {
+      return execute_refs(sql, {}, may_prepare);
+    } else {
+      auto holders = std::make_tuple(param_traits<std::remove_cvref_t<Args>>::to_param(args)...);
+      auto refs = std::apply([](const auto&... h) { return std::array<param_ref, sizeof...(Args)>{h.ref()...}; },
+                             holders);
+      return execute_refs(sql, refs, may_prepare);
+    }
+  }
+
+  std::unique_ptr<internal::connection_impl> m_impl;
+};
+
+}  // namespace steadypg

@@ -1,0 +1,14 @@
+#pragma once
+
+/// Umbrella header: everything a program needs.
+
+#include "steadypg/config.hpp"
+#include "steadypg/connection.hpp"
+#include "steadypg/copy.hpp"
+#include "steadypg/error.hpp"
+#include "steadypg/params.hpp"
+#include "steadypg/pipeline.hpp"
+#include "steadypg/result.hpp"
+#include "steadypg/sqlstate.hpp"
+#include "steadypg/transaction.hpp"
+#include "steadypg/version.hpp"

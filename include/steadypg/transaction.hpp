@@ -1,0 +1,69 @@
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+#include "steadypg/connection.hpp"
+
+namespace steadypg {
+
+/// Transaction isolation levels.
+enum class isolation_level { read_committed, repeatable_read, serializable };
+
+/// How a transaction block starts.
+struct transaction_options {
+  /// Isolation level; nullopt keeps the session default.
+  std::optional<isolation_level> isolation;
+  /// READ ONLY: writes fail with 25006.
+  bool read_only = false;
+  /// DEFERRABLE (only meaningful with serializable + read_only).
+  bool deferrable = false;
+};
+
+/// An open transaction block on one connection. Rolls back in its destructor unless
+/// commit() or rollback() ran. Movable, not copyable.
+class transaction {
+ public:
+  /// Sends BEGIN with the options; throws usage_error if a transaction is already open.
+  explicit transaction(connection& conn, const transaction_options& options = {});
+  ~transaction();
+  transaction(transaction&& other) noexcept;
+  transaction& operator=(transaction&&) = delete;
+  transaction(const transaction&) = delete;
+  transaction& operator=(const transaction&) = delete;
+
+  /// Runs a statement inside the transaction.
+  template <bindable... Args>
+  result execute(const statement& st, const Args&... args) {
+    check_active();
+    return m_conn->execute(st, args...);
+  }
+  /// Runs a statement inside the transaction.
+  template <bindable... Args>
+  result execute(std::string_view sql, const Args&... args) {
+    check_active();
+    return m_conn->execute(sql, args...);
+  }
+  /// Runs a statement that returns one value.
+  template <typename T, bindable... Args>
+  [[nodiscard]] T query_value(std::string_view sql, const Args&... args) {
+    return execute(sql, args...).template as<T>();
+  }
+
+  /// Sends COMMIT. If the block had failed, the server rolls back instead and this throws
+  /// sql_error (25P02). A connection lost while COMMIT is in flight throws indeterminate_commit.
+  void commit();
+  /// Sends ROLLBACK.
+  void rollback();
+  /// True until commit() or rollback().
+  [[nodiscard]] bool active() const noexcept { return m_conn != nullptr && m_active; }
+  /// The connection the transaction runs on.
+  [[nodiscard]] connection& conn() const noexcept { return *m_conn; }
+
+ private:
+  void check_active() const;
+  connection* m_conn;
+  bool m_active = false;
+};
+
+}  // namespace steadypg

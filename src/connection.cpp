@@ -1,0 +1,533 @@
+#include "steadypg/connection.hpp"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "connection_impl.hpp"
+#include "steadypg/config.hpp"
+#include "steadypg/transaction.hpp"
+
+namespace steadypg {
+namespace internal {
+
+namespace {
+
+long long remaining_ms(const deadline& until) {
+  if (!until) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*until - clock::now()).count();
+  return std::max<long long>(left, 0);
+}
+
+// A connect failure carries no SQLSTATE in libpq 15; recover the ones that matter for
+// retries and the circuit breaker from the server's message.
+std::string infer_connect_sqlstate(std::string_view msg) {
+  struct pattern {
+    std::string_view text;
+    std::string_view code;
+  };
+  static constexpr pattern patterns[] = {
+      {"too many clients", "53300"},
+      {"remaining connection slots are reserved", "53300"},
+      {"the database system is starting up", "57P03"},
+      {"the database system is shutting down", "57P03"},
+      {"the database system is in recovery mode", "57P03"},
+      {"the database system is not yet accepting connections", "57P03"},
+      {"password authentication failed", "28P01"},
+      {"no pg_hba.conf entry", "28000"},
+      {"does not exist", "3D000"},
+  };
+  for (const auto& p : patterns) {
+    if (msg.find(p.text) != std::string_view::npos) return std::string(p.code);
+  }
+  return "08001";
+}
+
+bool is_ident_char(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+bool word_at(std::string_view s, std::size_t pos, std::string_view word) noexcept {
+  if (pos + word.size() > s.size()) return false;
+  for (std::size_t i = 0; i < word.size(); ++i) {
+    char c = s[pos + i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != word[i]) return false;
+  }
+  const bool before_ok = pos == 0 || !is_ident_char(s[pos - 1]);
+  const bool after_ok = pos + word.size() == s.size() || !is_ident_char(s[pos + word.size()]);
+  return before_ok && after_ok;
+}
+
+}  // namespace
+
+std::string last_error_message(PGconn* conn) {
+  std::string msg = conn ? PQerrorMessage(conn) : "connection is closed";
+  std::replace(msg.begin(), msg.end(), '\t', ' ');
+  for (std::size_t pos; (pos = msg.find("\n ")) != std::string::npos;) msg.replace(pos, 2, " ");
+  std::replace(msg.begin(), msg.end(), '\n', ' ');
+  while (!msg.empty() && msg.back() == ' ') msg.pop_back();
+  return msg;
+}
+
+param_arrays::param_arrays(std::span<const param_ref> params) : m_n(static_cast<int>(params.size())) {
+  if (params.size() <= inline_count) {
+    m_values = m_values_inline.data();
+    m_lengths = m_lengths_inline.data();
+    m_formats = m_formats_inline.data();
+    m_types = m_types_inline.data();
+  } else {
+    m_values_heap.resize(params.size());
+    m_lengths_heap.resize(params.size());
+    m_formats_heap.resize(params.size());
+    m_types_heap.resize(params.size());
+    m_values = m_values_heap.data();
+    m_lengths = m_lengths_heap.data();
+    m_formats = m_formats_heap.data();
+    m_types = m_types_heap.data();
+  }
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    m_values[i] = params[i].data;
+    m_lengths[i] = params[i].length;
+    m_formats[i] = params[i].format;
+    m_types[i] = params[i].type;
+  }
+}
+
+connection_impl::~connection_impl() { close(); }
+
+void connection_impl::close() noexcept {
+  {
+    std::lock_guard lock(cancel_mutex);
+    if (cancel_handle) PQfreeCancel(cancel_handle);
+    cancel_handle = nullptr;
+  }
+  if (conn) PQfinish(conn);
+  conn = nullptr;
+  in_pipeline = false;
+  in_copy = false;
+  cache.clear();
+  to_deallocate.clear();
+  stats.size = 0;
+}
+
+void connection_impl::begin_request(std::string_view op) {
+  if (conn == nullptr) {
+    connection_error e("the connection is closed", failure_kind::connection_lost, outcome::not_sent);
+    e.set_operation(std::string(op));
+    e.set_broken();
+    throw e;
+  }
+  if (PQstatus(conn) != CONNECTION_OK) {
+    connection_error e("the connection is broken: " + last_error_message(conn), failure_kind::connection_lost,
+                       outcome::not_sent);
+    e.set_operation(std::string(op));
+    e.set_broken();
+    throw e;
+  }
+  if (in_pipeline) throw usage_error("the connection is in pipeline mode; send through the steadypg::pipeline");
+  if (in_copy) throw usage_error("the connection is in COPY mode; finish or abort the steadypg::copy_in first");
+  const auto tx = PQtransactionStatus(conn);
+  last = request_facts{false, false, tx == PQTRANS_INTRANS || tx == PQTRANS_INERROR};
+}
+
+deadline connection_impl::make_deadline() const {
+  if (options.query_timeout.count() <= 0) return std::nullopt;
+  return clock::now() + options.query_timeout;
+}
+
+bool connection_impl::wait_socket(bool for_read, bool for_write, const deadline& until) {
+  pollfd pfd{};
+  pfd.fd = PQsocket(conn);
+  if (pfd.fd < 0) return true;  // libpq reports the broken socket on the next call
+  pfd.events = static_cast<short>((for_read ? POLLIN : 0) | (for_write ? POLLOUT : 0));
+  while (true) {
+    const long long ms = remaining_ms(until);
+    const int rc = ::poll(&pfd, 1, ms < 0 ? -1 : static_cast<int>(std::min<long long>(ms, 1 << 30)));
+    if (rc > 0) return true;
+    if (rc == 0) return false;
+    if (errno != EINTR) return true;  // let libpq surface the error
+  }
+}
+
+void connection_impl::flush(const deadline& until, std::string_view op) {
+  while (true) {
+    const int rc = PQflush(conn);
+    if (rc == 0) return;
+    if (rc < 0) throw_connection_lost(last_error_message(conn), op, last);
+    if (!wait_socket(true, true, until)) handle_timeout(op);
+    // Read what the server sent meanwhile so that it can keep accepting our data.
+    if (!PQconsumeInput(conn)) throw_connection_lost(last_error_message(conn), op, last);
+  }
+}
+
+void connection_impl::send_failed(std::string_view op) {
+  // The request was rejected before or while writing: conservatively "sent" unless
+  // the connection was already unusable (begin_request checked it was fine).
+  if (PQstatus(conn) != CONNECTION_OK) throw_connection_lost(last_error_message(conn), op, last);
+  throw usage_error(fmt::format("{} could not be sent: {}", op, last_error_message(conn)));
+}
+
+PGresult* connection_impl::next_result(const deadline& until, bool& timed_out) {
+  timed_out = false;
+  while (PQisBusy(conn)) {
+    if (!wait_socket(true, false, until)) {
+      timed_out = true;
+      return nullptr;
+    }
+    if (!PQconsumeInput(conn)) break;  // PQgetResult reports the failure
+  }
+  return PQgetResult(conn);
+}
+
+result connection_impl::collect(std::string_view op, const deadline& until) {
+  result_ptr ok;
+  result_ptr failure;
+  for (int guard = 0;; ++guard) {
+    bool timed_out = false;
+    PGresult* raw = next_result(until, timed_out);
+    if (timed_out) handle_timeout(op);
+    if (raw == nullptr) break;
+    result_ptr r(raw);
+    switch (PQresultStatus(raw)) {
+      case PGRES_TUPLES_OK:
+      case PGRES_COMMAND_OK:
+      case PGRES_EMPTY_QUERY:
+      case PGRES_SINGLE_TUPLE:
+        if (!failure) ok = std::move(r);
+        break;
+      case PGRES_COPY_IN:
+        PQputCopyEnd(conn, "COPY FROM STDIN needs steadypg::copy_in");
+        flush(until, op);
+        if (!failure) failure.reset(PQmakeEmptyPGresult(conn, PGRES_NONFATAL_ERROR));
+        break;
+      case PGRES_COPY_OUT: {
+        char* buf = nullptr;
+        while (PQgetCopyData(conn, &buf, 0) > 0) PQfreemem(buf);
+        if (!failure) failure.reset(PQmakeEmptyPGresult(conn, PGRES_NONFATAL_ERROR));
+        break;
+      }
+      default:
+        if (!failure) failure = std::move(r);
+        break;
+    }
+    if (PQstatus(conn) == CONNECTION_BAD && guard > 16) break;
+  }
+  const bool broken = PQstatus(conn) != CONNECTION_OK;
+  if (failure) {
+    if (PQresultStatus(failure.get()) == PGRES_NONFATAL_ERROR) {
+      throw usage_error("COPY cannot run through execute(); use steadypg::copy_in for COPY FROM STDIN");
+    }
+    auto fields = read_error_fields(failure.get());
+    if (broken && fields.sqlstate.empty()) throw_connection_lost(std::move(fields.message), op, last);
+    throw_server_error(std::move(fields), op, last, broken);
+  }
+  if (broken) throw_connection_lost(last_error_message(conn), op, last);
+  return result(ok.release());
+}
+
+void connection_impl::handle_timeout(std::string_view op, bool can_drain) {
+  const auto timeout = options.query_timeout;
+  bool cancelled = false;
+  {
+    std::lock_guard lock(cancel_mutex);
+    char err[256];
+    if (cancel_handle) cancelled = PQcancel(cancel_handle, err, sizeof err) == 1;
+  }
+  // Drain: the server answers the cancelled statement with 57014 (or its result).
+  bool drained = false;
+  bool server_cancelled = false;
+  if (cancelled && can_drain) {
+    const deadline grace = clock::now() + options.cancel_wait;
+    drained = true;
+    while (true) {
+      bool timed_out = false;
+      PGresult* raw = next_result(grace, timed_out);
+      if (timed_out) {
+        drained = false;
+        break;
+      }
+      if (raw == nullptr) break;
+      result_ptr r(raw);
+      const char* state = PQresultErrorField(raw, PG_DIAG_SQLSTATE);
+      if (state && sqlstates::query_canceled == state) server_cancelled = true;
+      const auto st = PQresultStatus(raw);
+      if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+        drained = false;
+        break;
+      }
+    }
+    if (drained && PQstatus(conn) != CONNECTION_OK) drained = false;
+  }
+  auto o = classify_outcome("", failure_kind::timeout, last);
+  if (server_cancelled && !last.commit_sent) o = outcome::rolled_back;
+  std::string msg = fmt::format("{} timed out after {} ms; {}", op, timeout.count(),
+                                drained ? "the statement was cancelled and the connection is idle again"
+                                        : "the connection could not be recovered and was closed");
+  if (!drained) close();
+  timeout_error e(std::move(msg), failure_kind::timeout, o);
+  e.set_operation(std::string(op));
+  e.set_broken(!drained);
+  throw e;
+}
+
+void connection_impl::run_internal(const char* sql, const deadline& until, std::string_view op) {
+  if (!PQsendQuery(conn, sql)) send_failed(op);
+  flush(until, op);
+  (void)collect(op, until);
+}
+
+const cached_statement& connection_impl::prepared(std::string_view sql, const param_arrays& params,
+                                                  const deadline& until) {
+  ++tick;
+  auto it = cache.find(sql);
+  if (it != cache.end()) {
+    const auto& types = it->second.types;
+    if (std::equal(types.begin(), types.end(), params.types(), params.types() + params.size()) &&
+        types.size() == static_cast<std::size_t>(params.size())) {
+      it->second.last_used = tick;
+      ++stats.hits;
+      return it->second;
+    }
+    to_deallocate.push_back(std::move(it->second.name));
+    cache.erase(it);
+  }
+  ++stats.misses;
+  if (cache.size() >= options.statement_cache_capacity) {
+    auto victim = std::min_element(cache.begin(), cache.end(), [](const auto& a, const auto& b) {
+      return a.second.last_used < b.second.last_used;
+    });
+    to_deallocate.push_back(std::move(victim->second.name));
+    cache.erase(victim);
+    ++stats.evictions;
+  }
+  // Deallocating is impossible inside a failed transaction; keep the names for later.
+  if (!to_deallocate.empty() && PQtransactionStatus(conn) != PQTRANS_INERROR) {
+    std::string sql_text;
+    for (const auto& n : to_deallocate) sql_text += fmt::format("DEALLOCATE {};", n);
+    to_deallocate.clear();
+    run_internal(sql_text.c_str(), until, "deallocate");
+  }
+  cached_statement entry;
+  entry.name = fmt::format("steadypg_{}", ++name_counter);
+  entry.types.assign(params.types(), params.types() + params.size());
+  entry.last_used = tick;
+  sql_buf.assign(sql);
+  if (!PQsendPrepare(conn, entry.name.c_str(), sql_buf.c_str(), params.size(), params.types())) send_failed("prepare");
+  try {
+    flush(until, "prepare");
+    (void)collect("prepare", until);
+  } catch (const connection_error& e) {
+    // Preparing has no effect on data: a connection lost now means nothing ran.
+    connection_error lost(e.what(), failure_kind::connection_lost, outcome::not_sent, e.server());
+    lost.set_operation("prepare");
+    lost.set_broken();
+    throw lost;
+  }
+  auto [pos, inserted] = cache.emplace(std::string(sql), std::move(entry));
+  stats.size = cache.size();
+  return pos->second;
+}
+
+void connection_impl::check_params(std::span<const param_ref> params) {
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const auto& p = params[i];
+    if (p.format == 0 && p.data != nullptr && std::memchr(p.data, 0, static_cast<std::size_t>(p.length))) {
+      throw usage_error(fmt::format("parameter ${} contains a NUL byte, which PostgreSQL text cannot hold; "
+                                    "send binary data as steadypg::bytes (bytea)",
+                                    i + 1));
+    }
+  }
+}
+
+bool connection_impl::mentions_commit(std::string_view sql, bool single_statement) noexcept {
+  std::size_t start = 0;
+  while (start < sql.size() && (sql[start] == ' ' || sql[start] == '\t' || sql[start] == '\n' || sql[start] == '\r')) {
+    ++start;
+  }
+  if (word_at(sql, start, "commit") || word_at(sql, start, "end")) return true;
+  if (single_statement) return false;
+  for (std::size_t i = start; i < sql.size(); ++i) {
+    if ((sql[i] == 'c' || sql[i] == 'C') && word_at(sql, i, "commit")) return true;
+  }
+  return false;
+}
+
+}  // namespace internal
+
+using internal::connection_impl;
+
+void connection_options::validate() const {
+  if (connect_timeout.count() <= 0) throw config_error("connect_timeout must be positive");
+  if (query_timeout.count() < 0) throw config_error("query_timeout must not be negative (0 disables it)");
+  if (cancel_wait.count() <= 0) throw config_error("cancel_wait must be positive");
+  if (!dsn.empty()) validate_dsn(dsn);
+}
+
+std::string_view to_string(connection_status s) noexcept {
+  switch (s) {
+    case connection_status::idle: return "idle";
+    case connection_status::active: return "active";
+    case connection_status::in_transaction: return "in_transaction";
+    case connection_status::failed_transaction: return "failed_transaction";
+    case connection_status::broken: return "broken";
+  }
+  return "unknown";
+}
+
+connection::connection(std::string_view dsn) : connection([&] {
+  connection_options o;
+  o.dsn = std::string(dsn);
+  return o;
+}()) {}
+
+connection::connection(const connection_options& options) : m_impl(std::make_unique<connection_impl>()) {
+  options.validate();
+  auto& d = *m_impl;
+  d.options = options;
+  const char* keywords[] = {"dbname", "fallback_application_name", nullptr};
+  const char* values[] = {options.dsn.c_str(), options.application_name.c_str(), nullptr};
+  const auto until = internal::clock::now() + options.connect_timeout;
+  auto fail = [&](std::string msg) {
+    server_error_fields f;
+    f.sqlstate = internal::infer_connect_sqlstate(msg);
+    f.message = msg;
+    d.close();
+    connection_error e("could not connect: " + msg, failure_kind::connect_failed, outcome::not_sent, std::move(f));
+    e.set_operation("connect");
+    e.set_broken();
+    throw e;
+  };
+  d.conn = PQconnectStartParams(keywords, values, 1);
+  if (d.conn == nullptr) fail("out of memory");
+  if (PQstatus(d.conn) == CONNECTION_BAD) fail(internal::last_error_message(d.conn));
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+  while (st != PGRES_POLLING_OK) {
+    if (st == PGRES_POLLING_FAILED) fail(internal::last_error_message(d.conn));
+    const bool ready = d.wait_socket(st == PGRES_POLLING_READING, st == PGRES_POLLING_WRITING, until);
+    if (!ready) {
+      d.close();
+      timeout_error e(fmt::format("could not connect within {} ms", options.connect_timeout.count()),
+                      failure_kind::connect_failed, outcome::not_sent);
+      e.set_operation("connect");
+      e.set_broken();
+      throw e;
+    }
+    st = PQconnectPoll(d.conn);
+  }
+  if (PQsetnonblocking(d.conn, 1) != 0) fail(internal::last_error_message(d.conn));
+  d.cancel_handle = PQgetCancel(d.conn);
+  d.stats.capacity = options.statement_cache_capacity;
+}
+
+connection::~connection() = default;
+connection::connection(connection&&) noexcept = default;
+connection& connection::operator=(connection&&) noexcept = default;
+
+result connection::execute_refs(std::string_view sql, std::span<const param_ref> params, bool may_prepare) {
+  auto& d = *m_impl;
+  d.begin_request("execute");
+  connection_impl::check_params(params);
+  const auto until = d.make_deadline();
+  if (params.empty() && may_prepare) {
+    // Simple protocol: no parameters, several statements allowed.
+    d.sql_buf.assign(sql);
+    d.last.commit_sent = connection_impl::mentions_commit(sql, false);
+    if (!PQsendQuery(d.conn, d.sql_buf.c_str())) d.send_failed("execute");
+    d.last.bytes_sent = true;
+    d.flush(until, "execute");
+    return d.collect("execute", until);
+  }
+  const internal::param_arrays arrays(params);
+  if (may_prepare && d.options.statement_cache_capacity > 0) {
+    for (int attempt = 0;; ++attempt) {
+      const auto& st = d.prepared(sql, arrays, until);
+      d.last.commit_sent = connection_impl::mentions_commit(sql, true);
+      if (!PQsendQueryPrepared(d.conn, st.name.c_str(), arrays.size(), arrays.values(), arrays.lengths(),
+                               arrays.formats(), 0)) {
+        d.send_failed("execute");
+      }
+      d.last.bytes_sent = true;
+      try {
+        d.flush(until, "execute");
+        return d.collect("execute", until);
+      } catch (const sql_error& e) {
+        // The server forgot our statement (DISCARD ALL, a pooler switched sessions):
+        // nothing ran, so prepare again once — unless a transaction block is now aborted.
+        if (e.sqlstate() != sqlstates::invalid_sql_statement_name || attempt > 0 || d.last.in_transaction) throw;
+        d.cache.clear();
+        d.stats.size = 0;
+        d.begin_request("execute");
+      }
+    }
+  }
+  d.sql_buf.assign(sql);
+  d.last.commit_sent = connection_impl::mentions_commit(sql, true);
+  if (!PQsendQueryParams(d.conn, d.sql_buf.c_str(), arrays.size(), arrays.types(), arrays.values(), arrays.lengths(),
+                         arrays.formats(), 0)) {
+    d.send_failed("execute");
+  }
+  d.last.bytes_sent = true;
+  d.flush(until, "execute");
+  return d.collect("execute", until);
+}
+
+result connection::execute(std::string_view sql, const param_list& params) {
+  const auto refs = params.refs();
+  return execute_refs(sql, refs, true);
+}
+
+transaction connection::begin() { return transaction(*this); }
+transaction connection::begin(const transaction_options& options) { return transaction(*this, options); }
+
+void connection::ping() {
+  auto& d = *m_impl;
+  d.begin_request("ping");
+  const auto until = d.make_deadline();
+  if (!PQsendQuery(d.conn, "")) d.send_failed("ping");
+  d.last.bytes_sent = true;
+  d.flush(until, "ping");
+  (void)d.collect("ping", until);
+}
+
+bool connection::cancel() noexcept {
+  if (!m_impl) return false;
+  std::lock_guard lock(m_impl->cancel_mutex);
+  if (m_impl->cancel_handle == nullptr) return false;
+  char err[256];
+  return PQcancel(m_impl->cancel_handle, err, sizeof err) == 1;
+}
+
+connection_status connection::status() const noexcept {
+  if (!m_impl || m_impl->conn == nullptr || PQstatus(m_impl->conn) != CONNECTION_OK) return connection_status::broken;
+  if (m_impl->in_pipeline || m_impl->in_copy) return connection_status::active;
+  switch (PQtransactionStatus(m_impl->conn)) {
+    case PQTRANS_IDLE: return connection_status::idle;
+    case PQTRANS_INTRANS: return connection_status::in_transaction;
+    case PQTRANS_INERROR: return connection_status::failed_transaction;
+    case PQTRANS_ACTIVE: return connection_status::active;
+    case PQTRANS_UNKNOWN: return connection_status::broken;
+  }
+  return connection_status::broken;
+}
+
+const request_facts& connection::last_request() const noexcept { return m_impl->last; }
+int connection::server_version() const noexcept { return m_impl->conn ? PQserverVersion(m_impl->conn) : 0; }
+int connection::backend_pid() const noexcept { return m_impl->conn ? PQbackendPID(m_impl->conn) : 0; }
+const connection_options& connection::options() const noexcept { return m_impl->options; }
+statement_cache_stats connection::cache_stats() const noexcept { return m_impl->stats; }
+
+void connection::clear_statement_cache() noexcept {
+  m_impl->cache.clear();
+  m_impl->to_deallocate.clear();
+  m_impl->stats.size = 0;
+}
+
+void connection::set_query_timeout(std::chrono::milliseconds timeout) noexcept { m_impl->options.query_timeout = timeout; }
+void connection::close() noexcept { m_impl->close(); }
+pg_conn* connection::native_handle() const noexcept { return m_impl->conn; }
+
+}  // namespace steadypg

@@ -1,0 +1,116 @@
+#pragma once
+
+// Private: shared by connection, transaction, pipeline and copy_in.
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "steadypg/connection.hpp"
+
+namespace steadypg::internal {
+
+using clock = std::chrono::steady_clock;
+using deadline = std::optional<clock::time_point>;
+
+struct pgresult_deleter {
+  void operator()(PGresult* r) const noexcept { PQclear(r); }
+};
+using result_ptr = std::unique_ptr<PGresult, pgresult_deleter>;
+
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+struct cached_statement {
+  std::string name;
+  std::vector<oid> types;
+  std::uint64_t last_used = 0;
+};
+
+/// Parameter arrays in the layout libpq wants, on the stack for up to 16 parameters.
+class param_arrays {
+ public:
+  explicit param_arrays(std::span<const param_ref> params);
+  [[nodiscard]] int size() const noexcept { return m_n; }
+  [[nodiscard]] const char* const* values() const noexcept { return m_values; }
+  [[nodiscard]] const int* lengths() const noexcept { return m_lengths; }
+  [[nodiscard]] const int* formats() const noexcept { return m_formats; }
+  [[nodiscard]] const Oid* types() const noexcept { return m_types; }
+
+ private:
+  static constexpr std::size_t inline_count = 16;
+  int m_n;
+  std::array<const char*, inline_count> m_values_inline{};
+  std::array<int, inline_count> m_lengths_inline{}, m_formats_inline{};
+  std::array<Oid, inline_count> m_types_inline{};
+  std::vector<const char*> m_values_heap;
+  std::vector<int> m_lengths_heap, m_formats_heap;
+  std::vector<Oid> m_types_heap;
+  const char** m_values;
+  int* m_lengths;
+  int* m_formats;
+  Oid* m_types;
+};
+
+struct connection_impl {
+  PGconn* conn = nullptr;
+  PGcancel* cancel_handle = nullptr;  // guarded by cancel_mutex
+  std::mutex cancel_mutex;
+  connection_options options;
+  request_facts last;
+  bool in_pipeline = false;
+  bool in_copy = false;
+  std::string sql_buf;  // NUL-terminated copy of the statement text, reused
+  std::unordered_map<std::string, cached_statement, string_hash, std::equal_to<>> cache;
+  std::vector<std::string> to_deallocate;
+  std::uint64_t tick = 0;
+  std::uint64_t name_counter = 0;
+  statement_cache_stats stats;
+
+  ~connection_impl();
+  void close() noexcept;
+
+  /// Throws if the connection cannot take a request now; resets `last`.
+  void begin_request(std::string_view op);
+  /// A deadline from options.query_timeout (none when 0).
+  [[nodiscard]] deadline make_deadline() const;
+  /// Waits for the socket; false on deadline.
+  bool wait_socket(bool for_read, bool for_write, const deadline& until);
+  /// Sends everything buffered, reading input meanwhile so the server never blocks.
+  void flush(const deadline& until, std::string_view op);
+  /// Throws the right error after a failed PQsend*.
+  [[noreturn]] void send_failed(std::string_view op);
+  /// Next result, or nullptr at the end of a statement's results. `timed_out` is set
+  /// (and nullptr returned) when the deadline passes first.
+  PGresult* next_result(const deadline& until, bool& timed_out);
+  /// Collects every result of the request in flight; returns the last success or throws.
+  result collect(std::string_view op, const deadline& until);
+  /// After a client-side timeout: cancel, drain (unless `can_drain` is false, as in
+  /// pipeline mode, where the connection is closed instead), then throw timeout_error.
+  [[noreturn]] void handle_timeout(std::string_view op, bool can_drain = true);
+  /// Statement name for `sql`, preparing it first when not cached.
+  const cached_statement& prepared(std::string_view sql, const param_arrays& params, const deadline& until);
+  /// Runs an internal statement (no parameters) and discards its result.
+  void run_internal(const char* sql, const deadline& until, std::string_view op);
+  /// Throws usage_error naming the parameter when a text parameter contains a NUL byte.
+  static void check_params(std::span<const param_ref> params);
+  /// True when the text mentions COMMIT / END as a statement (conservative).
+  static bool mentions_commit(std::string_view sql, bool single_statement) noexcept;
+};
+
+/// libpq's last error message without the trailing newline.
+std::string last_error_message(PGconn* conn);
+
+}  // namespace steadypg::internal
