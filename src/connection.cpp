@@ -64,6 +64,83 @@ bool word_at(std::string_view s, std::size_t pos, std::string_view word) noexcep
 
 }  // namespace
 
+int placeholder_count(std::string_view sql) noexcept {
+  int highest = 0;
+  const std::size_t n = sql.size();
+  std::size_t i = 0;
+  auto skip_quoted = [&](char quote, bool backslash_escapes) {
+    ++i;
+    while (i < n) {
+      if (backslash_escapes && sql[i] == '\\') {
+        i += 2;
+        continue;
+      }
+      if (sql[i] == quote) {
+        if (i + 1 < n && sql[i + 1] == quote) {
+          i += 2;
+          continue;
+        }
+        ++i;
+        return;
+      }
+      ++i;
+    }
+  };
+  while (i < n) {
+    const char c = sql[i];
+    if (c == '\'') {
+      const bool escape_string = i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') && (i < 2 || !is_ident_char(sql[i - 2]));
+      skip_quoted('\'', escape_string);
+    } else if (c == '"') {
+      skip_quoted('"', false);
+    } else if (c == '-' && i + 1 < n && sql[i + 1] == '-') {
+      while (i < n && sql[i] != '\n') ++i;
+    } else if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
+      int depth = 0;
+      while (i < n) {
+        if (sql[i] == '/' && i + 1 < n && sql[i + 1] == '*') {
+          ++depth;
+          i += 2;
+        } else if (sql[i] == '*' && i + 1 < n && sql[i + 1] == '/') {
+          i += 2;
+          if (--depth == 0) break;
+        } else {
+          ++i;
+        }
+      }
+    } else if (c == '$' && i + 1 < n && sql[i + 1] >= '0' && sql[i + 1] <= '9' && (i == 0 || !is_ident_char(sql[i - 1]))) {
+      ++i;
+      int v = 0;
+      while (i < n && sql[i] >= '0' && sql[i] <= '9') {
+        v = std::min(v * 10 + (sql[i] - '0'), 1 << 20);
+        ++i;
+      }
+      highest = std::max(highest, v);
+    } else if (c == '$' && (i == 0 || !is_ident_char(sql[i - 1]))) {
+      // Dollar quoting: $$…$$ or $tag$…$tag$.
+      std::size_t j = i + 1;
+      while (j < n && is_ident_char(sql[j])) ++j;
+      if (j < n && sql[j] == '$') {
+        const std::string_view tag = sql.substr(i, j - i + 1);
+        const std::size_t close = sql.find(tag, j + 1);
+        i = close == std::string_view::npos ? n : close + tag.size();
+      } else {
+        ++i;
+      }
+    } else {
+      ++i;
+    }
+  }
+  return highest;
+}
+
+void check_param_count(int expected, std::size_t given) {
+  if (static_cast<std::size_t>(expected) != given) {
+    throw usage_error(fmt::format("wrong number of parameters: the statement uses {} ($1…${}), {} given", expected,
+                                  expected, given));
+  }
+}
+
 std::string last_error_message(PGconn* conn) {
   std::string msg = conn ? PQerrorMessage(conn) : "connection is closed";
   std::replace(msg.begin(), msg.end(), '\t', ' ');
@@ -314,6 +391,7 @@ const cached_statement& connection_impl::prepared(std::string_view sql, const pa
   cached_statement entry;
   entry.name = fmt::format("steadypg_{}", ++name_counter);
   entry.types.assign(params.types(), params.types() + params.size());
+  entry.param_count = placeholder_count(sql);
   entry.last_used = tick;
   sql_buf.assign(sql);
   if (!PQsendPrepare(conn, entry.name.c_str(), sql_buf.c_str(), params.size(), params.types())) send_failed("prepare");
@@ -443,6 +521,12 @@ result connection::execute_refs(std::string_view sql, std::span<const param_ref>
   }
   const internal::param_arrays arrays(params);
   if (may_prepare && d.options.statement_cache_capacity > 0) {
+    // The count is scanned once per cached statement; a mismatch fails before sending.
+    if (auto it = d.cache.find(sql); it != d.cache.end()) {
+      internal::check_param_count(it->second.param_count, params.size());
+    } else {
+      internal::check_param_count(internal::placeholder_count(sql), params.size());
+    }
     for (int attempt = 0;; ++attempt) {
       const auto& st = d.prepared(sql, arrays, until);
       d.last.commit_sent = connection_impl::mentions_commit(sql, true);
@@ -464,6 +548,7 @@ result connection::execute_refs(std::string_view sql, std::span<const param_ref>
       }
     }
   }
+  internal::check_param_count(internal::placeholder_count(sql), params.size());
   d.sql_buf.assign(sql);
   d.last.commit_sent = connection_impl::mentions_commit(sql, true);
   if (!PQsendQueryParams(d.conn, d.sql_buf.c_str(), arrays.size(), arrays.types(), arrays.values(), arrays.lengths(),

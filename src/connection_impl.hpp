@@ -36,6 +36,7 @@ struct string_hash {
 struct cached_statement {
   std::string name;
   std::vector<oid> types;
+  int param_count = 0;  // what the server says the statement takes
   std::uint64_t last_used = 0;
 };
 
@@ -109,6 +110,12 @@ struct connection_impl {
   /// True when the text mentions COMMIT / END as a statement (conservative).
   static bool mentions_commit(std::string_view sql, bool single_statement) noexcept;
 };
+
+/// The highest $n placeholder in `sql`, ignoring strings, identifiers, comments and
+/// dollar-quoted bodies.
+int placeholder_count(std::string_view sql) noexcept;
+/// Throws usage_error unless `given` parameters match the statement's `expected`.
+void check_param_count(int expected, std::size_t given);
 
 /// libpq's last error message without the trailing newline.
 std::string last_error_message(PGconn* conn);

@@ -139,7 +139,7 @@ void throw_server_error(server_error_fields fields, std::string_view operation, 
     e.set_broken(broken);
     throw e;
   };
-  if (broken || s.starts_with("08")) {
+  if (broken) {
     if (o == outcome::indeterminate && facts.commit_sent) {
       raise(indeterminate_commit("connection lost after COMMIT was sent; the transaction may or may not have "
                                  "committed: " + msg, std::move(fields), o));

@@ -36,6 +36,7 @@ void pipeline::send_refs(std::string_view sql, std::span<const param_ref> params
   if (!m_active) throw usage_error("the pipeline is finished");
   auto& d = *m_conn->m_impl;
   internal::connection_impl::check_params(params);
+  internal::check_param_count(internal::placeholder_count(sql), params.size());
   const internal::param_arrays arrays(params);
   d.sql_buf.assign(sql);
   if (!PQsendQueryParams(d.conn, d.sql_buf.c_str(), arrays.size(), arrays.types(), arrays.values(), arrays.lengths(),

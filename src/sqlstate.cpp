@@ -58,7 +58,8 @@ constexpr std::array<class_entry, 42> k_classes{{
 }};
 
 bool is_lost_connection_state(std::string_view s) noexcept {
-  return s.starts_with("08") || s == sqlstates::admin_shutdown || s == sqlstates::crash_shutdown ||
+  // 08P01 (protocol violation, e.g. a bind parameter count mismatch) leaves the session up.
+  return (s.starts_with("08") && s != "08P01") || s == sqlstates::admin_shutdown || s == sqlstates::crash_shutdown ||
          s == sqlstates::cannot_connect_now;
 }
 

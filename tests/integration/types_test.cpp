@@ -1,1 +1,124 @@
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "cluster_env.hpp"
+#include "steadypg/steadypg.hpp"
+
+using namespace steadypg;
+using steadypg::test::cluster_environment;
+
+namespace {
+connection connect() { return connection(cluster_environment::dsn()); }
+}  // namespace
+
+TEST(types, integers_round_trip) {
+  auto c = connect();
+  EXPECT_EQ(c.query_value<int16_t>("SELECT $1", int16_t{-32768}), -32768);
+  EXPECT_EQ(c.query_value<int32_t>("SELECT $1", std::numeric_limits<int32_t>::min()),
+            std::numeric_limits<int32_t>::min());
+  EXPECT_EQ(c.query_value<int64_t>("SELECT $1", std::numeric_limits<int64_t>::max()),
+            std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(c.query_value<uint64_t>("SELECT $1", std::numeric_limits<uint64_t>::max()),
+            std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(c.query_value<std::string>("SELECT pg_typeof($1)::text", int64_t{1}), "bigint");
+  EXPECT_EQ(c.query_value<std::string>("SELECT pg_typeof($1)::text", 1), "integer");
+}
+
+TEST(types, floating_point_round_trip) {
+  auto c = connect();
+  for (double v : {0.1, -1e300, 1.0 / 3.0, 5e-324, 123456789.125}) {
+    EXPECT_EQ(c.query_value<double>("SELECT $1", v), v);
+  }
+  EXPECT_TRUE(std::isnan(c.query_value<double>("SELECT $1", std::nan(""))));
+  EXPECT_EQ(c.query_value<double>("SELECT $1", HUGE_VAL), HUGE_VAL);
+  EXPECT_EQ(c.query_value<float>("SELECT $1", 1.25f), 1.25f);
+}
+
+TEST(types, booleans_strings_and_nulls) {
+  auto c = connect();
+  EXPECT_TRUE(c.query_value<bool>("SELECT $1", true));
+  EXPECT_FALSE(c.query_value<bool>("SELECT NOT $1", true));
+  const std::string unicode = "žluťoučký kůň 🐎 日本語";
+  EXPECT_EQ(c.query_value<std::string>("SELECT $1::text", unicode), unicode);
+  EXPECT_EQ(c.query_value<std::string>("SELECT $1::text", std::string_view("view")), "view");
+  EXPECT_EQ(c.query_value<std::string>("SELECT $1::text", ""), "");
+  EXPECT_EQ(c.query_value<std::optional<int>>("SELECT $1::int", std::optional<int>{}), std::nullopt);
+  EXPECT_EQ(c.query_value<std::optional<int>>("SELECT $1::int", std::optional<int>{4}), 4);
+  EXPECT_EQ(c.query_value<std::optional<std::string>>("SELECT NULL::text"), std::nullopt);
+  EXPECT_TRUE(c.query_value<bool>("SELECT $1::int IS NULL", std::nullopt));
+}
+
+TEST(types, arrays_round_trip) {
+  auto c = connect();
+  EXPECT_EQ(c.query_value<std::vector<int>>("SELECT $1", std::vector<int>{1, 2, 3}), (std::vector<int>{1, 2, 3}));
+  const std::vector<std::string> awkward{"a,b", "quote\"d", "back\\slash", "NULL", "", "{}", "sp ace"};
+  EXPECT_EQ(c.query_value<std::vector<std::string>>("SELECT $1::text[]", awkward), awkward);
+  const std::vector<std::optional<int64_t>> with_null{1, std::nullopt, 3};
+  EXPECT_EQ(c.query_value<std::vector<std::optional<int64_t>>>("SELECT $1", with_null), with_null);
+  EXPECT_EQ(c.query_value<int64_t>("SELECT count(*) FROM generate_series(1, 10) g WHERE g = ANY($1)",
+                                   std::vector<int>{2, 4, 99}),
+            2);
+  EXPECT_EQ(c.query_value<std::vector<int>>("SELECT $1::int[]", std::vector<int>{}), std::vector<int>{});
+}
+
+TEST(types, timestamps_round_trip) {
+  using namespace std::chrono;
+  auto c = connect();
+  const auto now = time_point_cast<microseconds>(system_clock::now());
+  EXPECT_EQ(c.query_value<system_clock::time_point>("SELECT $1", system_clock::time_point(now)),
+            system_clock::time_point(now));
+  (void)c.execute("SET TimeZone = 'Asia/Kolkata'");
+  EXPECT_EQ(c.query_value<system_clock::time_point>("SELECT $1", system_clock::time_point(now)),
+            system_clock::time_point(now));
+  EXPECT_EQ(c.query_value<system_clock::time_point>("SELECT '2000-01-01 05:30:00+05:30'::timestamptz"),
+            sys_days{year{2000} / 1 / 1});
+  EXPECT_EQ(c.query_value<system_clock::time_point>("SELECT '0044-03-15 00:00:00+00 BC'::timestamptz"),
+            sys_days{year{-43} / 3 / 15});
+}
+
+TEST(types, bytea_round_trips_every_byte) {
+  auto c = connect();
+  bytes all;
+  for (int i = 0; i < 256; ++i) all.push_back(static_cast<std::byte>(i));
+  EXPECT_EQ(c.query_value<bytes>("SELECT $1", all), all);
+  EXPECT_EQ(c.query_value<int>("SELECT length($1)", all), 256);
+  (void)c.execute("SET bytea_output = 'escape'");
+  EXPECT_EQ(c.query_value<bytes>("SELECT $1", all), all);
+}
+
+TEST(types, json_and_uuid_bind_as_text) {
+  auto c = connect();
+  EXPECT_EQ(c.query_value<std::string>("SELECT ($1::jsonb)->>'k'", std::string(R"({"k": "v"})")), "v");
+  EXPECT_EQ(c.query_value<std::string>("SELECT $1::uuid::text", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+}
+
+TEST(types, conversion_errors_name_column_and_row) {
+  auto c = connect();
+  try {
+    (void)c.query_value<int>("SELECT NULL::int AS maybe");
+    FAIL();
+  } catch (const conversion_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("\"maybe\""), std::string::npos) << msg;
+    EXPECT_NE(msg.find("NULL"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("std::optional"), std::string::npos) << msg;
+  }
+  try {
+    auto rs = c.execute("SELECT 'abc'::text AS word");
+    (void)rs[0][0].as<int>();
+    FAIL();
+  } catch (const conversion_error& e) {
+    EXPECT_NE(std::string(e.what()).find("\"word\""), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("\"abc\""), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)c.query_value<int>("SELECT 1, 2"), usage_error);
+  EXPECT_THROW((void)c.query_value<int>("SELECT 1 WHERE false"), usage_error);
+  auto rs = c.execute("SELECT 1 AS a, 2 AS b");
+  EXPECT_THROW((void)rs.rows<int>(), usage_error);
+  EXPECT_THROW((void)rs[0]["nope"], usage_error);
+  EXPECT_THROW((void)rs[5], usage_error);
+  EXPECT_EQ(c.query_value<int>("SELECT 1"), 1);  // the connection is fine
+}
