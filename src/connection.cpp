@@ -497,6 +497,8 @@ connection::connection(const connection_options& options) : m_impl(std::make_uni
     st = PQconnectPoll(d.conn);
   }
   if (PQsetnonblocking(d.conn, 1) != 0) fail(internal::last_error_message(d.conn));
+  // Server notices (NOTICE, WARNING) are not printed to stderr by a library.
+  PQsetNoticeProcessor(d.conn, [](void*, const char*) {}, nullptr);
   d.cancel_handle = PQgetCancel(d.conn);
   d.stats.capacity = options.statement_cache_capacity;
 }
