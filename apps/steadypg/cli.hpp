@@ -1,0 +1,50 @@
+#pragma once
+
+// Shared pieces of the steadypg command-line tool.
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "steadypg/config.hpp"
+
+namespace steadypg::cli {
+
+/// JSON that keeps the order fields were added in (ts, level, msg … in logs).
+using json_doc = nlohmann::ordered_json;
+
+/// Exit codes (DESIGN §7).
+enum exit_code : int { ok = 0, sql_failure = 1, usage = 2, unavailable = 3 };
+
+enum class log_level { debug, info, warn, error };
+
+/// Global flags and the resolved configuration.
+struct context {
+  std::string dsn_flag;
+  bool json = false;
+  std::string log_format = "text";
+  std::string log_level_name = "warn";
+  client_options options;
+
+  [[nodiscard]] log_level level() const;
+  /// One log line on stderr, JSON or text; never contains a password.
+  void log(log_level lvl, std::string_view msg, const json_doc& fields = json_doc::object()) const;
+  /// Prints a JSON document on stdout.
+  static void print_json(const json_doc& doc);
+};
+
+/// Maps an exception from the library to an exit code, logging it (and printing a JSON
+/// error object on stdout with --json).
+int report_error(const context& ctx, std::string_view command);
+
+int run_ping(const context& ctx);
+int run_exec(const context& ctx, const std::string& sql, const std::vector<std::string>& params,
+             const std::string& null_marker, bool use_null_marker);
+int run_sandbox(const context& ctx, const std::string& action, const std::string& dir, int port, bool keep);
+
+/// Default sandbox directory: $TMPDIR/steadypg-sandbox-<uid>.
+std::string default_sandbox_dir();
+
+}  // namespace steadypg::cli

@@ -1,0 +1,68 @@
+// steadypg: the command-line tool (DESIGN §7).
+
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "cli.hpp"
+#include "steadypg/error.hpp"
+#include "steadypg/version.hpp"
+
+int main(int argc, char** argv) {
+  using namespace steadypg::cli;
+  context ctx;
+  CLI::App app{"steadypg — a resilient, observable PostgreSQL client"};
+  app.set_version_flag("--version", steadypg::version);
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.add_option("--dsn", ctx.dsn_flag, "Connection string (URI or key=value); overrides DATABASE_URL");
+  app.add_flag("--json", ctx.json, "Machine-readable output on stdout");
+  app.add_option("--log-format", ctx.log_format, "Log format on stderr")->check(CLI::IsMember({"json", "text"}));
+  app.add_option("--log-level", ctx.log_level_name, "Least severe level logged")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+
+  auto* ping = app.add_subcommand("ping", "One round trip to the server");
+
+  std::string sql;
+  std::vector<std::string> params;
+  std::string null_marker;
+  auto* exec = app.add_subcommand("exec", "Run one parameterized statement");
+  exec->add_option("sql", sql, "SQL text; $1…$n bind the -p values in order")->required();
+  exec->add_option("-p,--param", params, "A parameter value (repeatable)");
+  auto* null_opt = exec->add_option("--null", null_marker, "A -p value equal to this string is sent as NULL");
+
+  std::string action;
+  std::string dir = default_sandbox_dir();
+  int port = 0;
+  bool keep = false;
+  auto* sandbox = app.add_subcommand("sandbox", "An embedded throwaway PostgreSQL server");
+  sandbox->add_option("action", action, "start, stop or status")
+      ->required()
+      ->check(CLI::IsMember({"start", "stop", "status"}));
+  sandbox->add_option("--dir", dir, "Directory of the sandbox")->capture_default_str();
+  sandbox->add_option("--port", port, "Loopback port for start (default: a free one)")->check(CLI::Range(0, 65535));
+  sandbox->add_flag("--keep", keep, "stop: keep the data directory");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? ok : usage;
+  }
+
+  // Configuration: environment, then flags. A bad value is a usage error (exit 2).
+  try {
+    ctx.options = steadypg::client_options::from_env();
+    if (!ctx.dsn_flag.empty()) {
+      steadypg::validate_dsn(ctx.dsn_flag);
+      ctx.options.dsn = ctx.dsn_flag;
+    }
+  } catch (...) {
+    return report_error(ctx, "config");
+  }
+
+  if (*ping) return run_ping(ctx);
+  if (*exec) return run_exec(ctx, sql, params, null_marker, null_opt->count() > 0);
+  if (*sandbox) return run_sandbox(ctx, action, dir, port, keep);
+  return usage;
+}
