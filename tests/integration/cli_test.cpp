@@ -1,1 +1,190 @@
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fmt/format.h>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "cluster_env.hpp"
+
+using steadypg::test::cluster_environment;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct run_result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs the CLI with `args` and extra environment; DATABASE_URL defaults to the test server.
+run_result run(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("steadypg-cli-{}", ::getpid());
+  fs::create_directories(dir);
+  const fs::path out = dir / "out", err = dir / "err";
+  if (!env.count("DATABASE_URL")) env["DATABASE_URL"] = cluster_environment::dsn();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> argv{const_cast<char*>(STEADYPG_CLI_PATH)};
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) ::_exit(120);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  run_result r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(out);
+  r.err = read_file(err);
+  fs::remove_all(dir);
+  return r;
+}
+
+}  // namespace
+
+TEST(cli, ping_ok_and_json) {
+  auto r = run({"ping"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("ok: round trip"), std::string::npos);
+  r = run({"ping", "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"ok\":true"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"latency_ms\":"), std::string::npos) << r.out;
+  r = run({"--json", "--dsn", cluster_environment::dsn(), "ping"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(cli, ping_unreachable_exits_3) {
+  auto r = run({"ping", "--json"}, {{"DATABASE_URL", "host=127.0.0.1 port=1 user=postgres"},
+                                    {"POSTGRESQL_CONNECTION_TIMEOUT", "2000"}});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.out.find("\"error\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"sqlstate\":\"08001\""), std::string::npos) << r.out;
+}
+
+TEST(cli, exec_json_fields) {
+  auto r = run({"exec", "--json", "SELECT $1::int AS a, $2::text AS b, NULL::int AS c, true AS d", "-p", "7", "-p",
+                "x y"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "{\"columns\":[\"a\",\"b\",\"c\",\"d\"],\"rows\":[[7,\"x y\",null,true]],\"command\":\"SELECT 1\","
+            "\"rows_affected\":1}\n");
+}
+
+TEST(cli, exec_writes_and_reports_rows_affected) {
+  ASSERT_EQ(run({"exec", "CREATE TABLE IF NOT EXISTS cli_t (id int, v text)"}).exit_code, 0);
+  auto r = run({"exec", "--json", "INSERT INTO cli_t SELECT g, $1 FROM generate_series(1, 4) g", "-p", "v"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"command\":\"INSERT 0 4\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"rows_affected\":4"), std::string::npos) << r.out;
+  r = run({"exec", "INSERT INTO cli_t VALUES ($1, $2)", "-p", "9", "-p", "NULL-ME", "--null", "NULL-ME"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run({"exec", "SELECT count(*) FROM cli_t WHERE id = 9 AND v IS NULL"});
+  EXPECT_EQ(r.out, "count\n1\n");  // not a terminal: tab-separated with a header
+}
+
+TEST(cli, exec_sql_error_exits_1) {
+  auto r = run({"exec", "--json", "SELECT 1/0"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("\"sqlstate\":\"22012\""), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("division by zero"), std::string::npos) << r.err;
+}
+
+TEST(cli, exec_wrong_parameter_count_exits_2) {
+  auto r = run({"exec", "SELECT $1::int + $2::int", "-p", "1"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("wrong number of parameters"), std::string::npos) << r.err;
+}
+
+TEST(cli, log_format_json_lines) {
+  auto r = run({"--log-format", "json", "--log-level", "debug", "exec", "SELECT 1"});
+  ASSERT_EQ(r.exit_code, 0);
+  std::istringstream lines(r.err);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    ++n;
+    EXPECT_EQ(line.rfind("{\"ts\":\"", 0), 0u) << line;
+    EXPECT_NE(line.find("\"level\":"), std::string::npos) << line;
+    EXPECT_NE(line.find("\"component\":\"cli\""), std::string::npos) << line;
+  }
+  EXPECT_GE(n, 2);
+}
+
+TEST(cli, every_bad_env_value_exits_2_naming_it) {
+  const char* vars[] = {"POSTGRESQL_MAX_RETRIES",         "POSTGRESQL_RETRY_DELAY",
+                        "POSTGRESQL_CIRCUIT_BREAKER_THRESHOLD", "POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT",
+                        "POSTGRESQL_CONNECTION_TIMEOUT",  "POSTGRESQL_METRICS_ENABLED",
+                        "POSTGRESQL_SLOW_QUERY_THRESHOLD", "POSTGRESQL_HEALTH_CHECK_INTERVAL",
+                        "POSTGRESQL_POOL_MIN",            "POSTGRESQL_POOL_MAX",
+                        "POSTGRESQL_ACQUIRE_TIMEOUT",     "POSTGRESQL_STATEMENT_TIMEOUT",
+                        "POSTGRESQL_BATCH_SIZE",          "POSTGRESQL_BATCH_CONCURRENCY",
+                        "POSTGRESQL_BATCH_TIMEOUT",       "POSTGRESQL_STATEMENT_CACHE_SIZE"};
+  for (const char* var : vars) {
+    for (const char* value : {"abc", "-1", "", "99999999999999999999", "10ms"}) {
+      auto r = run({"ping"}, {{var, value}});
+      EXPECT_EQ(r.exit_code, 2) << var << "=" << value;
+      EXPECT_NE(r.err.find(var), std::string::npos) << r.err;
+      EXPECT_NE(r.err.find(std::string("\"") + value + "\""), std::string::npos) << r.err;
+    }
+  }
+}
+
+TEST(cli, malformed_dsn_exits_2_without_password) {
+  auto r = run({"--dsn", "host=localhost password topsecret99", "ping"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.find("topsecret99"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("topsecret99"), std::string::npos) << r.out;
+  r = run({"ping", "--json"}, {{"DATABASE_URL", "postgresql://u:topsecret99@[::1/db"}});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.find("topsecret99"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("topsecret99"), std::string::npos) << r.out;
+}
+
+TEST(cli, usage_errors_exit_2) {
+  EXPECT_EQ(run({}).exit_code, 2);
+  EXPECT_EQ(run({"nonsense"}).exit_code, 2);
+  EXPECT_EQ(run({"exec"}).exit_code, 2);
+  EXPECT_EQ(run({"--log-format", "xml", "ping"}).exit_code, 2);
+  EXPECT_EQ(run({"sandbox", "explode"}).exit_code, 2);
+  EXPECT_EQ(run({"--help"}).exit_code, 0);
+}
+
+TEST(cli, sandbox_start_status_stop) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("steadypg-sbx-test-{}", ::getpid());
+  fs::remove_all(dir);
+  auto r = run({"sandbox", "start", "--dir", dir.string(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("\"dsn\":\"host=127.0.0.1 port="), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"pid\":"), std::string::npos);
+  EXPECT_NE(r.out.find(fmt::format("\"dir\":\"{}\"", dir.string())), std::string::npos) << r.out;
+  r = run({"sandbox", "status", "--dir", dir.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string dsn = r.out.substr(0, r.out.find('\n'));
+  r = run({"--dsn", dsn, "exec", "SELECT 40 + 2"});
+  EXPECT_EQ(r.out, "?column?\n42\n");
+  // start again: idempotent, same server
+  auto again = run({"sandbox", "start", "--dir", dir.string()});
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_EQ(again.out.substr(0, again.out.find('\n')), dsn);
+  r = run({"sandbox", "stop", "--dir", dir.string(), "--json"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("\"stopped\":true"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_EQ(run({"sandbox", "status", "--dir", dir.string()}).exit_code, 3);
+  EXPECT_EQ(run({"--dsn", dsn, "ping"}, {{"POSTGRESQL_CONNECTION_TIMEOUT", "1000"}}).exit_code, 3);
+}

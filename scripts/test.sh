@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test (unit, integration, fault, package),
+# then the same tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Each test binary starts the PostgreSQL server it needs on loopback and stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+
+jobs=${STEADYPG_JOBS:-2}
+
+echo "== debug build and tests"
+cmake --preset debug >/dev/null
+cmake --build --preset debug -j "$jobs"
+ctest --preset debug -j "$jobs"
+
+if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
+  echo "== asan-ubsan build and tests"
+  cmake --preset asan-ubsan -DSTEADYPG_PACKAGE_TESTS=OFF >/dev/null
+  cmake --build --preset asan-ubsan -j "$jobs"
+  ctest --preset asan-ubsan -j "$jobs"
+fi
+echo "== all tests passed"
