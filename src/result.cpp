@@ -119,7 +119,16 @@ std::chrono::system_clock::time_point parse_timestamp(std::string_view text) {
   if (bc) y = 1 - y;
   const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)}, day{static_cast<unsigned>(d)}};
   if (!ymd.ok() || hh > 24 || mi > 59 || ss > 60) throw_unparsable(text, "timestamp");
-  const auto tp = sys_days{ymd} + hours{hh} + minutes{mi} + seconds{ss} + microseconds{us} - seconds{offset_seconds};
+  const sys_time<microseconds> tp =
+      sys_days{ymd} + hours{hh} + minutes{mi} + seconds{ss} + microseconds{us} - seconds{offset_seconds};
+  // system_clock counts nanoseconds in 64 bits: about the years 1678 to 2261.
+  const auto lo = time_point_cast<microseconds>(system_clock::time_point::min()) + microseconds{1};
+  const auto hi = time_point_cast<microseconds>(system_clock::time_point::max()) - microseconds{1};
+  if (tp < lo || tp > hi) {
+    throw conversion_error(fmt::format("timestamp \"{}\" is outside the range of std::chrono::system_clock "
+                                       "(about 1678–2261); read it as text",
+                                       text));
+  }
   return time_point_cast<system_clock::duration>(tp);
 }
 
