@@ -142,11 +142,21 @@ void check_param_count(int expected, std::size_t given) {
 }
 
 std::string last_error_message(PGconn* conn) {
-  std::string msg = conn ? PQerrorMessage(conn) : "connection is closed";
-  std::replace(msg.begin(), msg.end(), '\t', ' ');
-  for (std::size_t pos; (pos = msg.find("\n ")) != std::string::npos;) msg.replace(pos, 2, " ");
-  std::replace(msg.begin(), msg.end(), '\n', ' ');
-  while (!msg.empty() && msg.back() == ' ') msg.pop_back();
+  // libpq's messages span lines ("…failed: Connection refused\n\tIs the server running…"):
+  // fold every run of whitespace into one space.
+  const std::string_view raw = conn ? PQerrorMessage(conn) : "connection is closed";
+  std::string msg;
+  msg.reserve(raw.size());
+  bool space = false;
+  for (const char c : raw) {
+    if (c == '\n' || c == '\t' || c == ' ' || c == '\r') {
+      space = true;
+      continue;
+    }
+    if (space && !msg.empty()) msg.push_back(' ');
+    space = false;
+    msg.push_back(c);
+  }
   return msg;
 }
 
