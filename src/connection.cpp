@@ -371,6 +371,10 @@ const cached_statement& connection_impl::prepared(std::string_view sql, const pa
                                                   const deadline& until) {
   ++tick;
   auto it = cache.find(sql);
+  // The placeholder count is scanned once per cached statement; a mismatch fails here,
+  // before anything is sent.
+  check_param_count(it != cache.end() ? it->second.param_count : placeholder_count(sql),
+                    static_cast<std::size_t>(params.size()));
   if (it != cache.end()) {
     const auto& types = it->second.types;
     if (std::equal(types.begin(), types.end(), params.types(), params.types() + params.size()) &&
@@ -533,12 +537,6 @@ result connection::execute_refs(std::string_view sql, std::span<const param_ref>
   }
   const internal::param_arrays arrays(params);
   if (may_prepare && d.options.statement_cache_capacity > 0) {
-    // The count is scanned once per cached statement; a mismatch fails before sending.
-    if (auto it = d.cache.find(sql); it != d.cache.end()) {
-      internal::check_param_count(it->second.param_count, params.size());
-    } else {
-      internal::check_param_count(internal::placeholder_count(sql), params.size());
-    }
     for (int attempt = 0;; ++attempt) {
       const auto& st = d.prepared(sql, arrays, until);
       d.last.commit_sent = connection_impl::mentions_commit(sql, true);
