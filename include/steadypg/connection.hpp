@@ -187,14 +187,8 @@ class connection {
 
   template <typename... Args>
   result execute_with(std::string_view sql, bool may_prepare, const Args&... args) {
-    if constexpr (sizeof...(Args) == 0) {
-      return execute_refs(sql, {}, may_prepare);
-    } else {
-      auto holders = std::make_tuple(param_traits<std::remove_cvref_t<Args>>::to_param(args)...);
-      auto refs = std::apply([](const auto&... h) { return std::array<param_ref, sizeof...(Args)>{h.ref()...}; },
-                             holders);
-      return execute_refs(sql, refs, may_prepare);
-    }
+    return internal::with_params(
+        [&](std::span<const param_ref> refs) { return execute_refs(sql, refs, may_prepare); }, args...);
   }
 
   std::unique_ptr<internal::connection_impl> m_impl;

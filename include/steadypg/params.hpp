@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -258,6 +259,22 @@ struct param_traits<std::vector<T>> {
     return t;
   }
 };
+
+namespace internal {
+/// Converts `args` with param_traits (holders live on the stack for the call) and calls
+/// `fn(std::span<const param_ref>)`.
+template <typename Fn, typename... Args>
+decltype(auto) with_params(Fn&& fn, const Args&... args) {
+  if constexpr (sizeof...(Args) == 0) {
+    return fn(std::span<const param_ref>{});
+  } else {
+    auto holders = std::make_tuple(param_traits<std::remove_cvref_t<Args>>::to_param(args)...);
+    auto refs = std::apply([](const auto&... h) { return std::array<param_ref, sizeof...(Args)>{h.ref()...}; },
+                           holders);
+    return fn(std::span<const param_ref>(refs));
+  }
+}
+}  // namespace internal
 
 /// True when T has a param_traits specialisation.
 template <typename T>

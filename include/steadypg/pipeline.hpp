@@ -30,14 +30,7 @@ class pipeline {
   /// Queues a statement (unnamed, extended protocol).
   template <bindable... Args>
   void send(std::string_view sql, const Args&... args) {
-    if constexpr (sizeof...(Args) == 0) {
-      send_refs(sql, {});
-    } else {
-      auto holders = std::make_tuple(param_traits<std::remove_cvref_t<Args>>::to_param(args)...);
-      auto refs = std::apply([](const auto&... h) { return std::array<param_ref, sizeof...(Args)>{h.ref()...}; },
-                             holders);
-      send_refs(sql, refs);
-    }
+    internal::with_params([&](std::span<const param_ref> refs) { send_refs(sql, refs); }, args...);
   }
   /// Queues a statement with run-time parameters.
   void send(std::string_view sql, const param_list& params);

@@ -6,9 +6,9 @@
 using namespace steadypg;
 using steadypg::test::cluster_environment;
 
-namespace {
+using steadypg::test::connect;
 
-connection connect() { return connection(cluster_environment::dsn()); }
+namespace {
 
 void terminate(int pid) {
   auto admin = connect();

@@ -13,9 +13,7 @@
 using namespace steadypg;
 using steadypg::test::cluster_environment;
 
-namespace {
-connection connect() { return connection(cluster_environment::dsn()); }
-}  // namespace
+using steadypg::test::connect;
 
 TEST(connection, connects_and_reports_status) {
   auto c = connect();

@@ -6,9 +6,7 @@
 using namespace steadypg;
 using steadypg::test::cluster_environment;
 
-namespace {
-connection connect() { return connection(cluster_environment::dsn()); }
-}  // namespace
+using steadypg::test::connect;
 
 TEST(pipeline, results_arrive_in_order) {
   auto c = connect();

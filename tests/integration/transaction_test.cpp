@@ -6,9 +6,9 @@
 using namespace steadypg;
 using steadypg::test::cluster_environment;
 
-namespace {
-connection connect() { return connection(cluster_environment::dsn()); }
+using steadypg::test::connect;
 
+namespace {
 class transactions : public ::testing::Test {
  protected:
   void SetUp() override {

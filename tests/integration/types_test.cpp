@@ -9,9 +9,7 @@
 using namespace steadypg;
 using steadypg::test::cluster_environment;
 
-namespace {
-connection connect() { return connection(cluster_environment::dsn()); }
-}  // namespace
+using steadypg::test::connect;
 
 TEST(types, integers_round_trip) {
   auto c = connect();

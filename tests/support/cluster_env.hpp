@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "steadypg/connection.hpp"
 #include "steadypg/testing/temp_cluster.hpp"
 
 namespace steadypg::test {
@@ -33,5 +34,8 @@ class cluster_environment : public ::testing::Environment {
   static inline std::string s_dsn;
   static inline std::unique_ptr<steadypg::testing::temp_cluster> s_cluster;
 };
+
+/// A new connection to the server under test.
+inline steadypg::connection connect() { return steadypg::connection(cluster_environment::dsn()); }
 
 }  // namespace steadypg::test
