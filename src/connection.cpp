@@ -596,6 +596,14 @@ bool connection::cancel() noexcept {
   return PQcancel(m_impl->cancel_handle, err, sizeof err) == 1;
 }
 
+bool connection::check_alive() noexcept {
+  if (!m_impl || m_impl->conn == nullptr || PQstatus(m_impl->conn) != CONNECTION_OK) return false;
+  if (m_impl->in_pipeline || m_impl->in_copy) return true;
+  if (!PQconsumeInput(m_impl->conn)) return false;
+  // A FATAL error (57P01 …) may be waiting as an unsolicited result.
+  return PQstatus(m_impl->conn) == CONNECTION_OK;
+}
+
 connection_status connection::status() const noexcept {
   if (!m_impl || m_impl->conn == nullptr || PQstatus(m_impl->conn) != CONNECTION_OK) return connection_status::broken;
   if (m_impl->in_pipeline || m_impl->in_copy) return connection_status::active;

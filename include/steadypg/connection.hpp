@@ -150,6 +150,11 @@ class connection {
   /// Returns false when the request could not be delivered.
   bool cancel() noexcept;
 
+  /// Reads whatever the server sent meanwhile without blocking and reports whether the
+  /// session is still up: a session the server ended (pg_terminate_backend, shutdown) is
+  /// seen without a round trip. Only meaningful while idle.
+  [[nodiscard]] bool check_alive() noexcept;
+
   /// The current status.
   [[nodiscard]] connection_status status() const noexcept;
   /// status() == idle.

@@ -85,6 +85,8 @@ class connection_error : public error { using error::error; };
 class timeout_error : public error { using error::error; };
 /// No pooled connection became free before the acquire deadline, or the waiter cap was hit.
 class pool_timeout : public timeout_error { using timeout_error::timeout_error; };
+/// An acquire was rejected at once because max_waiters callers were already queued.
+class pool_exhausted : public pool_timeout { using pool_timeout::pool_timeout; };
 /// The circuit breaker is open: the call failed at once without trying the server.
 class circuit_open : public error { using error::error; };
 /// The connection was lost after COMMIT was sent: the transaction may or may not have

@@ -2,12 +2,15 @@
 
 /// Umbrella header: everything a program needs.
 
+#include "steadypg/client.hpp"
 #include "steadypg/config.hpp"
 #include "steadypg/connection.hpp"
 #include "steadypg/copy.hpp"
 #include "steadypg/error.hpp"
+#include "steadypg/observer.hpp"
 #include "steadypg/params.hpp"
 #include "steadypg/pipeline.hpp"
+#include "steadypg/pool.hpp"
 #include "steadypg/result.hpp"
 #include "steadypg/sqlstate.hpp"
 #include "steadypg/transaction.hpp"

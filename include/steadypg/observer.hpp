@@ -1,0 +1,57 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+#include <thread>
+
+namespace steadypg {
+
+class error;
+
+/// Why a pooled connection was closed.
+enum class close_reason {
+  broken,        ///< it failed (lost, validation failed, unusable status)
+  idle,          ///< idle longer than idle_timeout
+  lifetime,      ///< older than max_lifetime (with jitter)
+  reset_failed,  ///< it could not be brought back to idle when returned
+  pool_closed    ///< the pool was destroyed
+};
+
+/// A short stable name ("broken", "idle", "lifetime", "reset_failed", "pool_closed").
+[[nodiscard]] std::string_view to_string(close_reason r) noexcept;
+
+/// A connection held longer than leak_detection_threshold.
+struct leak_report {
+  std::uint64_t connection_id = 0;         ///< the pool's id for the connection
+  std::chrono::nanoseconds held_for{};     ///< how long it has been out so far
+  std::thread::id acquirer;                ///< the thread that acquired it
+  std::string_view context;                ///< the context string passed to acquire(), or ""
+};
+
+/// Receives typed events from the core (pool now; queries, retries and the breaker as those
+/// layers land). Every method has an empty default; override what you need. Methods may be
+/// called from any thread, never with a pool lock held, and must not throw.
+class observer {
+ public:
+  virtual ~observer() = default;
+
+  /// A connection was handed out; `wait` is zero when one was idle.
+  virtual void on_pool_acquired(std::chrono::nanoseconds wait) noexcept { (void)wait; }
+  /// A connection came back after being used for `use`.
+  virtual void on_pool_released(std::chrono::nanoseconds use) noexcept { (void)use; }
+  /// A new connection was opened in `connect_time`.
+  virtual void on_pool_connection_created(std::chrono::nanoseconds connect_time) noexcept { (void)connect_time; }
+  /// Opening a connection failed.
+  virtual void on_pool_connect_failed(const error& e) noexcept { (void)e; }
+  /// A connection was closed.
+  virtual void on_pool_connection_closed(close_reason reason) noexcept { (void)reason; }
+  /// An acquire gave up after `waited`.
+  virtual void on_pool_acquire_timeout(std::chrono::nanoseconds waited) noexcept { (void)waited; }
+  /// An acquire was rejected at once because max_waiters were already queued.
+  virtual void on_pool_rejected() noexcept {}
+  /// A connection has been held longer than leak_detection_threshold (reported once per hold).
+  virtual void on_pool_leak_suspected(const leak_report& report) noexcept { (void)report; }
+};
+
+}  // namespace steadypg
