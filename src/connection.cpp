@@ -1,6 +1,7 @@
 #include "steadypg/connection.hpp"
 
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -599,9 +600,20 @@ bool connection::cancel() noexcept {
 bool connection::check_alive() noexcept {
   if (!m_impl || m_impl->conn == nullptr || PQstatus(m_impl->conn) != CONNECTION_OK) return false;
   if (m_impl->in_pipeline || m_impl->in_copy) return true;
-  if (!PQconsumeInput(m_impl->conn)) return false;
-  // A FATAL error (57P01 …) may be waiting as an unsolicited result.
-  return PQstatus(m_impl->conn) == CONNECTION_OK;
+  PGconn* conn = m_impl->conn;
+  for (int round = 0; round < 4; ++round) {
+    // One non-blocking peek: nothing pending means the session is up.
+    char byte = 0;
+    const ssize_t n = ::recv(PQsocket(conn), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return false;  // the server closed the connection
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    // Input on an idle session: usually the server's FATAL message before it hangs up.
+    // Let libpq read and parse it (an error when idle goes to the notice processor).
+    if (!PQconsumeInput(conn)) return false;
+    (void)PQisBusy(conn);
+    if (PQstatus(conn) != CONNECTION_OK) return false;
+  }
+  return PQstatus(conn) == CONNECTION_OK;
 }
 
 connection_status connection::status() const noexcept {

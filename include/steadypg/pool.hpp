@@ -560,7 +560,6 @@ class basic_pool {
     void maintain_once() {
       retired_list retired;
       std::vector<leak_report> leaks;
-      std::size_t to_open = 0;
       {
         std::lock_guard lk(mu);
         if (closed) return;
@@ -591,31 +590,42 @@ class basic_pool {
             }
           }
         }
-        while (total < opts.min_size && connecting < opts.connecting_limit) {
-          ++total;
-          ++connecting;
-          ++to_open;
-        }
       }
       emit_closed(retired);
       retired.clear();
       if (obs) {
         for (const auto& l : leaks) obs->on_pool_leak_suspected(l);
       }
-      for (std::size_t i = 0; i < to_open; ++i) {
-        std::exception_ptr failure;
-        auto c = open(opts.connect_timeout, failure);
-        std::lock_guard lk(mu);
-        --connecting;
-        if (c) {
-          ++counters.connections_created;
-          offer(make_slot(std::move(c), now()), now(), retired);
-        } else {
-          --total;
-          ++counters.connect_failures;
+      // Keep min_size open, a batch of connecting_limit at a time, until a connect fails.
+      for (bool failed = false; !failed;) {
+        std::size_t to_open = 0;
+        {
+          std::lock_guard lk(mu);
+          while (!closed && !stop_maintenance && total < opts.min_size && connecting < opts.connecting_limit) {
+            ++total;
+            ++connecting;
+            ++to_open;
+          }
         }
+        if (to_open == 0) break;
+        for (std::size_t i = 0; i < to_open; ++i) {
+          std::exception_ptr failure;
+          auto c = open(opts.connect_timeout, failure);
+          std::lock_guard lk(mu);
+          --connecting;
+          if (c) {
+            ++counters.connections_created;
+            const auto t = now();
+            offer(make_slot(std::move(c), t), t, retired);
+          } else {
+            --total;
+            ++counters.connect_failures;
+            failed = true;
+          }
+        }
+        emit_closed(retired);
+        retired.clear();
       }
-      emit_closed(retired);
     }
 
     void start_maintenance() {
