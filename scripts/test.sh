@@ -20,4 +20,10 @@ if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
   cmake --build --preset asan-ubsan -j "$jobs"
   ctest --preset asan-ubsan -j "$jobs"
 fi
+if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
+  echo "== tsan: the pool and client under ThreadSanitizer"
+  cmake --preset tsan -DSTEADYPG_PACKAGE_TESTS=OFF >/dev/null
+  cmake --build --preset tsan -j "$jobs" --target steadypg_unit_tests steadypg_pool_tests
+  ctest --preset tsan -j "$jobs" -R 'pool'
+fi
 echo "== all tests passed"
