@@ -44,6 +44,20 @@ int run_exec(const context& ctx, const std::string& sql, const std::vector<std::
              const std::string& null_marker, bool use_null_marker);
 int run_sandbox(const context& ctx, const std::string& action, const std::string& dir, int port, bool keep);
 
+/// Arguments of `steadypg bench`.
+struct bench_args {
+  bool init = false;
+  int scale = 1;
+  std::string workload = "select";
+  int clients = 1;
+  int seconds = 10;
+  int depth = 16;
+};
+int run_bench(const context& ctx, const bench_args& args);
+
+/// Keeps a value alive so the compiler cannot drop the work that produced it.
+inline void benchmark_sink(int v) { asm volatile("" : : "g"(v) : "memory"); }
+
 /// Default sandbox directory: $TMPDIR/steadypg-sandbox-<uid>.
 std::string default_sandbox_dir();
 

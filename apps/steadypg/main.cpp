@@ -31,6 +31,23 @@ int main(int argc, char** argv) {
   exec->add_option("-p,--param", params, "A parameter value (repeatable)");
   auto* null_opt = exec->add_option("--null", null_marker, "A -p value equal to this string is sent as NULL");
 
+  bench_args bargs;
+  auto* bench = app.add_subcommand("bench", "Load on pgbench's schema through the pool (select, pipeline, insert)");
+  bench->add_flag("--init", bargs.init, "Create pgbench's tables (like pgbench -i) and exit");
+  bench->add_option("--scale", bargs.scale, "With --init: scale factor (100000 accounts each)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  bench->add_option("--workload", bargs.workload, "select | pipeline | insert")
+      ->check(CLI::IsMember({"select", "pipeline", "insert"}))
+      ->capture_default_str();
+  bench->add_option("--clients", bargs.clients, "Threads, one pooled connection each")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  bench->add_option("--seconds", bargs.seconds, "Duration")->check(CLI::Range(1, 86400))->capture_default_str();
+  bench->add_option("--depth", bargs.depth, "pipeline: statements per round trip")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+
   std::string action;
   std::string dir = default_sandbox_dir();
   int port = 0;
@@ -63,6 +80,7 @@ int main(int argc, char** argv) {
 
   if (*ping) return run_ping(ctx);
   if (*exec) return run_exec(ctx, sql, params, null_marker, null_opt->count() > 0);
+  if (*bench) return run_bench(ctx, bargs);
   if (*sandbox) return run_sandbox(ctx, action, dir, port, keep);
   return usage;
 }

@@ -1,0 +1,230 @@
+// `steadypg bench`: load on pgbench's schema through the pool, side by side with pgbench.
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+#include <iostream>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "cli.hpp"
+#include "steadypg/steadypg.hpp"
+
+namespace steadypg::cli {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// Log-linear latency histogram: 16 sub-buckets per power of two of nanoseconds (≤ 4 % error).
+class latency_histogram {
+ public:
+  void record(std::chrono::nanoseconds d) {
+    const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(d.count(), 1));
+    ++m_counts[index(ns)];
+    ++m_total;
+  }
+  void merge(const latency_histogram& o) {
+    for (std::size_t i = 0; i < m_counts.size(); ++i) m_counts[i] += o.m_counts[i];
+    m_total += o.m_total;
+  }
+  [[nodiscard]] double percentile_ms(double p) const {
+    if (m_total == 0) return 0.0;
+    const auto rank = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(m_total)));
+    std::uint64_t seen = 0;
+    for (std::size_t i = 0; i < m_counts.size(); ++i) {
+      seen += m_counts[i];
+      if (seen >= std::max<std::uint64_t>(rank, 1)) return midpoint_ns(i) / 1e6;
+    }
+    return midpoint_ns(m_counts.size() - 1) / 1e6;
+  }
+
+ private:
+  static constexpr std::size_t sub = 16;
+  static std::size_t index(std::uint64_t ns) {
+    if (ns < sub) return static_cast<std::size_t>(ns);
+    const unsigned e = static_cast<unsigned>(std::bit_width(ns)) - 1;  // 2^e ≤ ns < 2^(e+1)
+    const auto frac = static_cast<std::size_t>((ns >> (e - 4)) & (sub - 1));
+    return std::min<std::size_t>((e - 3) * sub + frac, buckets - 1);
+  }
+  static double midpoint_ns(std::size_t i) {
+    if (i < sub) return static_cast<double>(i);
+    const std::size_t e = i / sub + 3;
+    const std::size_t frac = i % sub;
+    const double lo = std::ldexp(1.0, static_cast<int>(e)) * (1.0 + static_cast<double>(frac) / sub);
+    return lo * (1.0 + 0.5 / sub);
+  }
+  static constexpr std::size_t buckets = 60 * sub;
+  std::array<std::uint64_t, buckets> m_counts{};
+  std::uint64_t m_total = 0;
+};
+
+void init_schema(const context& ctx, int scale) {
+  connection_options o;
+  o.dsn = ctx.options.dsn;
+  o.connect_timeout = ctx.options.connection_timeout;
+  connection c(o);
+  c.execute(
+      "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history;"
+      "CREATE TABLE pgbench_history (tid int, bid int, aid int, delta int, mtime timestamp, filler char(22));"
+      "CREATE TABLE pgbench_tellers (tid int NOT NULL, bid int, tbalance int, filler char(84)) WITH (fillfactor=100);"
+      "CREATE TABLE pgbench_accounts (aid int NOT NULL, bid int, abalance int, filler char(84)) WITH (fillfactor=100);"
+      "CREATE TABLE pgbench_branches (bid int NOT NULL, bbalance int, filler char(88)) WITH (fillfactor=100)");
+  c.execute("INSERT INTO pgbench_branches (bid, bbalance) SELECT g, 0 FROM generate_series(1, $1) g", scale);
+  c.execute("INSERT INTO pgbench_tellers (tid, bid, tbalance) SELECT g, (g - 1) / 10 + 1, 0 FROM generate_series(1, $1) g",
+            scale * 10);
+  {
+    copy_in copy(c, "pgbench_accounts", {"aid", "bid", "abalance", "filler"});
+    const int rows = scale * 100000;
+    for (int aid = 1; aid <= rows; ++aid) copy.write_row(aid, (aid - 1) / 100000 + 1, 0, "");
+    (void)copy.finish();
+  }
+  c.execute(
+      "ALTER TABLE pgbench_branches ADD PRIMARY KEY (bid);"
+      "ALTER TABLE pgbench_tellers ADD PRIMARY KEY (tid);"
+      "ALTER TABLE pgbench_accounts ADD PRIMARY KEY (aid)");
+  // VACUUM cannot run inside the implicit transaction of a multi-statement string.
+  c.execute("VACUUM ANALYZE pgbench_branches, pgbench_tellers, pgbench_accounts, pgbench_history");
+}
+
+bool is_outage(const error& e) {
+  return is_health_failure(e.sqlstate(), e.kind()) || dynamic_cast<const pool_timeout*>(&e) != nullptr;
+}
+
+}  // namespace
+
+int run_bench(const context& ctx, const bench_args& args) {
+  try {
+    if (args.init) {
+      const auto start = clock_type::now();
+      init_schema(ctx, args.scale);
+      const double secs = std::chrono::duration<double>(clock_type::now() - start).count();
+      if (ctx.json) {
+        context::print_json({{"initialized", true}, {"scale", args.scale}, {"seconds", secs}});
+      } else {
+        std::cout << fmt::format("initialized pgbench schema, scale {} ({} accounts) in {:.1f} s\n", args.scale,
+                                 args.scale * 100000, secs);
+      }
+      return ok;
+    }
+    client_options co = ctx.options;
+    pool_options po = pool_options_from(co);
+    po.max_size = static_cast<std::size_t>(args.clients);
+    po.min_size = static_cast<std::size_t>(args.clients);
+    po.acquire_timeout = std::chrono::milliseconds(5000);
+    client db(co, po);
+    const int scale = static_cast<int>(db.query_value<int64_t>("SELECT count(*) FROM pgbench_branches"));
+    if (scale < 1) throw usage_error("pgbench_branches is empty: run `steadypg bench --init --scale N` first");
+    const int accounts = scale * 100000;
+
+    const auto seconds = static_cast<std::size_t>(args.seconds);
+    // Everything a worker counts is its own (no shared cache lines on the hot path); merged at the end.
+    struct worker_stats {
+      latency_histogram hist;
+      std::vector<std::uint64_t> ops, errors;
+    };
+    std::vector<worker_stats> per_worker(static_cast<std::size_t>(args.clients));
+    for (auto& w : per_worker) {
+      w.ops.assign(seconds + 1, 0);
+      w.errors.assign(seconds + 1, 0);
+    }
+    std::atomic<std::uint64_t> total_ops{0}, total_errors{0};
+    const auto start = clock_type::now();
+    const auto end = start + std::chrono::seconds(args.seconds);
+    auto second_of = [&](clock_type::time_point t) {
+      return std::min<std::size_t>(static_cast<std::size_t>((t - start) / std::chrono::seconds(1)), seconds);
+    };
+
+    auto worker = [&](std::size_t index) {
+      std::mt19937 rng(static_cast<unsigned>(index * 7919 + 17));
+      std::uniform_int_distribution<int> aid(1, accounts), tid(1, scale * 10), bid(1, scale), delta(-5000, 5000);
+      auto& mine = per_worker[index];
+      auto& hist = mine.hist;
+      std::uint64_t ops = 0, errors = 0;
+      while (true) {
+        const auto t0 = clock_type::now();
+        if (t0 >= end) break;
+        try {
+          if (args.workload == "select") {
+            benchmark_sink(db.query_value<int>("SELECT abalance FROM pgbench_accounts WHERE aid = $1", aid(rng)));
+            const auto t1 = clock_type::now();
+            hist.record(t1 - t0);
+            ++ops;
+            ++mine.ops[second_of(t1)];
+          } else if (args.workload == "insert") {
+            db.execute("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)",
+                       tid(rng), bid(rng), aid(rng), delta(rng));
+            const auto t1 = clock_type::now();
+            hist.record(t1 - t0);
+            ++ops;
+            ++mine.ops[second_of(t1)];
+          } else {  // pipeline: `depth` selects per round trip
+            auto c = db.acquire("bench");
+            pipeline p(*c);
+            for (int i = 0; i < args.depth; ++i) p.send("SELECT abalance FROM pgbench_accounts WHERE aid = $1", aid(rng));
+            p.sync();
+            for (int i = 0; i < args.depth; ++i) benchmark_sink(p.get_result().as<int>());
+            p.finish();
+            const auto t1 = clock_type::now();
+            for (int i = 0; i < args.depth; ++i) hist.record(t1 - t0);
+            ops += static_cast<std::uint64_t>(args.depth);
+            mine.ops[second_of(t1)] += static_cast<std::uint64_t>(args.depth);
+          }
+        } catch (const error& e) {
+          ++errors;
+          ++mine.errors[second_of(clock_type::now())];
+          // Keep going through outages, without spinning.
+          if (is_outage(e)) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+      }
+      total_ops += ops;
+      total_errors += errors;
+    };
+    std::vector<std::thread> threads;
+    for (int i = 0; i < args.clients; ++i) threads.emplace_back(worker, static_cast<std::size_t>(i));
+    for (auto& t : threads) t.join();
+    const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
+    latency_histogram all;
+    std::vector<std::uint64_t> timeline_ops(seconds + 1, 0), timeline_errors(seconds + 1, 0);
+    for (const auto& w : per_worker) {
+      all.merge(w.hist);
+      for (std::size_t s = 0; s <= seconds; ++s) {
+        timeline_ops[s] += w.ops[s];
+        timeline_errors[s] += w.errors[s];
+      }
+    }
+    const double ops_per_s = static_cast<double>(total_ops) / elapsed;
+    if (ctx.json) {
+      json_doc timeline = json_doc::array();
+      for (std::size_t s = 0; s < seconds; ++s) {
+        timeline.push_back({{"t", s + 1}, {"ops", timeline_ops[s]}, {"errors", timeline_errors[s]}});
+      }
+      context::print_json({{"workload", args.workload},
+                           {"clients", args.clients},
+                           {"seconds", args.seconds},
+                           {"ops", total_ops.load()},
+                           {"errors", total_errors.load()},
+                           {"ops_per_s", std::round(ops_per_s * 10) / 10},
+                           {"p50_ms", std::round(all.percentile_ms(50) * 1000) / 1000},
+                           {"p99_ms", std::round(all.percentile_ms(99) * 1000) / 1000},
+                           {"timeline", timeline}});
+    } else {
+      std::cout << fmt::format("workload {}, {} clients, {} s (scale {}): {} ops, {} errors, {:.1f} ops/s, "
+                               "p50 {:.3f} ms, p99 {:.3f} ms\n",
+                               args.workload, args.clients, args.seconds, scale, total_ops.load(),
+                               total_errors.load(), ops_per_s, all.percentile_ms(50), all.percentile_ms(99));
+      for (std::size_t s = 0; s < seconds; ++s) {
+        std::cout << fmt::format("  t={:>3}s ops={:<8} errors={}\n", s + 1, timeline_ops[s], timeline_errors[s]);
+      }
+    }
+    return total_errors.load() == 0 ? ok : sql_failure;
+  } catch (...) {
+    return report_error(ctx, "bench");
+  }
+}
+
+}  // namespace steadypg::cli
