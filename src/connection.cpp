@@ -261,6 +261,21 @@ void connection_impl::send_failed(std::string_view op) {
 
 PGresult* connection_impl::next_result(const deadline& until, bool& timed_out) {
   timed_out = false;
+  if (PQisBusy(conn)) {
+    if (eager_skip > 0) {
+      --eager_skip;
+    } else {
+      (void)PQconsumeInput(conn);  // non-blocking; a failure shows in PQgetResult below
+      if (PQisBusy(conn)) {
+        if (++eager_misses >= 8) {
+          eager_misses = 0;
+          eager_skip = 64;
+        }
+      } else {
+        eager_misses = 0;
+      }
+    }
+  }
   while (PQisBusy(conn)) {
     if (!wait_socket(true, false, until)) {
       timed_out = true;

@@ -78,6 +78,10 @@ struct connection_impl {
   std::vector<std::string> to_deallocate;
   std::uint64_t tick = 0;
   std::uint64_t name_counter = 0;
+  // Adaptive read-before-poll: under load the answer is often there already, and a poll()
+  // would be a wasted syscall; when it keeps not being there, stop trying for a while.
+  unsigned eager_misses = 0;
+  unsigned eager_skip = 0;
   statement_cache_stats stats;
 
   ~connection_impl();

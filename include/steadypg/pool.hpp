@@ -393,6 +393,9 @@ class basic_pool {
     }
 
     slot* acquire(clock::time_point deadline, const char* context) {
+      // Read the clock and thread id before locking: the critical section stays a few loads.
+      const auto t = now();
+      const auto me = std::this_thread::get_id();
       std::unique_lock lk(mu);
       if (closed) throw usage_error("the pool is closed");
       retired_list retired;
@@ -400,7 +403,6 @@ class basic_pool {
       while (!idle.empty() && wait_head == nullptr) {
         slot* s = idle.back();
         idle.pop_back();
-        const auto t = now();
         if (expired(s, t)) {
           retire(s, close_reason::lifetime, retired);
           continue;
@@ -409,7 +411,7 @@ class basic_pool {
         const bool quick = idle_for >= opts.quick_check_after_idle;
         const bool ping = opts.validate_after_idle != std::chrono::milliseconds::max() &&
                           idle_for >= opts.validate_after_idle;
-        link_active(s, std::this_thread::get_id(), context, t);
+        link_active(s, me, context, t);
         if (!quick && !ping) {
           lk.unlock();
           emit_closed(retired);
@@ -534,9 +536,9 @@ class basic_pool {
     static void release(state* st, slot* s) noexcept {
       // Reset outside the lock: it may need a round trip (ROLLBACK).
       const reset_result r = st->closed ? reset_result::ok : st->factory->reset(*s->conn);
+      const auto t = st->now();
       retired_list retired;
       std::unique_lock lk(st->mu);
-      const auto t = st->now();
       const auto used = t - s->acquired_at;
       st->unlink_active(s);
       ++st->counters.release_count;
