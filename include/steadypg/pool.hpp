@@ -145,7 +145,7 @@ class basic_pool {
     /// True while a connection is held.
     explicit operator bool() const noexcept { return m_slot != nullptr; }
     /// The pool's id for this connection (stable for its lifetime).
-    [[nodiscard]] std::uint64_t id() const noexcept { return m_slot ? m_slot->id : 0; }
+    [[nodiscard]] std::uint64_t id() const noexcept { return m_slot ? m_slot->id.load(std::memory_order_relaxed) : 0; }
     /// Returns the connection now.
     void release() noexcept {
       if (m_slot) state::release(m_state, m_slot);
@@ -180,119 +180,147 @@ class basic_pool {
   /// had to open a connection and could not. `context` (a string literal, e.g. an operation
   /// name) is reported by leak detection.
   [[nodiscard]] handle acquire(const char* context = nullptr) {
-    return acquire_until(clock::now() + m_state->opts.acquire_timeout, context);
+    const auto start = clock::now();
+    return handle(m_state, m_state->acquire(start, start + m_state->opts.acquire_timeout, context));
   }
   /// Same with an explicit deadline.
   [[nodiscard]] handle acquire_until(clock::time_point deadline, const char* context = nullptr) {
-    slot* sl = m_state->acquire(deadline, context);
-    return handle(m_state, sl);
+    return handle(m_state, m_state->acquire(clock::now(), deadline, context));
   }
 
-  /// A consistent snapshot of the counters.
-  [[nodiscard]] pool_stats stats() const {
-    std::lock_guard lk(m_state->mu);
-    pool_stats s = m_state->counters;
-    s.active = m_state->active_count;
-    s.idle = m_state->idle.size();
-    s.connecting = m_state->connecting;
-    s.total = m_state->total - m_state->connecting;
-    s.waiting = m_state->n_waiting;
-    s.max = m_state->opts.max_size;
-    return s;
-  }
+  /// A snapshot of the state and counters.
+  [[nodiscard]] pool_stats stats() const { return m_state->snapshot(); }
   /// The options in effect.
   [[nodiscard]] const pool_options& options() const noexcept { return m_state->opts; }
   /// Runs one maintenance pass now (also done every health_check_interval).
   void maintain() { m_state->maintain_once(); }
 
  private:
-  struct slot {
-    std::unique_ptr<Conn> conn;
-    std::uint64_t id = 0;
-    clock::time_point expires{clock::time_point::max()};
-    clock::time_point released_at{};
-    clock::time_point acquired_at{};
-    std::thread::id acquirer{};
-    const char* context = nullptr;
-    bool leak_reported = false;
-    slot* prev = nullptr;  // active list
-    slot* next = nullptr;
+  // Each connection lives in a slot; a slot's state word is the only thing the hot path
+  // touches: acquire claims an idle slot with one compare-exchange (trying the slot this thread
+  // used last first), release publishes it with one store. The mutex is taken only to wait,
+  // to hand a connection to a waiter, to open or close connections, and for maintenance.
+  enum : int { k_empty = 0, k_idle = 1, k_in_use = 2, k_reserved = 3 };
+
+  struct alignas(64) slot {
+    std::atomic<int> state{k_empty};
+    std::unique_ptr<Conn> conn;                   // owned by whoever holds the slot
+    std::atomic<std::uint64_t> id{0};
+    std::atomic<clock::rep> expires{clock::time_point::max().time_since_epoch().count()};
+    std::atomic<clock::rep> released_at{0};       // read by maintenance without claiming
+    std::atomic<clock::rep> acquired_at{0};       // read by leak detection
+    std::atomic<std::thread::id> acquirer{};
+    std::atomic<const char*> context{nullptr};
+    std::atomic<bool> leak_reported{false};
+    std::atomic<std::uint64_t> acquires{0};       // one writer at a time: the holder
+    std::atomic<std::uint64_t> releases{0};
   };
 
   struct waiter {
     std::condition_variable cv;
     slot* handed = nullptr;
-    bool connecting = false;  // this waiter is opening a connection right now
-    bool linked = true;
+    bool connecting = false;
+    bool linked = false;
     std::thread::id thread = std::this_thread::get_id();
     const char* context = nullptr;
     waiter* prev = nullptr;
     waiter* next = nullptr;
   };
 
-  using retired_list = std::vector<std::pair<std::unique_ptr<slot>, close_reason>>;
-
   struct state {
     state(pool_options o, std::shared_ptr<pool_factory<Conn>> f, observer* ob, time_source t)
         : opts(std::move(o)), factory(std::move(f)), obs(ob), now_fn(std::move(t)) {
       opts.validate();
       if (!factory) throw usage_error("basic_pool needs a connection factory");
+      slots = std::make_unique<slot[]>(opts.max_size);
     }
 
     pool_options opts;
     std::shared_ptr<pool_factory<Conn>> factory;
     observer* obs;
     time_source now_fn;
+    std::unique_ptr<slot[]> slots;
+    std::atomic<std::size_t> high_water{0};    // slots [0, high_water) have ever been used
+    std::atomic<std::size_t> n_waiting{0};
+    std::atomic<bool> closed{false};
 
-    std::mutex mu;
-    std::vector<slot*> idle;            // back = most recently returned
-    slot* active_head = nullptr;        // intrusive list of handed-out slots
-    waiter* wait_head = nullptr;        // FIFO
+    std::mutex mu;                             // guards everything below
+    waiter* wait_head = nullptr;
     waiter* wait_tail = nullptr;
-    std::size_t n_waiting = 0;
-    std::size_t active_count = 0;
-    std::size_t total = 0;              // open + connecting
     std::size_t connecting = 0;
-    std::size_t refs = 1;               // the pool itself + waiters + handles
     std::uint64_t next_id = 0;
-    std::atomic<bool> closed{false};  // read without the lock on release
-    pool_stats counters;
+    std::size_t outstanding_after_close = 0;
+    bool shut_down = false;
+    pool_stats counters;                       // slow-path counters; per-slot ones are summed
+    std::uint64_t retired_acquires = 0;
+    std::uint64_t retired_releases = 0;
     std::minstd_rand rng{std::random_device{}()};
+    std::condition_variable drained_cv;        // shutdown waits for waiters to leave
 
     std::condition_variable maintenance_cv;
     bool stop_maintenance = false;
     std::thread maintenance;
 
+    clock::time_point now(clock::time_point fallback) const { return now_fn ? now_fn() : fallback; }
     clock::time_point now() const { return now_fn ? now_fn() : clock::now(); }
+    static clock::time_point at(clock::rep r) { return clock::time_point(clock::duration(r)); }
 
-    // ---- lists (lock held) ----
-    void link_active(slot* s, std::thread::id who, const char* context, clock::time_point at) {
-      s->acquirer = who;
-      s->context = context;
-      s->acquired_at = at;
-      s->leak_reported = false;
-      s->prev = nullptr;
-      s->next = active_head;
-      if (active_head) active_head->prev = s;
-      active_head = s;
-      ++active_count;
-      ++refs;
-      ++counters.acquire_count;
+    struct hint_t {
+      const state* pool = nullptr;
+      std::size_t index = 0;
+    };
+    static hint_t& hint() {
+      thread_local hint_t h;
+      return h;
     }
-    void unlink_active(slot* s) {
-      if (s->prev) s->prev->next = s->next;
-      else active_head = s->next;
-      if (s->next) s->next->prev = s->prev;
-      s->prev = s->next = nullptr;
-      --active_count;
+
+    // ---- slot ownership ------------------------------------------------------------------
+    static bool claim(slot& s, int from, int to) {
+      int expected = from;
+      return s.state.load(std::memory_order_relaxed) == from &&
+             s.state.compare_exchange_strong(expected, to, std::memory_order_acquire, std::memory_order_relaxed);
     }
+
+    slot* claim_idle() {
+      auto& h = hint();
+      const std::size_t n = high_water.load(std::memory_order_acquire);
+      if (h.pool == this && h.index < n && claim(slots[h.index], k_idle, k_in_use)) return &slots[h.index];
+      for (std::size_t i = 0; i < n; ++i) {
+        if (claim(slots[i], k_idle, k_in_use)) return &slots[i];
+      }
+      return nullptr;
+    }
+
+    // An empty slot for a new connection (lock held).
+    slot* claim_empty() {
+      for (std::size_t i = 0; i < opts.max_size; ++i) {
+        if (claim(slots[i], k_empty, k_reserved)) {
+          std::size_t hw = high_water.load(std::memory_order_relaxed);
+          while (hw < i + 1 && !high_water.compare_exchange_weak(hw, i + 1)) {
+          }
+          return &slots[i];
+        }
+      }
+      return nullptr;
+    }
+
+    void mark_owned(slot& s, std::thread::id who, const char* context, clock::time_point t) {
+      s.acquired_at.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+      s.acquirer.store(who, std::memory_order_relaxed);
+      s.context.store(context, std::memory_order_relaxed);
+      s.leak_reported.store(false, std::memory_order_relaxed);
+      s.acquires.store(s.acquires.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+
+    // ---- waiters (lock held) -------------------------------------------------------------
     void link_waiter(waiter* w) {
       w->prev = wait_tail;
+      w->next = nullptr;
       if (wait_tail) wait_tail->next = w;
       else wait_head = w;
       wait_tail = w;
-      ++n_waiting;
-      ++refs;
+      w->linked = true;
+      n_waiting.fetch_add(1, std::memory_order_seq_cst);
     }
     void unlink_waiter(waiter* w) {
       if (!w->linked) return;
@@ -301,30 +329,38 @@ class basic_pool {
       if (w->next) w->next->prev = w->prev;
       else wait_tail = w->prev;
       w->linked = false;
-      --n_waiting;
+      n_waiting.fetch_sub(1, std::memory_order_seq_cst);
+      if (closed.load() && n_waiting.load() == 0) drained_cv.notify_all();
+    }
+    // Gives an owned slot to the first waiter (lock held, a waiter exists).
+    void handoff(slot& s, clock::time_point t) {
+      waiter* w = wait_head;
+      unlink_waiter(w);
+      mark_owned(s, w->thread, w->context, t);
+      w->handed = &s;
+      w->cv.notify_one();
     }
 
-    bool expired(const slot* s, clock::time_point t) const { return t >= s->expires; }
-
-    void retire(slot* s, close_reason why, retired_list& out) {
-      --total;
-      switch (why) {
-        case close_reason::broken: ++counters.closed_broken; break;
-        case close_reason::idle: ++counters.closed_idle; break;
-        case close_reason::lifetime: ++counters.closed_lifetime; break;
-        case close_reason::reset_failed: ++counters.closed_reset_failed; break;
-        case close_reason::pool_closed: ++counters.closed_pool_closed; break;
+    std::size_t open_slots() const {  // lock held; IDLE + IN_USE
+      std::size_t n = 0;
+      const std::size_t hw = high_water.load();
+      for (std::size_t i = 0; i < hw; ++i) {
+        const int st = slots[i].state.load(std::memory_order_relaxed);
+        n += st == k_idle || st == k_in_use;
       }
-      out.emplace_back(std::unique_ptr<slot>(s), why);
+      return n;
     }
-
+    bool has_empty() const {
+      for (std::size_t i = 0; i < opts.max_size; ++i) {
+        if (slots[i].state.load(std::memory_order_relaxed) == k_empty) return true;
+      }
+      return false;
+    }
     // Room to open one more connection for the callers queued (lock held).
     bool may_open() const {
-      return !closed && total < opts.max_size && connecting < opts.connecting_limit && n_waiting > connecting;
+      return !closed.load() && connecting < opts.connecting_limit && n_waiting.load() > connecting && has_empty();
     }
-
-    // After a close or a finished connect, a queued caller may now open one (lock held).
-    void nudge_waiter() {
+    void nudge_waiter() {  // lock held
       if (!may_open()) return;
       for (waiter* w = wait_head; w; w = w->next) {
         if (!w->connecting) {
@@ -334,49 +370,65 @@ class basic_pool {
       }
     }
 
-    // Gives a ready connection to the first waiter, or parks it as idle (lock held).
-    void offer(slot* s, clock::time_point t, retired_list& out) {
-      if (closed) {
-        retire(s, close_reason::pool_closed, out);
-        return;
+    // ---- returning and closing -----------------------------------------------------------
+    // Makes an owned, healthy slot available: to the first waiter, else idle.
+    void publish(slot& s, clock::time_point t) {
+      s.released_at.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+      if (n_waiting.load(std::memory_order_seq_cst) > 0) {
+        std::unique_lock lk(mu);
+        if (wait_head) {
+          handoff(s, t);
+          return;
+        }
       }
-      if (waiter* w = wait_head) {
-        unlink_waiter(w);
-        --refs;  // the waiter's reference becomes the handle's (link_active adds one)
-        link_active(s, w->thread, w->context, t);
-        w->handed = s;
-        w->cv.notify_one();
-        return;
+      s.state.store(k_idle, std::memory_order_seq_cst);
+      // A caller may have queued between our check and the store: make sure it is served.
+      if (n_waiting.load(std::memory_order_seq_cst) > 0) {
+        std::unique_lock lk(mu);
+        if (wait_head && claim(s, k_idle, k_in_use)) handoff(s, t);
       }
-      s->released_at = t;
-      idle.push_back(s);
     }
 
-    slot* make_slot(std::unique_ptr<Conn> c, clock::time_point t) {
-      auto* s = new slot;
-      s->conn = std::move(c);
-      s->id = ++next_id;
+    // Closes an owned slot's connection and frees the slot.
+    void close_owned(slot& s, close_reason why) {
+      std::unique_ptr<Conn> victim = std::move(s.conn);
+      victim.reset();  // the connection closes outside the lock
+      {
+        std::lock_guard lk(mu);
+        count_close(why);
+        retired_acquires += s.acquires.exchange(0);
+        retired_releases += s.releases.exchange(0);
+        s.expires.store(clock::time_point::max().time_since_epoch().count(), std::memory_order_relaxed);
+        s.state.store(k_empty, std::memory_order_release);
+        nudge_waiter();
+      }
+      if (obs) obs->on_pool_connection_closed(why);
+    }
+    void count_close(close_reason why) {
+      switch (why) {
+        case close_reason::broken: ++counters.closed_broken; break;
+        case close_reason::idle: ++counters.closed_idle; break;
+        case close_reason::lifetime: ++counters.closed_lifetime; break;
+        case close_reason::reset_failed: ++counters.closed_reset_failed; break;
+        case close_reason::pool_closed: ++counters.closed_pool_closed; break;
+      }
+    }
+
+    // Installs a new connection in a reserved slot (lock held).
+    void install(slot& s, std::unique_ptr<Conn> c, clock::time_point t) {
+      s.conn = std::move(c);
+      s.id.store(++next_id, std::memory_order_relaxed);
+      auto expires = clock::time_point::max();
       if (opts.max_lifetime.count() > 0) {
         std::uniform_real_distribution<double> jitter(0.0, opts.lifetime_jitter);
-        const auto life = std::chrono::duration_cast<clock::duration>(opts.max_lifetime * (1.0 - jitter(rng)));
-        s->expires = t + life;
+        expires = t + std::chrono::duration_cast<clock::duration>(opts.max_lifetime * (1.0 - jitter(rng)));
       }
-      return s;
+      s.expires.store(expires.time_since_epoch().count(), std::memory_order_relaxed);
+      s.released_at.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+      ++counters.connections_created;
     }
 
-    void emit_closed(const retired_list& out) {
-      if (!obs) return;
-      for (const auto& r : out) obs->on_pool_connection_closed(r.second);
-    }
-
-    // Drops one reference; the last one deletes the state (lock held on entry, released).
-    static void drop_ref(state* st, std::unique_lock<std::mutex>& lk) {
-      const bool last = --st->refs == 0;
-      lk.unlock();
-      if (last) delete st;
-    }
-
-    // Opens one connection outside the lock (the caller reserved total/connecting).
+    // Opens one connection outside the lock.
     std::unique_ptr<Conn> open(std::chrono::milliseconds timeout, std::exception_ptr& failure) {
       const auto t0 = clock::now();
       try {
@@ -392,241 +444,261 @@ class basic_pool {
       return nullptr;
     }
 
-    slot* acquire(clock::time_point deadline, const char* context) {
-      // Read the clock and thread id before locking: the critical section stays a few loads.
-      const auto t = now();
-      const auto me = std::this_thread::get_id();
-      std::unique_lock lk(mu);
-      if (closed) throw usage_error("the pool is closed");
-      retired_list retired;
-      // Fast path: an idle connection and nobody queued ahead of us.
-      while (!idle.empty() && wait_head == nullptr) {
-        slot* s = idle.back();
-        idle.pop_back();
-        if (expired(s, t)) {
-          retire(s, close_reason::lifetime, retired);
-          continue;
-        }
-        const auto idle_for = t - s->released_at;
-        const bool quick = idle_for >= opts.quick_check_after_idle;
-        const bool ping = opts.validate_after_idle != std::chrono::milliseconds::max() &&
-                          idle_for >= opts.validate_after_idle;
-        link_active(s, me, context, t);
-        if (!quick && !ping) {
-          lk.unlock();
-          emit_closed(retired);
-          if (obs) obs->on_pool_acquired(std::chrono::nanoseconds{0});
-          return s;
-        }
-        // Check it outside the lock; a dead one is closed and we try again.
-        lk.unlock();
-        emit_closed(retired);
-        retired.clear();
-        bool ok = factory->quick_check(*s->conn);
-        if (ok && ping) ok = factory->validate(*s->conn, opts.validation_timeout);
-        if (ok) {
-          if (obs) obs->on_pool_acquired(std::chrono::nanoseconds{0});
-          return s;
-        }
-        lk.lock();
-        unlink_active(s);
-        --refs;
-        --counters.acquire_count;
-        retire(s, close_reason::broken, retired);
-        if (closed) {
-          lk.unlock();
-          emit_closed(retired);
-          throw usage_error("the pool is closed");
-        }
+    // ---- acquire -------------------------------------------------------------------------
+    // Checks a claimed idle slot (outside any lock); false when it was closed instead.
+    bool checkout(slot& s, clock::time_point t) {
+      if (t >= at(s.expires.load(std::memory_order_relaxed))) {
+        close_owned(s, close_reason::lifetime);
+        return false;
       }
-      // Slow path: queue up (FIFO) and, if there is room, open a connection ourselves.
-      if (n_waiting >= opts.max_waiters) {
+      const auto idle_for = t - at(s.released_at.load(std::memory_order_relaxed));
+      const bool quick = idle_for >= opts.quick_check_after_idle;
+      const bool ping =
+          opts.validate_after_idle != std::chrono::milliseconds::max() && idle_for >= opts.validate_after_idle;
+      if (!quick && !ping) return true;
+      bool ok = factory->quick_check(*s.conn);
+      if (ok && ping) ok = factory->validate(*s.conn, opts.validation_timeout);
+      if (!ok) close_owned(s, close_reason::broken);
+      return ok;
+    }
+
+    slot* acquire(clock::time_point start, clock::time_point deadline, const char* context) {
+      if (closed.load(std::memory_order_relaxed)) throw usage_error("the pool is closed");
+      const auto me = std::this_thread::get_id();
+      // Fast path: an idle connection and nobody queued ahead of us; no lock.
+      while (n_waiting.load(std::memory_order_seq_cst) == 0) {
+        slot* s = claim_idle();
+        if (s == nullptr) break;
+        const auto t = now(start);
+        if (!checkout(*s, t)) continue;
+        mark_owned(*s, me, context, t);
+        hint() = {this, static_cast<std::size_t>(s - slots.get())};
+        if (obs) obs->on_pool_acquired(std::chrono::nanoseconds{0});
+        return s;
+      }
+      return acquire_slow(start, deadline, context);
+    }
+
+    slot* acquire_slow(clock::time_point start, clock::time_point deadline, const char* context) {
+      std::unique_lock lk(mu);
+      if (closed.load()) throw usage_error("the pool is closed");
+      if (n_waiting.load() >= opts.max_waiters) {
         ++counters.rejections;
         const auto msg = fmt_exhausted();
         lk.unlock();
-        emit_closed(retired);
         if (obs) obs->on_pool_rejected();
         throw pool_exhausted(msg, failure_kind::timeout, outcome::not_sent);
       }
-      const auto wait_start = clock::now();
       waiter w;
       w.context = context;
       link_waiter(&w);
       ++counters.acquires_waited;
-      observer* const ob = obs;
-      while (!w.handed) {
-        if (closed) {
+      while (w.handed == nullptr) {
+        if (closed.load()) {
           unlink_waiter(&w);
-          drop_waiter_ref(lk, retired);
           throw usage_error("the pool was closed while waiting for a connection");
         }
-        if (may_open()) {
-          // Open one ourselves; whoever is first in line gets it (maybe us).
-          ++total;
+        // First in line: an idle connection may have been published while we queued.
+        if (wait_head == &w) {
+          if (slot* s = claim_idle()) {
+            unlink_waiter(&w);
+            lk.unlock();
+            const auto t = now();
+            if (checkout(*s, t)) {
+              mark_owned(*s, w.thread, context, t);
+              return finish_wait(s, start);
+            }
+            lk.lock();  // it was dead and is closed now: queue again (at the back)
+            if (closed.load()) throw usage_error("the pool was closed while waiting for a connection");
+            link_waiter(&w);
+            continue;
+          }
+        }
+        if (slot* s = may_open() ? claim_empty() : nullptr) {
           ++connecting;
           w.connecting = true;
           lk.unlock();
-          emit_closed(retired);
-          retired.clear();
           const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
           std::exception_ptr failure;
           auto c = open(std::clamp(left, std::chrono::milliseconds{1}, opts.connect_timeout), failure);
           lk.lock();
           w.connecting = false;
           --connecting;
-          if (c) {
-            ++counters.connections_created;
+          if (c && !closed.load()) {
             const auto t = now();
-            offer(make_slot(std::move(c), t), t, retired);
+            install(*s, std::move(c), t);
+            if (wait_head) {
+              s->state.store(k_in_use, std::memory_order_release);
+              handoff(*s, t);  // the first in line gets it (maybe us)
+            } else {
+              s->state.store(k_idle, std::memory_order_seq_cst);  // we were served meanwhile
+            }
             nudge_waiter();
             continue;
           }
-          --total;
-          ++counters.connect_failures;
+          if (c) ++counters.closed_pool_closed;
+          s->state.store(k_empty, std::memory_order_release);
+          if (!c) ++counters.connect_failures;
           nudge_waiter();
           if (w.handed) break;  // someone returned one meanwhile: use it
           unlink_waiter(&w);
-          drop_waiter_ref(lk, retired);
-          std::rethrow_exception(failure);
+          lk.unlock();
+          c.reset();
+          if (failure) std::rethrow_exception(failure);
+          throw usage_error("the pool was closed while waiting for a connection");
         }
-        if (w.cv.wait_until(lk, deadline) == std::cv_status::timeout && !w.handed) {
+        if (w.cv.wait_until(lk, deadline) == std::cv_status::timeout && w.handed == nullptr) {
           unlink_waiter(&w);
           ++counters.acquire_timeouts;
-          const auto waited = clock::now() - wait_start;
           const auto msg = fmt_timeout();
-          drop_waiter_ref(lk, retired);
-          if (ob) ob->on_pool_acquire_timeout(waited);
+          lk.unlock();
+          if (obs) obs->on_pool_acquire_timeout(clock::now() - start);
           throw pool_timeout(msg, failure_kind::timeout, outcome::not_sent);
         }
       }
-      const auto waited = clock::now() - wait_start;
-      counters.acquire_wait_total += waited;
       slot* s = w.handed;
       lk.unlock();
-      emit_closed(retired);
-      if (ob) ob->on_pool_acquired(waited);
+      return finish_wait(s, start);
+    }
+
+    slot* finish_wait(slot* s, clock::time_point start) {
+      const auto waited = clock::now() - start;
+      {
+        std::lock_guard lk(mu);
+        counters.acquire_wait_total += waited;
+      }
+      if (obs) obs->on_pool_acquired(waited);
       return s;
     }
 
-    // Drops a waiter's reference and unlocks; the last reference deletes the state, so the
-    // caller must not touch members afterwards.
-    void drop_waiter_ref(std::unique_lock<std::mutex>& lk, retired_list& retired) {
-      const bool last = --refs == 0;
-      observer* const ob = obs;
-      lk.unlock();
-      if (ob) {
-        for (const auto& r : retired) ob->on_pool_connection_closed(r.second);
-      }
-      retired.clear();
-      if (last) delete this;
-    }
-
     std::string fmt_timeout() const {
+      std::size_t active = 0, idle = 0;
+      count_states(active, idle);
       return "no pooled connection became available within " + std::to_string(opts.acquire_timeout.count()) +
-             " ms (active " + std::to_string(active_count) + ", idle " + std::to_string(idle.size()) +
-             ", opening " + std::to_string(connecting) + ", waiting " + std::to_string(n_waiting) + ", max " +
+             " ms (active " + std::to_string(active) + ", idle " + std::to_string(idle) + ", opening " +
+             std::to_string(connecting) + ", waiting " + std::to_string(n_waiting.load()) + ", max " +
              std::to_string(opts.max_size) + ")";
     }
     std::string fmt_exhausted() const {
-      return "pool exhausted: " + std::to_string(n_waiting) + " callers already waiting (max_waiters " +
-             std::to_string(opts.max_waiters) + "), all " + std::to_string(active_count) +
-             " connections busy; rejected without waiting";
+      return "pool exhausted: " + std::to_string(n_waiting.load()) + " callers already waiting (max_waiters " +
+             std::to_string(opts.max_waiters) + "); rejected without waiting";
     }
-
-    static void release(state* st, slot* s) noexcept {
-      // Reset outside the lock: it may need a round trip (ROLLBACK).
-      const reset_result r = st->closed ? reset_result::ok : st->factory->reset(*s->conn);
-      const auto t = st->now();
-      retired_list retired;
-      std::unique_lock lk(st->mu);
-      const auto used = t - s->acquired_at;
-      st->unlink_active(s);
-      ++st->counters.release_count;
-      if (r == reset_result::broken) st->retire(s, close_reason::broken, retired);
-      else if (r == reset_result::failed) st->retire(s, close_reason::reset_failed, retired);
-      else if (st->closed) st->retire(s, close_reason::pool_closed, retired);
-      else if (st->expired(s, t)) st->retire(s, close_reason::lifetime, retired);
-      else st->offer(s, t, retired);
-      if (!retired.empty()) st->nudge_waiter();
-      observer* obs = st->obs;
-      const bool last = --st->refs == 0;
-      lk.unlock();
-      if (obs) {
-        obs->on_pool_released(std::chrono::duration_cast<std::chrono::nanoseconds>(used));
-        for (const auto& x : retired) obs->on_pool_connection_closed(x.second);
+    void count_states(std::size_t& active, std::size_t& idle) const {
+      const std::size_t hw = high_water.load();
+      for (std::size_t i = 0; i < hw; ++i) {
+        const int st = slots[i].state.load(std::memory_order_relaxed);
+        active += st == k_in_use;
+        idle += st == k_idle;
       }
-      retired.clear();
-      if (last) delete st;
     }
 
-    void maintain_once() {
-      retired_list retired;
-      std::vector<leak_report> leaks;
+    // ---- release -------------------------------------------------------------------------
+    static void release(state* st, slot* s) noexcept {
+      // Reset outside any lock: it may need a round trip (ROLLBACK).
+      const reset_result r = st->closed.load() ? reset_result::ok : st->factory->reset(*s->conn);
+      const auto t = st->now();
+      const auto used = t - at(s->acquired_at.load(std::memory_order_relaxed));
+      s->releases.store(s->releases.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      if (st->obs) st->obs->on_pool_released(std::chrono::duration_cast<std::chrono::nanoseconds>(used));
+      if (st->closed.load()) {
+        st->release_after_close(*s);
+        return;
+      }
+      if (r == reset_result::broken) {
+        st->close_owned(*s, close_reason::broken);
+      } else if (r == reset_result::failed) {
+        st->close_owned(*s, close_reason::reset_failed);
+      } else if (t >= at(s->expires.load(std::memory_order_relaxed))) {
+        st->close_owned(*s, close_reason::lifetime);
+      } else {
+        st->publish(*s, t);
+        // The pool may have closed while we published: take it back and close it then.
+        if (st->closed.load() && claim(*s, k_idle, k_in_use)) st->release_after_close(*s);
+      }
+    }
+
+    // A connection returned after the pool was destroyed; the last one frees the state.
+    void release_after_close(slot& s) {
+      std::unique_ptr<Conn> victim = std::move(s.conn);
+      victim.reset();
+      bool last = false;
       {
         std::lock_guard lk(mu);
-        if (closed) return;
-        const auto t = now();
-        // Oldest-returned first: idle[0] has waited longest.
-        std::vector<slot*> keep;
-        keep.reserve(idle.size());
-        std::size_t open_count = total - connecting;
-        for (slot* s : idle) {
-          if (expired(s, t)) {
-            retire(s, close_reason::lifetime, retired);
-            --open_count;
-          } else if (opts.idle_timeout.count() > 0 && t - s->released_at >= opts.idle_timeout &&
-                     open_count > opts.min_size) {
-            retire(s, close_reason::idle, retired);
-            --open_count;
-          } else {
-            keep.push_back(s);
-          }
+        ++counters.closed_pool_closed;
+        s.state.store(k_empty, std::memory_order_release);
+        last = shut_down && --outstanding_after_close == 0;
+      }
+      if (obs) obs->on_pool_connection_closed(close_reason::pool_closed);
+      if (last) delete this;
+    }
+
+    // ---- maintenance ---------------------------------------------------------------------
+    void maintain_once() {
+      if (closed.load()) return;
+      const auto t = now();
+      // Close idle connections that expired or idled too long (keeping min_size open).
+      std::size_t open_count;
+      {
+        std::lock_guard lk(mu);
+        open_count = open_slots();
+      }
+      const std::size_t hw = high_water.load();
+      for (std::size_t i = 0; i < hw; ++i) {
+        slot& s = slots[i];
+        if (s.state.load(std::memory_order_acquire) != k_idle) continue;
+        const bool old = t >= at(s.expires.load(std::memory_order_relaxed));
+        const bool idle_long = opts.idle_timeout.count() > 0 &&
+                               t - at(s.released_at.load(std::memory_order_relaxed)) >= opts.idle_timeout &&
+                               open_count > opts.min_size;
+        if ((old || idle_long) && claim(s, k_idle, k_in_use)) {
+          close_owned(s, old ? close_reason::lifetime : close_reason::idle);
+          --open_count;
         }
-        idle.swap(keep);
-        if (opts.leak_detection_threshold.count() > 0) {
-          for (slot* s = active_head; s; s = s->next) {
-            if (!s->leak_reported && t - s->acquired_at >= opts.leak_detection_threshold) {
-              s->leak_reported = true;
-              leaks.push_back({s->id, std::chrono::duration_cast<std::chrono::nanoseconds>(t - s->acquired_at),
-                               s->acquirer, s->context ? s->context : ""});
-            }
+      }
+      // Leaks: connections held longer than the threshold, reported once per hold.
+      if (opts.leak_detection_threshold.count() > 0 && obs) {
+        for (std::size_t i = 0; i < hw; ++i) {
+          slot& s = slots[i];
+          if (s.state.load(std::memory_order_acquire) != k_in_use) continue;
+          const auto held = t - at(s.acquired_at.load(std::memory_order_relaxed));
+          if (held >= opts.leak_detection_threshold && !s.leak_reported.exchange(true)) {
+            const char* ctx = s.context.load(std::memory_order_relaxed);
+            obs->on_pool_leak_suspected({s.id.load(std::memory_order_relaxed),
+                                         std::chrono::duration_cast<std::chrono::nanoseconds>(held),
+                                         s.acquirer.load(std::memory_order_relaxed), ctx ? ctx : ""});
           }
         }
       }
-      emit_closed(retired);
-      retired.clear();
-      if (obs) {
-        for (const auto& l : leaks) obs->on_pool_leak_suspected(l);
-      }
-      // Keep min_size open, a batch of connecting_limit at a time, until a connect fails.
-      for (bool failed = false; !failed;) {
-        std::size_t to_open = 0;
+      // Keep min_size open, connecting_limit at a time, until a connect fails.
+      while (true) {
+        slot* s = nullptr;
         {
           std::lock_guard lk(mu);
-          while (!closed && !stop_maintenance && total < opts.min_size && connecting < opts.connecting_limit) {
-            ++total;
-            ++connecting;
-            ++to_open;
+          if (closed.load() || stop_maintenance || connecting >= opts.connecting_limit ||
+              open_slots() + connecting >= opts.min_size) {
+            break;
           }
+          s = claim_empty();
+          if (s == nullptr) break;
+          ++connecting;
         }
-        if (to_open == 0) break;
-        for (std::size_t i = 0; i < to_open; ++i) {
-          std::exception_ptr failure;
-          auto c = open(opts.connect_timeout, failure);
-          std::lock_guard lk(mu);
-          --connecting;
-          if (c) {
-            ++counters.connections_created;
-            const auto t = now();
-            offer(make_slot(std::move(c), t), t, retired);
-          } else {
-            --total;
-            ++counters.connect_failures;
-            failed = true;
-          }
+        std::exception_ptr failure;
+        auto c = open(opts.connect_timeout, failure);
+        std::unique_lock lk(mu);
+        --connecting;
+        if (!c) {
+          ++counters.connect_failures;
+          s->state.store(k_empty, std::memory_order_release);
+          break;
         }
-        emit_closed(retired);
-        retired.clear();
+        const auto now_t = now();
+        install(*s, std::move(c), now_t);
+        if (wait_head) {
+          s->state.store(k_in_use, std::memory_order_release);
+          handoff(*s, now_t);
+        } else {
+          s->state.store(k_idle, std::memory_order_seq_cst);
+        }
       }
     }
 
@@ -644,8 +716,28 @@ class basic_pool {
 
     std::chrono::milliseconds tick() const {
       auto t = opts.health_check_interval;
-      if (opts.leak_detection_threshold.count() > 0) t = std::min(t, std::max(opts.leak_detection_threshold / 2, std::chrono::milliseconds{10}));
+      if (opts.leak_detection_threshold.count() > 0) {
+        t = std::min(t, std::max(opts.leak_detection_threshold / 2, std::chrono::milliseconds{10}));
+      }
       return t;
+    }
+
+    pool_stats snapshot() {
+      std::lock_guard lk(mu);
+      pool_stats s = counters;
+      s.acquire_count = retired_acquires;
+      s.release_count = retired_releases;
+      const std::size_t hw = high_water.load();
+      for (std::size_t i = 0; i < hw; ++i) {
+        s.acquire_count += slots[i].acquires.load(std::memory_order_relaxed);
+        s.release_count += slots[i].releases.load(std::memory_order_relaxed);
+      }
+      count_states(s.active, s.idle);
+      s.connecting = connecting;
+      s.total = s.active + s.idle;
+      s.waiting = n_waiting.load();
+      s.max = opts.max_size;
+      return s;
     }
 
     void shutdown() {
@@ -655,17 +747,36 @@ class basic_pool {
       }
       maintenance_cv.notify_all();
       if (maintenance.joinable()) maintenance.join();
-      retired_list retired;
+      closed.store(true, std::memory_order_seq_cst);
       std::unique_lock lk(mu);
-      closed = true;
-      for (slot* s : idle) retire(s, close_reason::pool_closed, retired);
-      idle.clear();
       for (waiter* w = wait_head; w; w = w->next) w->cv.notify_one();
+      drained_cv.wait(lk, [this] { return n_waiting.load() == 0 && connecting == 0; });
+      // Close what is idle; what is out is closed when it comes back.
+      std::vector<std::unique_ptr<Conn>> victims;
+      const std::size_t hw = high_water.load();
+      std::size_t out = 0;
+      for (std::size_t i = 0; i < hw; ++i) {
+        slot& s = slots[i];
+        if (claim(s, k_idle, k_in_use)) {
+          victims.push_back(std::move(s.conn));
+          ++counters.closed_pool_closed;
+          s.state.store(k_empty, std::memory_order_release);
+        } else if (s.state.load() == k_in_use) {
+          ++out;
+        }
+      }
+      shut_down = true;
+      outstanding_after_close = out;
+      const bool last = out == 0;
+      observer* const ob = obs;
+      const std::size_t closed_now = victims.size();
+      // From here on a returning handle may free the state: touch no member after unlocking.
       lk.unlock();
-      emit_closed(retired);
-      retired.clear();
-      lk.lock();
-      drop_ref(this, lk);
+      victims.clear();
+      if (ob) {
+        for (std::size_t i = 0; i < closed_now; ++i) ob->on_pool_connection_closed(close_reason::pool_closed);
+      }
+      if (last) delete this;
     }
   };
 
