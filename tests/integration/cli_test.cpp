@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "cluster_env.hpp"
 
@@ -187,4 +188,44 @@ TEST(cli, sandbox_start_status_stop) {
   EXPECT_FALSE(fs::exists(dir));
   EXPECT_EQ(run({"sandbox", "status", "--dir", dir.string()}).exit_code, 3);
   EXPECT_EQ(run({"--dsn", dsn, "ping"}, {{"POSTGRESQL_CONNECTION_TIMEOUT", "1000"}}).exit_code, 3);
+}
+
+TEST(cli, bench_init_and_workloads) {
+  auto r = run({"bench", "--init", "--scale", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("\"initialized\":true"), std::string::npos) << r.out;
+  for (const char* workload : {"select", "pipeline", "insert"}) {
+    r = run({"bench", "--json", "--workload", workload, "--clients", "2", "--seconds", "2"});
+    ASSERT_EQ(r.exit_code, 0) << workload << ": " << r.err << r.out;
+    for (const char* field : {"\"workload\":", "\"clients\":2", "\"ops\":", "\"errors\":0", "\"ops_per_s\":",
+                              "\"p50_ms\":", "\"p99_ms\":", "\"timeline\":[{\"t\":1,"}) {
+      EXPECT_NE(r.out.find(field), std::string::npos) << workload << " lacks " << field << ": " << r.out;
+    }
+    EXPECT_EQ(r.out.find("\"ops\":0,"), std::string::npos) << r.out;
+  }
+  r = run({"exec", "SELECT count(*) > 0 FROM pgbench_history"});
+  EXPECT_EQ(r.out, "?column?\nt\n");
+}
+
+TEST(cli, bench_keeps_going_through_an_outage) {
+  auto* cluster = cluster_environment::cluster();
+  if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  ASSERT_EQ(run({"bench", "--init", "--scale", "1"}).exit_code, 0);
+  run_result r;
+  std::thread bench([&] {
+    r = run({"bench", "--json", "--workload", "select", "--clients", "2", "--seconds", "6"},
+            {{"POSTGRESQL_CONNECTION_TIMEOUT", "500"}});
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  cluster->stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  cluster->start();
+  bench.join();
+  EXPECT_EQ(r.exit_code, 1) << "errors were counted: " << r.err;
+  EXPECT_NE(r.out.find("\"timeline\""), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\"errors\":0,"), std::string::npos) << "the outage shows up as errors: " << r.out;
+  // It recovered: the last second has successful operations again.
+  const auto last = r.out.rfind("{\"t\":6,\"ops\":");
+  ASSERT_NE(last, std::string::npos) << r.out;
+  EXPECT_EQ(r.out.substr(last).find("\"ops\":0,"), std::string::npos) << r.out.substr(last);
 }
