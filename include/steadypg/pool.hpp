@@ -233,6 +233,15 @@ class basic_pool {
       opts.validate();
       if (!factory) throw usage_error("basic_pool needs a connection factory");
       slots = std::make_unique<slot[]>(opts.max_size);
+      quick_after = to_clock(opts.quick_check_after_idle);
+      ping_after = opts.validate_after_idle == std::chrono::milliseconds::max() ? clock::duration::max()
+                                                                                 : to_clock(opts.validate_after_idle);
+    }
+
+    // Milliseconds in the clock's unit, saturating instead of overflowing.
+    static clock::duration to_clock(std::chrono::milliseconds ms) {
+      constexpr auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(clock::duration::max());
+      return ms >= limit ? clock::duration::max() : std::chrono::duration_cast<clock::duration>(ms);
     }
 
     pool_options opts;
@@ -240,6 +249,8 @@ class basic_pool {
     observer* obs;
     time_source now_fn;
     std::unique_ptr<slot[]> slots;
+    clock::duration quick_after{};  // quick_check_after_idle and validate_after_idle, saturated
+    clock::duration ping_after{};
     std::atomic<std::size_t> high_water{0};    // slots [0, high_water) have ever been used
     std::atomic<std::size_t> n_waiting{0};
     std::atomic<bool> closed{false};
@@ -452,9 +463,8 @@ class basic_pool {
         return false;
       }
       const auto idle_for = t - at(s.released_at.load(std::memory_order_relaxed));
-      const bool quick = idle_for >= opts.quick_check_after_idle;
-      const bool ping =
-          opts.validate_after_idle != std::chrono::milliseconds::max() && idle_for >= opts.validate_after_idle;
+      const bool quick = quick_after != clock::duration::max() && idle_for >= quick_after;
+      const bool ping = ping_after != clock::duration::max() && idle_for >= ping_after;
       if (!quick && !ping) return true;
       bool ok = factory->quick_check(*s.conn);
       if (ok && ping) ok = factory->validate(*s.conn, opts.validation_timeout);
