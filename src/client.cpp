@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <random>
+#include <thread>
+
 namespace steadypg {
 namespace {
 
@@ -74,9 +77,34 @@ pool_options pool_options_from(const client_options& o) {
   return p;
 }
 
+resilience_options resilience_options_from(const client_options& o) {
+  resilience_options r;
+  r.retry.max_retries = o.max_retries;
+  r.retry.base_delay = o.retry_delay;
+  r.retry.max_delay = std::max(r.retry.max_delay, o.retry_delay);
+  r.breaker.failure_threshold = o.circuit_breaker_threshold;
+  r.breaker.open_duration = o.circuit_breaker_timeout;
+  r.breaker.probe_timeout = std::max(o.connection_timeout * 2, std::chrono::milliseconds(1000));
+  return r;
+}
+
+void resilience_options::validate() const {
+  retry.validate();
+  budget.validate();
+  breaker.validate();
+}
+
 client::client(client_options options, observer* obs) : client(options, pool_options_from(options), obs) {}
 
-client::client(client_options options, pool_options pool, observer* obs) : m_options(std::move(options)) {
+client::client(client_options options, pool_options pool, observer* obs)
+    : client(options, std::move(pool), resilience_options_from(options), obs) {}
+
+client::client(client_options options, pool_options pool, resilience_options resilience, observer* obs)
+    : m_options(std::move(options)),
+      m_resilience((resilience.validate(), resilience)),
+      m_observer(obs),
+      m_breaker(m_resilience.breaker, obs),
+      m_budget(m_resilience.budget) {
   m_options.validate();
   m_pool = std::make_unique<pool_type>(std::move(pool), std::make_shared<connection_factory>(m_options), obs);
 }
@@ -86,15 +114,119 @@ client::~client() = default;
 client::pooled_connection client::acquire(const char* context) { return m_pool->acquire(context); }
 
 result client::execute(std::string_view sql, const param_list& params) {
-  auto c = acquire("execute");
-  return c->execute(sql, params);
+  return run({"execute", false, false, std::nullopt}, [&](connection& c) { return c.execute(sql, params); });
 }
 
 void client::ping() {
-  auto c = acquire("ping");
-  c->ping();
+  run({"ping", true, false, std::nullopt}, [](connection& c) { c.ping(); });
 }
 
 pool_stats client::pool_statistics() const { return m_pool->stats(); }
+
+std::optional<client::clock::time_point> client::deadline_of(const statement& st) {
+  if (auto t = st.call_timeout()) return clock::now() + *t;
+  return std::nullopt;
+}
+
+client::pooled_connection client::acquire_for(const call_info& info) {
+  auto until = clock::now() + m_pool->options().acquire_timeout;
+  if (info.deadline && *info.deadline < until) until = *info.deadline;
+  return m_pool->acquire_until(until, info.operation);
+}
+
+client::timeout_scope::timeout_scope(connection& c, const std::optional<clock::time_point>& deadline) {
+  if (!deadline) return;
+  m_conn = &c;
+  m_saved = c.options().query_timeout;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock::now());
+  c.set_query_timeout(std::max(left, std::chrono::milliseconds{1}));
+}
+
+client::timeout_scope::~timeout_scope() {
+  if (m_conn) m_conn->set_query_timeout(m_saved);
+}
+
+void client::succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit,
+                       clock::time_point started, int attempt) noexcept {
+  if (permit) m_breaker.on_success(*permit);
+  if (m_resilience.enabled) m_budget.record_success();
+  if (m_observer) m_observer->on_call_finished(info.operation, clock::now() - started, attempt + 1, nullptr);
+}
+
+namespace {
+
+// Errors that say nothing about the server's health: the pool, the caller, the data.
+bool says_server_unhealthy(const error& e) {
+  if (dynamic_cast<const pool_timeout*>(&e) || dynamic_cast<const circuit_open*>(&e)) return false;
+  return is_health_failure(e.sqlstate(), e.kind());
+}
+
+thread_local std::mt19937_64 t_rng{std::random_device{}()};
+
+}  // namespace
+
+bool client::retry_after(const call_info& info, error& e, const std::optional<circuit_breaker::permit>& permit,
+                         int attempt, std::vector<attempt_error>& earlier, clock::time_point started) {
+  const bool is_breaker_rejection = dynamic_cast<const circuit_open*>(&e) != nullptr;
+  if (permit) {
+    if (says_server_unhealthy(e)) m_breaker.on_failure(*permit);
+    else m_breaker.on_success(*permit);  // the server answered: it is up
+  }
+  if (e.operation().empty()) e.set_operation(info.operation);
+  const bool indeterminate_commit_error = dynamic_cast<const indeterminate_commit*>(&e) != nullptr;
+  if (indeterminate_commit_error && m_observer) m_observer->on_indeterminate_commit(info.operation);
+  if (e.kind() == failure_kind::timeout && !dynamic_cast<const pool_timeout*>(&e) && e.operation() != "connect" &&
+      m_observer) {
+    m_observer->on_cancel_sent();
+  }
+
+  auto give_up = [&](bool budget_spent = false) {
+    e.set_attempts(attempt + 1, earlier);
+    if (budget_spent) e.set_budget_exhausted();
+    if (m_observer) m_observer->on_call_finished(info.operation, clock::now() - started, attempt + 1, &e);
+    return false;
+  };
+  if (!m_resilience.enabled || is_breaker_rejection || indeterminate_commit_error) return give_up();
+
+  // The rule of DESIGN §4.
+  bool safe = false;
+  switch (e.outcome()) {
+    case outcome::not_sent:
+      // Nothing reached the server — but a pool timeout or a usage error would only repeat.
+      safe = e.kind() != failure_kind::usage && !dynamic_cast<const pool_timeout*>(&e);
+      break;
+    case outcome::rolled_back:
+      safe = true;  // the server undid it (a whole transaction re-runs fn)
+      break;
+    case outcome::indeterminate:
+      safe = info.idempotent;
+      break;
+    case outcome::wrong_host:
+    case outcome::fatal:
+    case outcome::ok:
+      safe = false;
+      break;
+  }
+  if (!safe || attempt >= m_resilience.retry.max_retries) return give_up();
+
+  // A pooled connection found dead before anything was sent: one free, immediate retry.
+  const bool transparent = attempt == 0 && e.outcome() == outcome::not_sent && e.kind() == failure_kind::connection_lost;
+  std::chrono::nanoseconds delay{0};
+  if (!transparent) {
+    if (!m_budget.try_spend()) {
+      if (m_observer) m_observer->on_retry_budget_exhausted(info.operation);
+      return give_up(true);
+    }
+    delay = full_jitter_delay(m_resilience.retry, attempt, t_rng());
+  }
+  if (info.deadline) {
+    // Never sleep past the deadline, nor start an attempt that cannot finish.
+    if (clock::now() + delay + m_resilience.retry.min_attempt_time >= *info.deadline) return give_up();
+  }
+  earlier.push_back({e.sqlstate(), e.what(), e.outcome()});
+  if (m_observer) m_observer->on_retry(info.operation, to_string(e.outcome()), attempt + 2, delay);
+  if (delay.count() > 0) std::this_thread::sleep_for(delay);
+  return true;
+}
 
 }  // namespace steadypg

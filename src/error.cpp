@@ -14,6 +14,7 @@ struct error::state {
   std::string operation;
   int attempts = 1;
   bool broken = false;
+  bool budget_exhausted = false;
   std::vector<attempt_error> earlier;
 };
 
@@ -63,6 +64,8 @@ bool error::poisons_connection() const noexcept {
 void error::set_operation(std::string op) { m_state->operation = std::move(op); }
 
 void error::set_broken(bool broken) noexcept { m_state->broken = broken; }
+bool error::budget_exhausted() const noexcept { return m_state->budget_exhausted; }
+void error::set_budget_exhausted(bool on) noexcept { m_state->budget_exhausted = on; }
 
 void error::set_attempts(int attempts, std::vector<attempt_error> earlier) {
   m_state->attempts = attempts;

@@ -1,51 +1,83 @@
 #pragma once
 
+#include <chrono>
+#include <optional>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
+#include "steadypg/circuit_breaker.hpp"
 #include "steadypg/config.hpp"
 #include "steadypg/connection.hpp"
 #include "steadypg/observer.hpp"
 #include "steadypg/pool.hpp"
+#include "steadypg/retry.hpp"
 #include "steadypg/transaction.hpp"
 
 namespace steadypg {
 
-/// The thread-safe entry point: owns a pool of connections and borrows one per call.
+/// The resilience pipeline's settings (DESIGN §4).
+struct resilience_options {
+  /// Off: every call is one attempt on a pooled connection (for measuring the layer's cost).
+  bool enabled = true;
+  retry_options retry;
+  retry_budget_options budget;
+  breaker_options breaker;
+
+  void validate() const;
+};
+
+/// The resilience settings a client derives from client_options
+/// (max_retries, retry_delay, circuit_breaker_threshold, circuit_breaker_timeout).
+[[nodiscard]] resilience_options resilience_options_from(const client_options& options);
+/// The pool settings a client derives from client_options.
+[[nodiscard]] pool_options pool_options_from(const client_options& options);
+
+/// The thread-safe entry point: a pool of connections behind one resilience pipeline
+/// (deadline → retry with budget → circuit breaker → attempt with timeout and cancel).
 ///
 ///     steadypg::client db{steadypg::client_options::from_env()};
 ///     auto n = db.query_value<int64_t>("SELECT count(*) FROM users WHERE age > $1", 40);
+///     db.execute(steadypg::statement{"INSERT … ON CONFLICT DO NOTHING"}.idempotent(), a, b);
 ///     db.transaction([&](steadypg::transaction& tx) { tx.execute(…); tx.execute(…); });
+///
+/// A statement is retried only when that cannot apply it twice: nothing was sent, the server
+/// rolled it back, or it is marked idempotent(); transaction(fn) re-runs fn on serialization
+/// failures, deadlocks, lock timeouts and connections lost before COMMIT. A COMMIT whose reply
+/// was lost raises indeterminate_commit and is never resent.
 class client {
  public:
   using pool_type = basic_pool<connection>;
   /// A borrowed connection (RAII: returned to the pool when destroyed).
   using pooled_connection = pool_type::handle;
+  using clock = std::chrono::steady_clock;
 
-  /// Builds the pool from `options` (pool_min/max, acquire_timeout, connection_timeout,
-  /// statement_timeout, statement_cache_size, health_check_interval). `obs` receives events.
+  /// Builds the pool and the pipeline from `options`. `obs` receives events.
   explicit client(client_options options, observer* obs = nullptr);
-  /// Same, with full control over the pool; `pool.min_size`/`max_size` etc. win over `options`.
+  /// Same, with full control over the pool.
   client(client_options options, pool_options pool, observer* obs = nullptr);
+  /// Same, with full control over the pool and the resilience pipeline.
+  client(client_options options, pool_options pool, resilience_options resilience, observer* obs = nullptr);
   ~client();
   client(const client&) = delete;
   client& operator=(const client&) = delete;
 
-  /// Borrows a connection for several statements. `context` is reported by leak detection.
+  /// Borrows a connection for several statements (no retries: you own the connection).
   [[nodiscard]] pooled_connection acquire(const char* context = nullptr);
 
-  /// Runs one statement on a pooled connection.
+  /// Runs one statement (retried only when that is safe; see the class comment).
   template <bindable... Args>
   result execute(std::string_view sql, const Args&... args) {
-    auto c = acquire("execute");
-    return c->execute(sql, args...);
+    return run({"execute", false, false, std::nullopt},
+               [&](connection& c) { return c.execute(sql, args...); });
   }
-  /// Runs one statement on a pooled connection.
+  /// Runs one statement; `st.idempotent()` allows retries when the outcome is unknown and
+  /// `st.timeout()` bounds the whole call.
   template <bindable... Args>
   result execute(const statement& st, const Args&... args) {
-    auto c = acquire("execute");
-    return c->execute(st, args...);
+    return run({st.name().empty() ? "execute" : st.name().c_str(), st.is_idempotent(), false, deadline_of(st)},
+               [&](connection& c) { return c.execute(st, args...); });
   }
   /// Runs a statement with run-time parameters.
   result execute(std::string_view sql, const param_list& params);
@@ -54,26 +86,34 @@ class client {
   [[nodiscard]] T query_value(std::string_view sql, const Args&... args) {
     return execute(sql, args...).template as<T>();
   }
+  /// Same for a statement (idempotent reads are retried through outages).
+  template <typename T, bindable... Args>
+  [[nodiscard]] T query_value(const statement& st, const Args&... args) {
+    return execute(st, args...).template as<T>();
+  }
 
-  /// Runs `fn(steadypg::transaction&)` in a transaction on one pooled connection and commits
-  /// when it returns; an exception rolls back and propagates. Returns what `fn` returns.
+  /// Runs `fn(steadypg::transaction&)` in a transaction and commits when it returns. On
+  /// 40001, 40P01, 55P03 or a connection lost before COMMIT, the whole of fn runs again (so fn
+  /// must be safe to re-run: keep side effects outside the database out of it). An exception
+  /// from fn rolls back and propagates. Returns what fn returns.
   template <typename Fn>
   auto transaction(Fn&& fn, const transaction_options& options = {})
       -> std::invoke_result_t<Fn&, steadypg::transaction&> {
-    using R = std::invoke_result_t<Fn&, steadypg::transaction&>;
-    auto c = acquire("transaction");
-    steadypg::transaction tx(*c, options);
-    if constexpr (std::is_void_v<R>) {
-      fn(tx);
-      tx.commit();
-    } else {
-      R r = fn(tx);
-      tx.commit();
-      return r;
-    }
+    return run({"transaction", false, true, std::nullopt}, [&](connection& c) {
+      using R = std::invoke_result_t<Fn&, steadypg::transaction&>;
+      steadypg::transaction tx(c, options);
+      if constexpr (std::is_void_v<R>) {
+        fn(tx);
+        tx.commit();
+      } else {
+        R r = fn(tx);
+        tx.commit();
+        return r;
+      }
+    });
   }
 
-  /// One round trip on a pooled connection.
+  /// One round trip on a pooled connection (through the pipeline).
   void ping();
   /// Pool counters.
   [[nodiscard]] pool_stats pool_statistics() const;
@@ -81,13 +121,77 @@ class client {
   [[nodiscard]] const client_options& options() const noexcept { return m_options; }
   /// The pool (for stats and explicit acquire with a deadline).
   [[nodiscard]] pool_type& pool() noexcept { return *m_pool; }
+  /// The circuit breaker (state(), force_open(), reset()).
+  [[nodiscard]] circuit_breaker& breaker() noexcept { return m_breaker; }
+  /// The retry budget.
+  [[nodiscard]] retry_budget& budget() noexcept { return m_budget; }
+
+  /// What the pipeline needs to know about a call.
+  struct call_info {
+    const char* operation;
+    bool idempotent;
+    bool transaction;
+    std::optional<clock::time_point> deadline;
+  };
+
+  /// Runs `fn(connection&)` through the resilience pipeline: the one place every operation
+  /// goes through.
+  template <typename Fn>
+  auto run(const call_info& info, Fn&& fn) -> std::invoke_result_t<Fn&, connection&> {
+    using R = std::invoke_result_t<Fn&, connection&>;
+    const auto started = clock::now();
+    int attempt = 0;
+    std::vector<attempt_error> earlier;  // allocates only when an attempt fails
+    while (true) {
+      std::optional<circuit_breaker::permit> permit;
+      try {
+        if (m_resilience.enabled) permit = m_breaker.acquire();
+        auto conn = acquire_for(info);
+        timeout_scope scope(*conn, info.deadline);
+        if constexpr (std::is_void_v<R>) {
+          fn(*conn);
+          succeeded(info, permit, started, attempt);
+          return;
+        } else {
+          R r = fn(*conn);
+          succeeded(info, permit, started, attempt);
+          return r;
+        }
+      } catch (error& e) {
+        if (!retry_after(info, e, permit, attempt, earlier, started)) throw;
+        ++attempt;
+      }
+    }
+  }
 
  private:
+  // Applies the call's remaining time as the connection's client-side timeout for one attempt.
+  class timeout_scope {
+   public:
+    timeout_scope(connection& c, const std::optional<clock::time_point>& deadline);
+    ~timeout_scope();
+    timeout_scope(const timeout_scope&) = delete;
+    timeout_scope& operator=(const timeout_scope&) = delete;
+
+   private:
+    connection* m_conn = nullptr;
+    std::chrono::milliseconds m_saved{0};
+  };
+
+  static std::optional<clock::time_point> deadline_of(const statement& st);
+  pooled_connection acquire_for(const call_info& info);
+  void succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit,
+                 clock::time_point started, int attempt) noexcept;
+  // Records the failure (breaker, budget, events) and decides; true after sleeping the backoff.
+  bool retry_after(const call_info& info, error& e, const std::optional<circuit_breaker::permit>& permit,
+                   int attempt, std::vector<attempt_error>& earlier, clock::time_point started);
+
   client_options m_options;
+  resilience_options m_resilience;
+  observer* m_observer;
+  circuit_breaker m_breaker;
+  retry_budget m_budget;
   std::unique_ptr<pool_type> m_pool;
 };
-
-/// The pool settings a client derives from client_options.
-[[nodiscard]] pool_options pool_options_from(const client_options& options);
 
 }  // namespace steadypg

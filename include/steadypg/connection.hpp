@@ -57,6 +57,10 @@ class statement {
   /// A short name for metrics and logs (never the SQL text).
   statement& name(std::string n) & { m_name = std::move(n); return *this; }
   statement&& name(std::string n) && { m_name = std::move(n); return std::move(*this); }
+  /// A deadline for the whole call through a client (all attempts, waits and backoff);
+  /// each attempt gets the time that is left, enforced with a real cancel.
+  statement& timeout(std::chrono::milliseconds t) & { m_timeout = t; return *this; }
+  statement&& timeout(std::chrono::milliseconds t) && { m_timeout = t; return std::move(*this); }
   /// Opts this statement out of the prepared-statement cache.
   statement& unprepared() & { m_prepare = false; return *this; }
   statement&& unprepared() && { m_prepare = false; return std::move(*this); }
@@ -65,10 +69,12 @@ class statement {
   [[nodiscard]] bool is_idempotent() const noexcept { return m_idempotent; }
   [[nodiscard]] const std::string& name() const noexcept { return m_name; }
   [[nodiscard]] bool may_prepare() const noexcept { return m_prepare; }
+  [[nodiscard]] std::optional<std::chrono::milliseconds> call_timeout() const noexcept { return m_timeout; }
 
  private:
   std::string m_sql;
   std::string m_name;
+  std::optional<std::chrono::milliseconds> m_timeout;
   bool m_idempotent = false;
   bool m_prepare = true;
 };

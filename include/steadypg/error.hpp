@@ -69,6 +69,10 @@ class error : public std::runtime_error {
 
   /// Sets the operation name (used by higher layers).
   void set_operation(std::string op);
+  /// True when a retry was refused because the retry budget was spent.
+  [[nodiscard]] bool budget_exhausted() const noexcept;
+  /// Flags the error as returned because the retry budget was spent.
+  void set_budget_exhausted(bool on = true) noexcept;
   /// Marks the connection that produced this error as unusable.
   void set_broken(bool broken = true) noexcept;
   /// Records the attempt count and the earlier attempts (used by the retry layer).

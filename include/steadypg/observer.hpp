@@ -8,6 +8,7 @@
 namespace steadypg {
 
 class error;
+enum class breaker_state;
 
 /// Why a pooled connection was closed.
 enum class close_reason {
@@ -52,6 +53,28 @@ class observer {
   virtual void on_pool_rejected() noexcept {}
   /// A connection has been held longer than leak_detection_threshold (reported once per hold).
   virtual void on_pool_leak_suspected(const leak_report& report) noexcept { (void)report; }
+
+  /// A call is about to be retried; `reason` is the outcome class of the failed attempt
+  /// ("not_sent", "rolled_back", "indeterminate") and `attempt` the number of the next one.
+  virtual void on_retry(std::string_view operation, std::string_view reason, int attempt,
+                        std::chrono::nanoseconds delay) noexcept {
+    (void)operation, (void)reason, (void)attempt, (void)delay;
+  }
+  /// A retry was refused because the retry budget was spent.
+  virtual void on_retry_budget_exhausted(std::string_view operation) noexcept { (void)operation; }
+  /// The circuit breaker changed state.
+  virtual void on_breaker_transition(breaker_state from, breaker_state to) noexcept { (void)from, (void)to; }
+  /// A call was rejected at once by an open breaker.
+  virtual void on_breaker_rejected() noexcept {}
+  /// A cancel request was sent for a statement that passed its deadline.
+  virtual void on_cancel_sent() noexcept {}
+  /// A COMMIT was in flight when the connection was lost: its outcome is unknown.
+  virtual void on_indeterminate_commit(std::string_view operation) noexcept { (void)operation; }
+  /// A call finished (after all its attempts): `ok` or the error.
+  virtual void on_call_finished(std::string_view operation, std::chrono::nanoseconds duration, int attempts,
+                                const error* failure) noexcept {
+    (void)operation, (void)duration, (void)attempts, (void)failure;
+  }
 };
 
 }  // namespace steadypg

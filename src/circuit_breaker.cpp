@@ -1,0 +1,130 @@
+#include "steadypg/circuit_breaker.hpp"
+
+#include <fmt/format.h>
+
+#include "steadypg/error.hpp"
+#include "steadypg/observer.hpp"
+
+namespace steadypg {
+
+std::string_view to_string(breaker_state s) noexcept {
+  switch (s) {
+    case breaker_state::closed: return "closed";
+    case breaker_state::open: return "open";
+    case breaker_state::half_open: return "half_open";
+    case breaker_state::forced_open: return "forced_open";
+  }
+  return "unknown";
+}
+
+void breaker_options::validate() const {
+  if (failure_threshold < 1 || failure_threshold > 10000) {
+    throw config_error(
+        fmt::format("breaker_options.failure_threshold = {} is out of range: expected 1–10000", failure_threshold));
+  }
+  if (open_duration < std::chrono::milliseconds(100)) {
+    throw config_error(fmt::format("breaker_options.open_duration = {} ms: expected ≥ 100 ms", open_duration.count()));
+  }
+  if (half_open_probes < 1) throw config_error("breaker_options.half_open_probes must be ≥ 1");
+  if (probe_timeout.count() <= 0) throw config_error("breaker_options.probe_timeout must be positive");
+}
+
+circuit_breaker::circuit_breaker(breaker_options options, observer* obs, time_source now)
+    : m_options(options), m_observer(obs), m_now(std::move(now)) {
+  m_options.validate();
+}
+
+breaker_state circuit_breaker::state() const noexcept { return m_state.load(std::memory_order_acquire); }
+
+void circuit_breaker::transition(breaker_state to, clock::time_point t) {
+  const breaker_state from = m_state.load(std::memory_order_relaxed);
+  if (from == to) return;
+  m_state.store(to, std::memory_order_release);
+  if (to == breaker_state::open || to == breaker_state::forced_open) m_opened_at = t;
+  if (to == breaker_state::half_open) {
+    m_half_open_at = t;
+    m_probes_in_flight = 0;
+  }
+  if (to == breaker_state::closed) m_consecutive_failures.store(0, std::memory_order_relaxed);
+  if (m_observer) m_observer->on_breaker_transition(from, to);
+}
+
+circuit_breaker::permit circuit_breaker::acquire() {
+  if (m_state.load(std::memory_order_acquire) == breaker_state::closed) return permit::normal;
+  std::lock_guard lk(m_mutex);
+  const auto t = now();
+  switch (m_state.load(std::memory_order_relaxed)) {
+    case breaker_state::closed:
+      return permit::normal;
+    case breaker_state::forced_open:
+      break;
+    case breaker_state::open:
+      if (t - m_opened_at >= m_options.open_duration) {
+        transition(breaker_state::half_open, t);
+        ++m_probes_in_flight;
+        return permit::probe;
+      }
+      break;
+    case breaker_state::half_open:
+      // A probe that hangs must not keep the breaker half-open forever.
+      if (t - m_half_open_at >= m_options.probe_timeout) {
+        transition(breaker_state::open, t);
+        break;
+      }
+      if (m_probes_in_flight < m_options.half_open_probes) {
+        ++m_probes_in_flight;
+        return permit::probe;
+      }
+      break;
+  }
+  const auto st = m_state.load(std::memory_order_relaxed);
+  std::string msg;
+  if (st == breaker_state::forced_open) {
+    msg = "circuit breaker is forced open; call reset() to close it";
+  } else if (st == breaker_state::half_open) {
+    msg = "circuit breaker is half-open and its probe calls are in flight; failing fast";
+  } else {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(m_options.open_duration - (t - m_opened_at));
+    msg = fmt::format("circuit breaker is open after {} consecutive failures; failing fast (next probe in {} ms)",
+                      m_options.failure_threshold, std::max<long long>(left.count(), 0));
+  }
+  if (m_observer) m_observer->on_breaker_rejected();
+  throw circuit_open(std::move(msg), failure_kind::connect_failed, outcome::not_sent);
+}
+
+void circuit_breaker::on_success(permit p) noexcept {
+  if (p == permit::normal) {
+    // Write only when there is something to clear: no shared-line traffic on the hot path.
+    if (m_consecutive_failures.load(std::memory_order_relaxed) != 0) {
+      m_consecutive_failures.store(0, std::memory_order_relaxed);
+    }
+    return;
+  }
+  std::lock_guard lk(m_mutex);
+  if (m_state.load(std::memory_order_relaxed) == breaker_state::half_open) transition(breaker_state::closed, now());
+}
+
+void circuit_breaker::on_failure(permit p) noexcept {
+  std::lock_guard lk(m_mutex);
+  const auto t = now();
+  const auto st = m_state.load(std::memory_order_relaxed);
+  if (p == permit::probe) {
+    if (st == breaker_state::half_open) transition(breaker_state::open, t);
+    return;
+  }
+  const int n = m_consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (st == breaker_state::closed && n >= m_options.failure_threshold) transition(breaker_state::open, t);
+}
+
+void circuit_breaker::force_open() {
+  std::lock_guard lk(m_mutex);
+  transition(breaker_state::forced_open, now());
+}
+
+void circuit_breaker::reset() {
+  std::lock_guard lk(m_mutex);
+  transition(breaker_state::closed, now());
+  m_consecutive_failures.store(0, std::memory_order_relaxed);
+}
+
+}  // namespace steadypg

@@ -1,0 +1,99 @@
+#include "steadypg/retry.hpp"
+
+#include <fmt/format.h>
+
+#include "steadypg/error.hpp"
+
+namespace steadypg {
+
+void retry_options::validate() const {
+  if (max_retries < 0 || max_retries > 100) {
+    throw config_error(fmt::format("retry_options.max_retries = {} is out of range: expected 0–100", max_retries));
+  }
+  if (base_delay.count() < 0 || base_delay.count() > 600000) {
+    throw config_error(
+        fmt::format("retry_options.base_delay = {} ms is out of range: expected 0–600000 ms", base_delay.count()));
+  }
+  if (max_delay < base_delay) {
+    throw config_error(fmt::format("retry_options.max_delay ({} ms) must be ≥ base_delay ({} ms)", max_delay.count(),
+                                   base_delay.count()));
+  }
+  if (min_attempt_time.count() < 0) throw config_error("retry_options.min_attempt_time must not be negative");
+}
+
+std::chrono::nanoseconds backoff_ceiling(const retry_options& o, int attempt) {
+  const auto cap = std::chrono::duration_cast<std::chrono::nanoseconds>(o.max_delay);
+  const auto base = std::chrono::duration_cast<std::chrono::nanoseconds>(o.base_delay);
+  if (base.count() <= 0) return std::chrono::nanoseconds{0};
+  if (attempt < 0) attempt = 0;
+  // base·2^attempt without overflow: stop doubling once past the cap.
+  auto v = base;
+  for (int i = 0; i < attempt && v < cap; ++i) v *= 2;
+  return std::min(v, cap);
+}
+
+std::chrono::nanoseconds full_jitter_delay(const retry_options& o, int attempt, std::uint64_t random64) {
+  const auto ceiling = backoff_ceiling(o, attempt).count();
+  if (ceiling <= 0) return std::chrono::nanoseconds{0};
+  // Uniform in [0, ceiling] from 64 random bits.
+  const auto unit = static_cast<double>(random64 >> 11) * 0x1.0p-53;  // [0, 1)
+  return std::chrono::nanoseconds{static_cast<std::int64_t>(unit * static_cast<double>(ceiling + 1))};
+}
+
+void retry_budget_options::validate() const {
+  if (!(ratio >= 0.0 && ratio <= 1.0)) throw config_error(fmt::format("retry_budget_options.ratio = {}: expected 0–1", ratio));
+  if (min_per_second < 0) throw config_error("retry_budget_options.min_per_second must not be negative");
+  if (window < std::chrono::seconds(1)) throw config_error("retry_budget_options.window must be at least 1 s");
+}
+
+retry_budget::retry_budget(retry_budget_options options, time_source now)
+    : m_options(options), m_now(std::move(now)), m_bucket_width(std::chrono::duration_cast<clock::duration>(options.window) / k_buckets) {
+  m_options.validate();
+}
+
+std::int64_t retry_budget::epoch_now() const noexcept {
+  const auto t = m_now ? m_now() : clock::now();
+  return t.time_since_epoch() / m_bucket_width;
+}
+
+retry_budget::bucket& retry_budget::current() noexcept {
+  const std::int64_t e = epoch_now();
+  bucket& b = m_buckets[static_cast<std::size_t>(e % k_buckets)];
+  std::int64_t seen = b.epoch.load(std::memory_order_acquire);
+  if (seen != e && b.epoch.compare_exchange_strong(seen, e)) {
+    // First touch of this bucket in a new window slot: forget what it held.
+    b.deposits.store(0, std::memory_order_relaxed);
+    b.withdrawals.store(0, std::memory_order_relaxed);
+  }
+  return b;
+}
+
+void retry_budget::totals(std::uint64_t& deposits, std::uint64_t& withdrawals) const noexcept {
+  const std::int64_t e = epoch_now();
+  deposits = withdrawals = 0;
+  for (const auto& b : m_buckets) {
+    const std::int64_t be = b.epoch.load(std::memory_order_acquire);
+    if (be > e - k_buckets && be <= e) {
+      deposits += b.deposits.load(std::memory_order_relaxed);
+      withdrawals += b.withdrawals.load(std::memory_order_relaxed);
+    }
+  }
+}
+
+void retry_budget::record_success() noexcept { current().deposits.fetch_add(1, std::memory_order_relaxed); }
+
+double retry_budget::available() const noexcept {
+  std::uint64_t d = 0, w = 0;
+  totals(d, w);
+  const double window_s = std::chrono::duration<double>(m_options.window).count();
+  return static_cast<double>(m_options.min_per_second) * window_s + m_options.ratio * static_cast<double>(d) -
+         static_cast<double>(w);
+}
+
+bool retry_budget::try_spend() noexcept {
+  if (available() < 1.0) return false;
+  current().withdrawals.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace steadypg
