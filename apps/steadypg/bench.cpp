@@ -116,7 +116,9 @@ int run_bench(const context& ctx, const bench_args& args) {
     po.max_size = static_cast<std::size_t>(args.clients);
     po.min_size = static_cast<std::size_t>(args.clients);
     po.acquire_timeout = std::chrono::milliseconds(5000);
-    client db(co, po);
+    resilience_options ro = resilience_options_from(co);
+    ro.enabled = !args.no_resilience;
+    client db(co, po, ro);
     const int scale = static_cast<int>(db.query_value<int64_t>("SELECT count(*) FROM pgbench_branches"));
     if (scale < 1) throw usage_error("pgbench_branches is empty: run `steadypg bench --init --scale N` first");
     const int accounts = scale * 100000;

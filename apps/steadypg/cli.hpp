@@ -52,6 +52,7 @@ struct bench_args {
   int clients = 1;
   int seconds = 10;
   int depth = 16;
+  bool no_resilience = false;
 };
 int run_bench(const context& ctx, const bench_args& args);
 

@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   bench->add_option("--seconds", bargs.seconds, "Duration")->check(CLI::Range(1, 86400))->capture_default_str();
+  bench->add_flag("--no-resilience", bargs.no_resilience,
+                  "Bypass retries, budget and breaker (to measure what they cost)");
   bench->add_option("--depth", bargs.depth, "pipeline: statements per round trip")
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();

@@ -139,7 +139,7 @@ class client {
   template <typename Fn>
   auto run(const call_info& info, Fn&& fn) -> std::invoke_result_t<Fn&, connection&> {
     using R = std::invoke_result_t<Fn&, connection&>;
-    const auto started = clock::now();
+    const auto started = m_observer ? clock::now() : clock::time_point{};
     int attempt = 0;
     std::vector<attempt_error> earlier;  // allocates only when an attempt fails
     while (true) {
