@@ -214,7 +214,9 @@ TEST(cli, bench_keeps_going_through_an_outage) {
   run_result r;
   std::thread bench([&] {
     r = run({"bench", "--json", "--workload", "select", "--clients", "2", "--seconds", "6"},
-            {{"POSTGRESQL_CONNECTION_TIMEOUT", "500"}});
+            {{"POSTGRESQL_CONNECTION_TIMEOUT", "500"},
+             {"POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT", "500"},
+             {"POSTGRESQL_RETRY_DELAY", "50"}});
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   cluster->stop();

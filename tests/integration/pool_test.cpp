@@ -190,6 +190,7 @@ TEST(client_pool, connect_failure_is_reported_fast) {
   client_options o;
   o.dsn = "host=127.0.0.1 port=1 user=postgres";
   o.connection_timeout = 2000ms;
+  o.max_retries = 0;  // the pool's own behaviour, without the retry layer
   client db(o);
   const auto start = std::chrono::steady_clock::now();
   try {
