@@ -1,6 +1,9 @@
 #include "steadypg/connection.hpp"
 
 #include <poll.h>
+#include <condition_variable>
+#include <memory>
+#include <thread>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -188,13 +191,13 @@ param_arrays::param_arrays(std::span<const param_ref> params) : m_n(static_cast<
 connection_impl::~connection_impl() { close(); }
 
 void connection_impl::close() noexcept {
+  PGconn* victim = nullptr;
   {
-    std::lock_guard lock(cancel_mutex);
-    if (cancel_handle) PQfreeCancel(cancel_handle);
-    cancel_handle = nullptr;
+    std::lock_guard lock(cancel_mutex);  // a concurrent cancel() reads conn
+    victim = conn;
+    conn = nullptr;
   }
-  if (conn) PQfinish(conn);
-  conn = nullptr;
+  if (victim) PQfinish(victim);
   in_pipeline = false;
   in_copy = false;
   cache.clear();
@@ -332,14 +335,65 @@ result connection_impl::collect(std::string_view op, const deadline& until) {
   return result(ok.release());
 }
 
-void connection_impl::handle_timeout(std::string_view op, bool can_drain) {
-  const auto timeout = options.query_timeout;
-  bool cancelled = false;
+namespace {
+
+// PQcancel (libpq 15) blocks without a bound while it connects and waits for the server to
+// hang up. Run it on a helper thread and stop waiting at the deadline; the helper owns its
+// own PGcancel copy, so it may outlive the connection. At most a few run at once per
+// process: beyond that no cancel is sent and the caller drops the connection instead.
+std::atomic<int> g_cancels_in_flight{0};
+constexpr int k_max_cancels_in_flight = 8;
+
+struct cancel_job {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  bool ok = false;
+};
+
+bool bounded_cancel(PGcancel* handle, std::chrono::milliseconds timeout) {
+  if (handle == nullptr) return false;
+  if (g_cancels_in_flight.fetch_add(1) >= k_max_cancels_in_flight) {
+    g_cancels_in_flight.fetch_sub(1);
+    PQfreeCancel(handle);
+    return false;
+  }
+  auto job = std::make_shared<cancel_job>();
+  try {
+    std::thread([job, handle] {
+      char err[256];
+      const bool ok = PQcancel(handle, err, sizeof err) == 1;
+      PQfreeCancel(handle);
+      g_cancels_in_flight.fetch_sub(1);
+      std::lock_guard lk(job->mu);
+      job->done = true;
+      job->ok = ok;
+      job->cv.notify_all();
+    }).detach();
+  } catch (...) {
+    g_cancels_in_flight.fetch_sub(1);
+    PQfreeCancel(handle);
+    return false;
+  }
+  std::unique_lock lk(job->mu);
+  job->cv.wait_for(lk, timeout, [&] { return job->done; });
+  return job->done && job->ok;
+}
+
+}  // namespace
+
+bool connection_impl::send_cancel() noexcept {
+  PGcancel* copy = nullptr;
   {
     std::lock_guard lock(cancel_mutex);
-    char err[256];
-    if (cancel_handle) cancelled = PQcancel(cancel_handle, err, sizeof err) == 1;
+    if (conn != nullptr) copy = PQgetCancel(conn);
   }
+  return bounded_cancel(copy, options.cancel_timeout);
+}
+
+void connection_impl::handle_timeout(std::string_view op, bool can_drain) {
+  const auto timeout = options.query_timeout;
+  const bool cancelled = send_cancel();
   // Drain: the server answers the cancelled statement with 57014 (or its result).
   bool drained = false;
   bool server_cancelled = false;
@@ -529,7 +583,6 @@ connection::connection(const connection_options& options) : m_impl(std::make_uni
   if (PQsetnonblocking(d.conn, 1) != 0) fail(internal::last_error_message(d.conn));
   // Server notices (NOTICE, WARNING) are not printed to stderr by a library.
   PQsetNoticeProcessor(d.conn, [](void*, const char*) {}, nullptr);
-  d.cancel_handle = PQgetCancel(d.conn);
   d.stats.capacity = options.statement_cache_capacity;
 }
 
@@ -606,10 +659,7 @@ void connection::ping() {
 
 bool connection::cancel() noexcept {
   if (!m_impl) return false;
-  std::lock_guard lock(m_impl->cancel_mutex);
-  if (m_impl->cancel_handle == nullptr) return false;
-  char err[256];
-  return PQcancel(m_impl->cancel_handle, err, sizeof err) == 1;
+  return m_impl->send_cancel();
 }
 
 bool connection::check_alive() noexcept {

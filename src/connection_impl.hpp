@@ -66,8 +66,7 @@ class param_arrays {
 };
 
 struct connection_impl {
-  PGconn* conn = nullptr;
-  PGcancel* cancel_handle = nullptr;  // guarded by cancel_mutex
+  PGconn* conn = nullptr;    // replaced only under cancel_mutex (cancel() runs on other threads)
   std::mutex cancel_mutex;
   connection_options options;
   request_facts last;
@@ -107,6 +106,8 @@ struct connection_impl {
   [[noreturn]] void handle_timeout(std::string_view op, bool can_drain = true);
   /// Statement name for `sql`, preparing it first when not cached.
   const cached_statement& prepared(std::string_view sql, const param_arrays& params, const deadline& until);
+  /// Sends a cancel request, bounded by options.cancel_timeout; thread-safe.
+  bool send_cancel() noexcept;
   /// Runs an internal statement (no parameters) and discards its result.
   void run_internal(const char* sql, const deadline& until, std::string_view op);
   /// Throws usage_error naming the parameter when a text parameter contains a NUL byte.

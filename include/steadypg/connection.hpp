@@ -32,6 +32,9 @@ struct connection_options {
   std::chrono::milliseconds query_timeout{0};
   /// How long to wait for the server to answer after a cancel request. Default 5 s.
   std::chrono::milliseconds cancel_wait{5000};
+  /// Bound on delivering the cancel request itself (it needs a connection of its own, which a
+  /// dead network can hang). Default 2 s.
+  std::chrono::milliseconds cancel_timeout{2000};
   /// Prepared statements cached (LRU) per connection; 0 disables preparing entirely,
   /// as PgBouncer in transaction mode needs. Default 256.
   std::size_t statement_cache_capacity = 256;
@@ -152,8 +155,9 @@ class connection {
   /// One round trip (an empty query); throws on failure.
   void ping();
 
-  /// Asks the server to cancel the statement in flight (PQcancel). Thread-safe.
-  /// Returns false when the request could not be delivered.
+  /// Asks the server to cancel the statement in flight (PQcancel), giving up after
+  /// options().cancel_timeout. Thread-safe. Returns false when the request could not be
+  /// delivered in time (or too many cancels are already in flight in this process).
   bool cancel() noexcept;
 
   /// Reads whatever the server sent meanwhile without blocking and reports whether the

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cluster_env.hpp"
+#include "fault_proxy.hpp"
 #include "steadypg/steadypg.hpp"
 
 using namespace steadypg;
@@ -328,4 +329,52 @@ TEST(resilience, restart_under_load_opens_fails_fast_and_recovers) {
   std::printf("[ metrics  ] outage: %zu rejected calls, p99 %.3f ms; %d connect failures while down; "
               "server ready → first success %.0f ms; %ld ok, %ld failed\n",
               rejected_ms.size(), p99, connect_failures_while_down, recovery_ms, ok.load(), failed.load());
+}
+
+TEST(resilience, lost_commit_reply_is_indeterminate_and_never_resent) {
+  auto* cluster = cluster_environment::cluster();
+  if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  steadypg::test::fault_proxy proxy(cluster->port());
+  counting_observer obs;
+  auto o = fast_options(1);
+  o.dsn = "host=127.0.0.1 user=postgres dbname=postgres sslmode=disable port=" + std::to_string(proxy.port());
+  client db(o, &obs);
+  db.execute("DROP TABLE IF EXISTS rf_lost; CREATE TABLE rf_lost (id int)");
+  proxy.cut_reply_after("COMMIT");
+  std::atomic<int> runs{0};
+  try {
+    db.transaction([&](transaction& tx) {
+      ++runs;
+      tx.execute("INSERT INTO rf_lost VALUES (1)");
+    });
+    FAIL() << "the COMMIT reply was lost, yet the transaction reported success";
+  } catch (const indeterminate_commit& e) {
+    EXPECT_EQ(e.outcome(), outcome::indeterminate);
+    EXPECT_EQ(e.attempts(), 1);
+  }
+  EXPECT_EQ(runs.load(), 1) << "fn is not re-run after COMMIT was sent";
+  EXPECT_EQ(proxy.times_seen("COMMIT"), 1) << "COMMIT is never resent";
+  EXPECT_EQ(obs.indeterminate_commits.load(), 1);
+  EXPECT_EQ(obs.retries.load(), 0);
+  EXPECT_LE(connect().query_value<int64_t>("SELECT count(*) FROM rf_lost"), 1) << "exactly once or not at all";
+}
+
+TEST(resilience, black_holed_server_times_out_and_drops_the_connection) {
+  auto* cluster = cluster_environment::cluster();
+  if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  steadypg::test::fault_proxy proxy(cluster->port());
+  counting_observer obs;
+  auto o = fast_options(1);
+  o.dsn = "host=127.0.0.1 user=postgres dbname=postgres sslmode=disable port=" + std::to_string(proxy.port());
+  client db(o, &obs);
+  EXPECT_EQ(db.query_value<int>("SELECT 1"), 1);
+  proxy.black_hole(true);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(db.execute(statement{"SELECT 2"}.timeout(300ms)), timeout_error);
+  // The cancel goes to the real server (it cannot reach the statement), the drain times out
+  // after cancel_wait, and the connection is dropped rather than reused.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 8s);
+  proxy.black_hole(false);
+  EXPECT_EQ(db.query_value<int>("SELECT 3"), 3);
+  EXPECT_EQ(db.pool_statistics().closed_broken, 1u);
 }

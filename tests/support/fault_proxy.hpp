@@ -1,0 +1,154 @@
+#pragma once
+
+// A test-only TCP proxy on 127.0.0.1 between the client and the server, for faults libpq
+// cannot produce by itself: cut the connection right after the client sent a given statement
+// (so the server runs it but its reply is lost), delay the server's replies, or black-hole
+// all traffic. Loopback only; one thread per proxied connection.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace steadypg::test {
+
+class fault_proxy {
+ public:
+  /// Forwards 127.0.0.1:<port()> to 127.0.0.1:`target_port`.
+  explicit fault_proxy(int target_port) : m_target(target_port) {
+    m_listen = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(m_listen, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(m_listen, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(m_listen, 64) != 0 ||
+        ::getsockname(m_listen, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("fault_proxy: cannot listen on 127.0.0.1");
+    }
+    m_port = ntohs(a.sin_port);
+    m_acceptor = std::thread([this] { accept_loop(); });
+  }
+
+  ~fault_proxy() {
+    m_stop = true;
+    ::shutdown(m_listen, SHUT_RDWR);
+    ::close(m_listen);
+    m_acceptor.join();
+    std::lock_guard lk(m_mu);
+    for (auto& t : m_workers) t.join();
+  }
+
+  fault_proxy(const fault_proxy&) = delete;
+  fault_proxy& operator=(const fault_proxy&) = delete;
+
+  [[nodiscard]] int port() const { return m_port; }
+
+  /// After the client sends bytes containing `pattern`, forward them, then drop whatever the
+  /// server answers and close the client's connection (once; re-arm to repeat).
+  void cut_reply_after(std::string pattern) {
+    std::lock_guard lk(m_mu);
+    m_cut_pattern = std::move(pattern);
+    m_armed = true;
+  }
+  /// Delays every reply from the server by `d` (0 to stop).
+  void delay_replies(std::chrono::milliseconds d) { m_delay_ms = static_cast<int>(d.count()); }
+  /// Stops forwarding anything in either direction, keeping the sockets open.
+  void black_hole(bool on) { m_black_hole = on; }
+  /// How many client messages contained `pattern` (counted while armed or after).
+  [[nodiscard]] int times_seen(const std::string& pattern) const {
+    std::lock_guard lk(m_mu);
+    int n = 0;
+    for (const auto& s : m_seen) n += s.find(pattern) != std::string::npos;
+    return n;
+  }
+
+ private:
+  void accept_loop() {
+    while (!m_stop) {
+      const int client = ::accept(m_listen, nullptr, nullptr);
+      if (client < 0) continue;
+      const int server = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(static_cast<uint16_t>(m_target));
+      if (::connect(server, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(client);
+        ::close(server);
+        continue;
+      }
+      int one = 1;
+      ::setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      ::setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      std::lock_guard lk(m_mu);
+      m_workers.emplace_back([this, client, server] { pump(client, server); });
+    }
+  }
+
+  void pump(int client, int server) {
+    bool cutting = false;
+    char buf[65536];
+    while (!m_stop) {
+      pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+      if (::poll(fds, 2, 50) <= 0) continue;
+      if (m_black_hole) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      if (fds[0].revents) {
+        const ssize_t n = ::recv(client, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        const std::string chunk(buf, static_cast<std::size_t>(n));
+        {
+          std::lock_guard lk(m_mu);
+          m_seen.push_back(chunk);
+          if (m_armed && !m_cut_pattern.empty() && chunk.find(m_cut_pattern) != std::string::npos) {
+            m_armed = false;
+            cutting = true;
+          }
+        }
+        if (::send(server, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) < 0) break;
+        if (cutting) {
+          // Let the server receive and run it, swallow its answer, then hang up on the client.
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          break;
+        }
+      }
+      if (fds[1].revents) {
+        const ssize_t n = ::recv(server, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        if (const int d = m_delay_ms.load(); d > 0) std::this_thread::sleep_for(std::chrono::milliseconds(d));
+        if (::send(client, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) < 0) break;
+      }
+    }
+    ::close(client);
+    ::close(server);
+  }
+
+  int m_target;
+  int m_listen = -1;
+  int m_port = 0;
+  std::atomic<bool> m_stop{false};
+  std::atomic<bool> m_black_hole{false};
+  std::atomic<int> m_delay_ms{0};
+  mutable std::mutex m_mu;
+  std::string m_cut_pattern;
+  bool m_armed = false;
+  std::vector<std::string> m_seen;
+  std::thread m_acceptor;
+  std::vector<std::thread> m_workers;
+};
+
+}  // namespace steadypg::test
