@@ -19,9 +19,7 @@ class connection_factory final : public pool_factory<connection> {
     co.connect_timeout = timeout;
     co.statement_cache_capacity = static_cast<std::size_t>(m_options.statement_cache_size);
     auto c = std::make_unique<connection>(co);
-    if (m_options.statement_timeout.count() > 0) {
-      (void)c->execute(fmt::format("SET statement_timeout = {}", m_options.statement_timeout.count()));
-    }
+    c->set_statement_timeout(m_options.statement_timeout);
     return c;
   }
 
@@ -134,12 +132,31 @@ client::pooled_connection client::acquire_for(const call_info& info) {
   return m_pool->acquire_until(until, info.operation);
 }
 
-client::timeout_scope::timeout_scope(connection& c, const std::optional<clock::time_point>& deadline) {
-  if (!deadline) return;
+client::timeout_scope::timeout_scope(connection& c, const std::optional<clock::time_point>& deadline,
+                                     std::chrono::milliseconds session_default) {
+  if (!deadline) {
+    // Back to the configured default if an earlier call with a deadline changed it.
+    if (c.statement_timeout() != session_default) c.set_statement_timeout(session_default);
+    return;
+  }
+  const auto left = std::max(std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock::now()),
+                             std::chrono::milliseconds{1});
+  // The server stops the statement a little before the deadline (statement_timeout); the
+  // client-side timeout with a cancel request is the backstop. The SET is skipped while the
+  // session's value is already within a quarter of what is wanted.
+  const auto server = std::max(left * 9 / 10, std::chrono::milliseconds{1});
   m_conn = &c;
   m_saved = c.options().query_timeout;
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock::now());
-  c.set_query_timeout(std::max(left, std::chrono::milliseconds{1}));
+  c.set_query_timeout(left);  // first, so that the SET below is bounded too
+  const auto current = c.statement_timeout();
+  if (current.count() == 0 || current > server || current < server * 3 / 4) {
+    try {
+      c.set_statement_timeout(server);
+    } catch (...) {
+      c.set_query_timeout(m_saved);
+      throw;
+    }
+  }
 }
 
 client::timeout_scope::~timeout_scope() {

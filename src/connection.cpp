@@ -706,6 +706,15 @@ void connection::clear_statement_cache() noexcept {
   m_impl->stats.size = 0;
 }
 
+void connection::set_statement_timeout(std::chrono::milliseconds timeout) {
+  if (timeout.count() < 0) timeout = std::chrono::milliseconds{0};
+  if (timeout == m_impl->session_statement_timeout) return;
+  (void)execute(fmt::format("SET statement_timeout = {}", timeout.count()));
+  m_impl->session_statement_timeout = timeout;
+}
+
+std::chrono::milliseconds connection::statement_timeout() const noexcept { return m_impl->session_statement_timeout; }
+
 void connection::set_query_timeout(std::chrono::milliseconds timeout) noexcept { m_impl->options.query_timeout = timeout; }
 void connection::close() noexcept { m_impl->close(); }
 pg_conn* connection::native_handle() const noexcept { return m_impl->conn; }

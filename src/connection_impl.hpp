@@ -79,6 +79,7 @@ struct connection_impl {
   std::uint64_t name_counter = 0;
   // Adaptive read-before-poll: under load the answer is often there already, and a poll()
   // would be a wasted syscall; when it keeps not being there, stop trying for a while.
+  std::chrono::milliseconds session_statement_timeout{0};
   unsigned eager_misses = 0;
   unsigned eager_skip = 0;
   statement_cache_stats stats;

@@ -147,7 +147,7 @@ class client {
       try {
         if (m_resilience.enabled) permit = m_breaker.acquire();
         auto conn = acquire_for(info);
-        timeout_scope scope(*conn, info.deadline);
+        timeout_scope scope(*conn, info.deadline, m_options.statement_timeout);
         if constexpr (std::is_void_v<R>) {
           fn(*conn);
           succeeded(info, permit, started, attempt);
@@ -168,7 +168,8 @@ class client {
   // Applies the call's remaining time as the connection's client-side timeout for one attempt.
   class timeout_scope {
    public:
-    timeout_scope(connection& c, const std::optional<clock::time_point>& deadline);
+    timeout_scope(connection& c, const std::optional<clock::time_point>& deadline,
+                  std::chrono::milliseconds session_default);
     ~timeout_scope();
     timeout_scope(const timeout_scope&) = delete;
     timeout_scope& operator=(const timeout_scope&) = delete;

@@ -184,6 +184,11 @@ class connection {
   [[nodiscard]] statement_cache_stats cache_stats() const noexcept;
   /// Forgets every cached prepared statement (call after DISCARD ALL on this session).
   void clear_statement_cache() noexcept;
+  /// Sets the session's server-side statement_timeout (0 = off) with one SET, unless it is
+  /// already that value.
+  void set_statement_timeout(std::chrono::milliseconds timeout);
+  /// The session's statement_timeout as last set through this object (0 = off / default).
+  [[nodiscard]] std::chrono::milliseconds statement_timeout() const noexcept;
   /// Changes the client-side per-statement deadline (0 = none).
   void set_query_timeout(std::chrono::milliseconds timeout) noexcept;
   /// Closes the connection now; status() becomes broken.
