@@ -63,6 +63,49 @@ class connection_factory final : public pool_factory<connection> {
   client_options m_options;
 };
 
+// Forwards every event to the metrics and to the caller's observer.
+class observer_fanout final : public observer {
+ public:
+  observer_fanout(observer* a, observer* b) : m_a(a), m_b(b) {}
+#define STEADYPG_FANOUT(call) \
+  if (m_a) m_a->call;        \
+  if (m_b) m_b->call;
+  void on_pool_acquired(std::chrono::nanoseconds w) noexcept override { STEADYPG_FANOUT(on_pool_acquired(w)) }
+  void on_pool_released(std::chrono::nanoseconds u) noexcept override { STEADYPG_FANOUT(on_pool_released(u)) }
+  void on_pool_connection_created(std::chrono::nanoseconds t) noexcept override {
+    STEADYPG_FANOUT(on_pool_connection_created(t))
+  }
+  void on_pool_connect_failed(const error& e) noexcept override { STEADYPG_FANOUT(on_pool_connect_failed(e)) }
+  void on_pool_connection_closed(close_reason r) noexcept override { STEADYPG_FANOUT(on_pool_connection_closed(r)) }
+  void on_pool_acquire_timeout(std::chrono::nanoseconds w) noexcept override {
+    STEADYPG_FANOUT(on_pool_acquire_timeout(w))
+  }
+  void on_pool_rejected() noexcept override { STEADYPG_FANOUT(on_pool_rejected()) }
+  void on_pool_leak_suspected(const leak_report& r) noexcept override { STEADYPG_FANOUT(on_pool_leak_suspected(r)) }
+  void on_retry(std::string_view op, std::string_view reason, int attempt,
+                std::chrono::nanoseconds delay) noexcept override {
+    STEADYPG_FANOUT(on_retry(op, reason, attempt, delay))
+  }
+  void on_retry_budget_exhausted(std::string_view op) noexcept override {
+    STEADYPG_FANOUT(on_retry_budget_exhausted(op))
+  }
+  void on_breaker_transition(breaker_state from, breaker_state to) noexcept override {
+    STEADYPG_FANOUT(on_breaker_transition(from, to))
+  }
+  void on_breaker_rejected() noexcept override { STEADYPG_FANOUT(on_breaker_rejected()) }
+  void on_cancel_sent() noexcept override { STEADYPG_FANOUT(on_cancel_sent()) }
+  void on_indeterminate_commit(std::string_view op) noexcept override { STEADYPG_FANOUT(on_indeterminate_commit(op)) }
+  void on_call_finished(std::string_view op, std::chrono::nanoseconds d, int attempts,
+                        const error* failure) noexcept override {
+    STEADYPG_FANOUT(on_call_finished(op, d, attempts, failure))
+  }
+#undef STEADYPG_FANOUT
+
+ private:
+  observer* m_a;
+  observer* m_b;
+};
+
 }  // namespace
 
 pool_options pool_options_from(const client_options& o) {
@@ -100,11 +143,36 @@ client::client(client_options options, pool_options pool, observer* obs)
 client::client(client_options options, pool_options pool, resilience_options resilience, observer* obs)
     : m_options(std::move(options)),
       m_resilience((resilience.validate(), resilience)),
-      m_observer(obs),
-      m_breaker(m_resilience.breaker, obs),
+      m_registry(std::make_unique<observe::registry>()),
+      m_metrics(m_options.metrics_enabled
+                    ? std::make_unique<observe::client_metrics>(*m_registry, m_options.slow_query_threshold)
+                    : nullptr),
+      m_fanout(m_metrics ? std::make_unique<observer_fanout>(m_metrics.get(), obs) : nullptr),
+      m_observer(m_fanout ? m_fanout.get() : obs),
+      m_breaker(m_resilience.breaker, m_observer),
       m_budget(m_resilience.budget) {
   m_options.validate();
-  m_pool = std::make_unique<pool_type>(std::move(pool), std::make_shared<connection_factory>(m_options), obs);
+  m_pool = std::make_unique<pool_type>(std::move(pool), std::make_shared<connection_factory>(m_options), m_observer);
+  if (m_metrics) {
+    // Live state, read when the metrics are rendered.
+    auto& reg = *m_registry;
+    pool_type* p = m_pool.get();
+    reg.add_gauge_callback("postgresql_pool_connections", "Pooled connections by state", {{"state", "active"}},
+                           [p] { return static_cast<double>(p->stats().active); });
+    reg.add_gauge_callback("postgresql_pool_connections", "Pooled connections by state", {{"state", "idle"}},
+                           [p] { return static_cast<double>(p->stats().idle); });
+    reg.add_gauge_callback("postgresql_pool_max_connections", "Pool size limit", {},
+                           [p] { return static_cast<double>(p->options().max_size); });
+    reg.add_gauge_callback("postgresql_pool_pending_requests", "Callers waiting for a pooled connection", {},
+                           [p] { return static_cast<double>(p->stats().waiting); });
+    circuit_breaker* b = &m_breaker;
+    for (breaker_state st : {breaker_state::closed, breaker_state::open, breaker_state::half_open,
+                             breaker_state::forced_open}) {
+      reg.add_gauge_callback("postgresql_circuit_breaker_state", "Circuit breaker state (one-hot)",
+                             {{"state", std::string(to_string(st))}},
+                             [b, st] { return b->state() == st ? 1.0 : 0.0; });
+    }
+  }
 }
 
 client::~client() = default;

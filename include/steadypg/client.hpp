@@ -10,6 +10,8 @@
 #include "steadypg/circuit_breaker.hpp"
 #include "steadypg/config.hpp"
 #include "steadypg/connection.hpp"
+#include "steadypg/observe/client_metrics.hpp"
+#include "steadypg/observe/metrics.hpp"
 #include "steadypg/observer.hpp"
 #include "steadypg/pool.hpp"
 #include "steadypg/retry.hpp"
@@ -125,6 +127,11 @@ class client {
   [[nodiscard]] circuit_breaker& breaker() noexcept { return m_breaker; }
   /// The retry budget.
   [[nodiscard]] retry_budget& budget() noexcept { return m_budget; }
+  /// The metrics registry (empty when POSTGRESQL_METRICS_ENABLED is false):
+  /// `db.metrics().render_prometheus()`.
+  [[nodiscard]] observe::registry& metrics() noexcept { return *m_registry; }
+  /// The event counters behind the metrics, or nullptr when metrics are off.
+  [[nodiscard]] const observe::client_metrics* metric_events() const noexcept { return m_metrics.get(); }
 
   /// What the pipeline needs to know about a call.
   struct call_info {
@@ -189,6 +196,9 @@ class client {
 
   client_options m_options;
   resilience_options m_resilience;
+  std::unique_ptr<observe::registry> m_registry;
+  std::unique_ptr<observe::client_metrics> m_metrics;  // null when metrics are off
+  std::unique_ptr<observer> m_fanout;                  // metrics + the caller's observer
   observer* m_observer;
   circuit_breaker m_breaker;
   retry_budget m_budget;

@@ -229,7 +229,7 @@ class basic_pool {
 
   struct state {
     state(pool_options o, std::shared_ptr<pool_factory<Conn>> f, observer* ob, time_source t)
-        : opts(std::move(o)), factory(std::move(f)), obs(ob), now_fn(std::move(t)) {
+        : opts(std::move(o)), factory(std::move(f)), obs_(ob), now_fn(std::move(t)) {
       opts.validate();
       if (!factory) throw usage_error("basic_pool needs a connection factory");
       slots = std::make_unique<slot[]>(opts.max_size);
@@ -246,8 +246,10 @@ class basic_pool {
 
     pool_options opts;
     std::shared_ptr<pool_factory<Conn>> factory;
-    observer* obs;
+    std::atomic<observer*> obs_;  // cleared at shutdown: the observer may die with the pool's owner
     time_source now_fn;
+
+    observer* obs() const noexcept { return obs_.load(std::memory_order_acquire); }
     std::unique_ptr<slot[]> slots;
     clock::duration quick_after{};  // quick_check_after_idle and validate_after_idle, saturated
     clock::duration ping_after{};
@@ -413,7 +415,7 @@ class basic_pool {
         s.state.store(k_empty, std::memory_order_release);
         nudge_waiter();
       }
-      if (obs) obs->on_pool_connection_closed(why);
+      if (observer* o = obs()) o->on_pool_connection_closed(why);
     }
     void count_close(close_reason why) {
       switch (why) {
@@ -444,10 +446,10 @@ class basic_pool {
       const auto t0 = clock::now();
       try {
         auto c = factory->connect(timeout);
-        if (obs) obs->on_pool_connection_created(clock::now() - t0);
+        if (observer* o = obs()) o->on_pool_connection_created(clock::now() - t0);
         return c;
       } catch (const error& e) {
-        if (obs) obs->on_pool_connect_failed(e);
+        if (observer* o = obs()) o->on_pool_connect_failed(e);
         failure = std::current_exception();
       } catch (...) {
         failure = std::current_exception();
@@ -483,7 +485,7 @@ class basic_pool {
         if (!checkout(*s, t)) continue;
         mark_owned(*s, me, context, t);
         hint() = {this, static_cast<std::size_t>(s - slots.get())};
-        if (obs) obs->on_pool_acquired(std::chrono::nanoseconds{0});
+        if (observer* o = obs()) o->on_pool_acquired(std::chrono::nanoseconds{0});
         return s;
       }
       return acquire_slow(start, deadline, context);
@@ -496,7 +498,7 @@ class basic_pool {
         ++counters.rejections;
         const auto msg = fmt_exhausted();
         lk.unlock();
-        if (obs) obs->on_pool_rejected();
+        if (observer* o = obs()) o->on_pool_rejected();
         throw pool_exhausted(msg, failure_kind::timeout, outcome::not_sent);
       }
       waiter w;
@@ -562,7 +564,7 @@ class basic_pool {
           ++counters.acquire_timeouts;
           const auto msg = fmt_timeout();
           lk.unlock();
-          if (obs) obs->on_pool_acquire_timeout(clock::now() - start);
+          if (observer* o = obs()) o->on_pool_acquire_timeout(clock::now() - start);
           throw pool_timeout(msg, failure_kind::timeout, outcome::not_sent);
         }
       }
@@ -577,7 +579,7 @@ class basic_pool {
         std::lock_guard lk(mu);
         counters.acquire_wait_total += waited;
       }
-      if (obs) obs->on_pool_acquired(waited);
+      if (observer* o = obs()) o->on_pool_acquired(waited);
       return s;
     }
 
@@ -609,7 +611,7 @@ class basic_pool {
       const auto t = st->now();
       const auto used = t - at(s->acquired_at.load(std::memory_order_relaxed));
       s->releases.store(s->releases.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      if (st->obs) st->obs->on_pool_released(std::chrono::duration_cast<std::chrono::nanoseconds>(used));
+      if (observer* o = st->obs()) o->on_pool_released(std::chrono::duration_cast<std::chrono::nanoseconds>(used));
       if (st->closed.load()) {
         st->release_after_close(*s);
         return;
@@ -638,7 +640,7 @@ class basic_pool {
         s.state.store(k_empty, std::memory_order_release);
         last = shut_down && --outstanding_after_close == 0;
       }
-      if (obs) obs->on_pool_connection_closed(close_reason::pool_closed);
+      if (observer* o = obs()) o->on_pool_connection_closed(close_reason::pool_closed);
       if (last) delete this;
     }
 
@@ -666,14 +668,14 @@ class basic_pool {
         }
       }
       // Leaks: connections held longer than the threshold, reported once per hold.
-      if (opts.leak_detection_threshold.count() > 0 && obs) {
+      if (observer* o = obs(); opts.leak_detection_threshold.count() > 0 && o) {
         for (std::size_t i = 0; i < hw; ++i) {
           slot& s = slots[i];
           if (s.state.load(std::memory_order_acquire) != k_in_use) continue;
           const auto held = t - at(s.acquired_at.load(std::memory_order_relaxed));
           if (held >= opts.leak_detection_threshold && !s.leak_reported.exchange(true)) {
             const char* ctx = s.context.load(std::memory_order_relaxed);
-            obs->on_pool_leak_suspected({s.id.load(std::memory_order_relaxed),
+            o->on_pool_leak_suspected({s.id.load(std::memory_order_relaxed),
                                          std::chrono::duration_cast<std::chrono::nanoseconds>(held),
                                          s.acquirer.load(std::memory_order_relaxed), ctx ? ctx : ""});
           }
@@ -759,6 +761,8 @@ class basic_pool {
       if (maintenance.joinable()) maintenance.join();
       closed.store(true, std::memory_order_seq_cst);
       std::unique_lock lk(mu);
+      observer* const ob = obs();
+      obs_.store(nullptr, std::memory_order_release);  // connections returned later report to no one
       for (waiter* w = wait_head; w; w = w->next) w->cv.notify_one();
       drained_cv.wait(lk, [this] { return n_waiting.load() == 0 && connecting == 0; });
       // Close what is idle; what is out is closed when it comes back.
@@ -778,7 +782,6 @@ class basic_pool {
       shut_down = true;
       outstanding_after_close = out;
       const bool last = out == 0;
-      observer* const ob = obs;
       const std::size_t closed_now = victims.size();
       // From here on a returning handle may free the state: touch no member after unlocking.
       lk.unlock();

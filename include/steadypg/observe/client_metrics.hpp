@@ -1,0 +1,57 @@
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <mutex>
+
+#include "steadypg/observe/metrics.hpp"
+#include "steadypg/observer.hpp"
+
+namespace steadypg::observe {
+
+/// Turns the core's events into the metrics of DESIGN §5 (Prometheus names):
+/// postgresql_queries_total{outcome}, postgresql_query_duration_seconds,
+/// postgresql_query_errors_total{sqlstate_class}, postgresql_operation_retry_total{reason},
+/// postgresql_slow_query_total, postgresql_pool_acquire_duration_seconds,
+/// postgresql_pool_acquire_timeouts_total, postgresql_connections_closed_total{reason},
+/// postgresql_circuit_breaker_transitions_total{from,to}, postgresql_retry_budget_exhausted_total,
+/// and the batch families (fed by batch execution). Gauges that mirror live state (pool
+/// connections, breaker state) are registered by the client as callbacks.
+class client_metrics final : public observer {
+ public:
+  /// Registers every family in `reg`; queries slower than `slow_query_threshold` count as slow.
+  client_metrics(registry& reg, std::chrono::milliseconds slow_query_threshold);
+
+  void on_pool_acquired(std::chrono::nanoseconds wait) noexcept override;
+  void on_pool_connection_closed(close_reason reason) noexcept override;
+  void on_pool_acquire_timeout(std::chrono::nanoseconds waited) noexcept override;
+  void on_retry(std::string_view operation, std::string_view reason, int attempt,
+                std::chrono::nanoseconds delay) noexcept override;
+  void on_retry_budget_exhausted(std::string_view operation) noexcept override;
+  void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;
+  void on_call_finished(std::string_view operation, std::chrono::nanoseconds duration, int attempts,
+                        const error* failure) noexcept override;
+
+  /// Queries finished (ok + error) — for connection_info().
+  [[nodiscard]] std::uint64_t queries() const noexcept;
+  /// The query duration histogram.
+  [[nodiscard]] const histogram& query_durations() const noexcept { return *m_query_duration; }
+  /// Slow queries counted.
+  [[nodiscard]] std::uint64_t slow_queries() const noexcept { return m_slow->value(); }
+
+ private:
+  registry& m_registry;
+  std::chrono::nanoseconds m_slow_threshold;
+  counter* m_queries_ok;
+  counter* m_queries_error;
+  histogram* m_query_duration;
+  counter* m_slow;
+  histogram* m_acquire_duration;
+  counter* m_acquire_timeouts;
+  counter* m_budget_exhausted;
+  std::array<counter*, 3> m_retry{};   // not_sent, rolled_back, indeterminate
+  std::array<counter*, 5> m_closed{};  // by close_reason
+  std::mutex m_lazy;                   // first error of a class, first transition of a pair
+};
+
+}  // namespace steadypg::observe

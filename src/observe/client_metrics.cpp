@@ -1,0 +1,91 @@
+#include "steadypg/observe/client_metrics.hpp"
+
+#include "steadypg/circuit_breaker.hpp"
+#include "steadypg/error.hpp"
+
+namespace steadypg::observe {
+
+client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_query_threshold)
+    : m_registry(reg), m_slow_threshold(slow_query_threshold) {
+  m_queries_ok = &reg.add_counter("postgresql_queries_total", "Calls finished, by outcome", {{"outcome", "ok"}});
+  m_queries_error = &reg.add_counter("postgresql_queries_total", "Calls finished, by outcome", {{"outcome", "error"}});
+  m_query_duration = &reg.add_histogram("postgresql_query_duration_seconds",
+                                        "Duration of calls including retries and pool waits");
+  reg.add_counter("postgresql_query_errors_total", "Failed calls by SQLSTATE class", {{"sqlstate_class", "none"}});
+  const char* reasons[] = {"not_sent", "rolled_back", "indeterminate"};
+  for (std::size_t i = 0; i < m_retry.size(); ++i) {
+    m_retry[i] = &reg.add_counter("postgresql_operation_retry_total", "Retries, by the outcome of the failed attempt",
+                                  {{"reason", reasons[i]}});
+  }
+  m_slow = &reg.add_counter("postgresql_slow_query_total", "Calls slower than the slow-query threshold");
+  reg.add_histogram("postgresql_batch_duration_seconds", "Duration of batch executions");
+  reg.add_counter("postgresql_batch_operations_total", "Operations run by batch executions");
+  reg.add_counter("postgresql_batch_errors_total", "Operations that failed in batch executions");
+  m_acquire_duration =
+      &reg.add_histogram("postgresql_pool_acquire_duration_seconds", "Time spent waiting for a pooled connection");
+  m_acquire_timeouts =
+      &reg.add_counter("postgresql_pool_acquire_timeouts_total", "Acquires that gave up at their deadline");
+  const close_reason all[] = {close_reason::broken, close_reason::idle, close_reason::lifetime,
+                              close_reason::reset_failed, close_reason::pool_closed};
+  for (std::size_t i = 0; i < m_closed.size(); ++i) {
+    m_closed[i] = &reg.add_counter("postgresql_connections_closed_total", "Pooled connections closed, by reason",
+                                   {{"reason", std::string(to_string(all[i]))}});
+  }
+  reg.add_counter("postgresql_circuit_breaker_transitions_total", "Circuit breaker state changes",
+                  {{"from", "closed"}, {"to", "open"}});
+  m_budget_exhausted =
+      &reg.add_counter("postgresql_retry_budget_exhausted_total", "Retries refused because the retry budget was spent");
+}
+
+void client_metrics::on_pool_acquired(std::chrono::nanoseconds wait) noexcept {
+  m_acquire_duration->observe(std::chrono::duration<double>(wait).count());
+}
+
+void client_metrics::on_pool_connection_closed(close_reason reason) noexcept {
+  const auto i = static_cast<std::size_t>(reason);
+  if (i < m_closed.size()) m_closed[i]->inc();
+}
+
+void client_metrics::on_pool_acquire_timeout(std::chrono::nanoseconds) noexcept { m_acquire_timeouts->inc(); }
+
+void client_metrics::on_retry(std::string_view, std::string_view reason, int, std::chrono::nanoseconds) noexcept {
+  if (reason == "not_sent") m_retry[0]->inc();
+  else if (reason == "rolled_back") m_retry[1]->inc();
+  else m_retry[2]->inc();
+}
+
+void client_metrics::on_retry_budget_exhausted(std::string_view) noexcept { m_budget_exhausted->inc(); }
+
+void client_metrics::on_breaker_transition(breaker_state from, breaker_state to) noexcept {
+  try {
+    std::lock_guard lk(m_lazy);
+    m_registry
+        .add_counter("postgresql_circuit_breaker_transitions_total", "Circuit breaker state changes",
+                     {{"from", std::string(to_string(from))}, {"to", std::string(to_string(to))}})
+        .inc();
+  } catch (...) {
+  }
+}
+
+void client_metrics::on_call_finished(std::string_view, std::chrono::nanoseconds duration, int,
+                                      const error* failure) noexcept {
+  m_query_duration->observe(std::chrono::duration<double>(duration).count());
+  if (duration >= m_slow_threshold) m_slow->inc();
+  if (failure == nullptr) {
+    m_queries_ok->inc();
+    return;
+  }
+  m_queries_error->inc();
+  try {
+    const std::string& s = failure->sqlstate();
+    const std::string cls = s.size() == 5 ? s.substr(0, 2) : std::string("none");
+    std::lock_guard lk(m_lazy);  // the class set is bounded (SQLSTATE classes)
+    m_registry.add_counter("postgresql_query_errors_total", "Failed calls by SQLSTATE class", {{"sqlstate_class", cls}})
+        .inc();
+  } catch (...) {
+  }
+}
+
+std::uint64_t client_metrics::queries() const noexcept { return m_queries_ok->value() + m_queries_error->value(); }
+
+}  // namespace steadypg::observe

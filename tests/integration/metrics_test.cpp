@@ -1,0 +1,87 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fmt/format.h>
+#include <fstream>
+
+#include "cluster_env.hpp"
+#include "steadypg/steadypg.hpp"
+
+using namespace steadypg;
+using namespace std::chrono_literals;
+using steadypg::test::cluster_environment;
+
+namespace {
+
+client_options options() {
+  client_options o;
+  o.dsn = cluster_environment::dsn();
+  o.pool_max = 2;
+  o.retry_delay = 10ms;
+  o.slow_query_threshold = 50ms;
+  return o;
+}
+
+std::string sample(const std::string& text, const std::string& series) {
+  const auto pos = text.find("\n" + series + " ");
+  if (pos == std::string::npos) return "<missing>";
+  const auto start = pos + series.size() + 2;
+  return text.substr(start, text.find('\n', start) - start);
+}
+
+}  // namespace
+
+TEST(client_metrics, every_design_family_is_fed_and_promtool_accepts_it) {
+  client db(options());
+  for (int i = 0; i < 20; ++i) (void)db.query_value<int>("SELECT $1::int", i);
+  EXPECT_THROW(db.execute("SELECT 1/0"), sql_error);
+  int runs = 0;
+  db.transaction([&](transaction& tx) {
+    if (++runs == 1) {
+      tx.execute("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$");
+    }
+    tx.execute("SELECT 1");
+  });
+  EXPECT_EQ(runs, 2);
+  EXPECT_THROW(db.execute(statement{"SELECT pg_sleep(1)"}.timeout(150ms)), error);
+
+  const std::string text = db.metrics().render_prometheus();
+  EXPECT_EQ(sample(text, "postgresql_queries_total{outcome=\"ok\"}"), "21");
+  EXPECT_EQ(sample(text, "postgresql_queries_total{outcome=\"error\"}"), "2");
+  EXPECT_EQ(sample(text, "postgresql_query_errors_total{sqlstate_class=\"22\"}"), "1");
+  EXPECT_EQ(sample(text, "postgresql_query_errors_total{sqlstate_class=\"57\"}"), "1");
+  EXPECT_EQ(sample(text, "postgresql_operation_retry_total{reason=\"rolled_back\"}"), "1");
+  EXPECT_EQ(sample(text, "postgresql_slow_query_total"), "1") << "the 150 ms call is over 50 ms";
+  EXPECT_EQ(sample(text, "postgresql_query_duration_seconds_count"), "23");
+  EXPECT_EQ(sample(text, "postgresql_pool_max_connections"), "2");
+  EXPECT_EQ(sample(text, "postgresql_pool_pending_requests"), "0");
+  EXPECT_EQ(sample(text, "postgresql_pool_connections{state=\"active\"}"), "0");
+  EXPECT_EQ(sample(text, "postgresql_circuit_breaker_state{state=\"closed\"}"), "1");
+  EXPECT_EQ(sample(text, "postgresql_circuit_breaker_state{state=\"open\"}"), "0");
+  for (const char* family : {"postgresql_batch_duration_seconds_count", "postgresql_batch_operations_total",
+                             "postgresql_batch_errors_total", "postgresql_pool_acquire_duration_seconds_count",
+                             "postgresql_pool_acquire_timeouts_total", "postgresql_retry_budget_exhausted_total",
+                             "postgresql_connections_closed_total{reason=\"broken\"}",
+                             "postgresql_circuit_breaker_transitions_total{from=\"closed\",to=\"open\"}"}) {
+    EXPECT_NE(sample(text, family), "<missing>") << family;
+  }
+  EXPECT_EQ(text.find("SELECT"), std::string::npos) << "SQL text is never a label";
+
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0) GTEST_SKIP() << "promtool is not installed";
+  const auto file = std::filesystem::temp_directory_path() / fmt::format("steadypg-metrics-{}.prom", ::getpid());
+  std::ofstream(file) << text;
+  const int rc = std::system(fmt::format("promtool check metrics < {} 2>&1", file.string()).c_str());
+  std::filesystem::remove(file);
+  EXPECT_EQ(rc, 0) << "promtool rejected:\n" << text;
+}
+
+TEST(client_metrics, disabled_means_empty) {
+  auto o = options();
+  o.metrics_enabled = false;
+  client db(o);
+  (void)db.query_value<int>("SELECT 1");
+  EXPECT_EQ(db.metrics().render_prometheus(), "");
+  EXPECT_EQ(db.metric_events(), nullptr);
+}
