@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,9 @@ struct context {
   std::string log_format = "text";
   std::string log_level_name = "warn";
   client_options options;
+  std::string metrics_out;  ///< --metrics-out FILE
+  /// The metrics of the client a command used (bench …); written to metrics_out at exit.
+  mutable std::function<std::string()> metrics_source;
 
   [[nodiscard]] log_level level() const;
   /// One log line on stderr, JSON or text; never contains a password.

@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <fstream>
 #include <iostream>
 
 #include "cli.hpp"
@@ -20,6 +21,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-format", ctx.log_format, "Log format on stderr")->check(CLI::IsMember({"json", "text"}));
   app.add_option("--log-level", ctx.log_level_name, "Least severe level logged")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  app.add_option("--metrics-out", ctx.metrics_out,
+                 "At exit, write the process's metrics in Prometheus text format to FILE");
 
   auto* ping = app.add_subcommand("ping", "One round trip to the server");
 
@@ -80,9 +83,18 @@ int main(int argc, char** argv) {
     return report_error(ctx, "config");
   }
 
-  if (*ping) return run_ping(ctx);
-  if (*exec) return run_exec(ctx, sql, params, null_marker, null_opt->count() > 0);
-  if (*bench) return run_bench(ctx, bargs);
-  if (*sandbox) return run_sandbox(ctx, action, dir, port, keep);
-  return usage;
+  int rc = usage;
+  if (*ping) rc = run_ping(ctx);
+  else if (*exec) rc = run_exec(ctx, sql, params, null_marker, null_opt->count() > 0);
+  else if (*bench) rc = run_bench(ctx, bargs);
+  else if (*sandbox) rc = run_sandbox(ctx, action, dir, port, keep);
+  if (!ctx.metrics_out.empty()) {
+    std::ofstream out(ctx.metrics_out);
+    out << (ctx.metrics_source ? ctx.metrics_source() : std::string());
+    if (!out) {
+      ctx.log(log_level::error, "cannot write --metrics-out file", {{"file", ctx.metrics_out}});
+      if (rc == ok) rc = usage;
+    }
+  }
+  return rc;
 }

@@ -231,3 +231,19 @@ TEST(cli, bench_keeps_going_through_an_outage) {
   ASSERT_NE(last, std::string::npos) << r.out;
   EXPECT_EQ(r.out.substr(last).find("\"ops\":0,"), std::string::npos) << r.out.substr(last);
 }
+
+TEST(cli, metrics_out_writes_prometheus_text) {
+  ASSERT_EQ(run({"bench", "--init", "--scale", "1"}).exit_code, 0);
+  const fs::path file = fs::temp_directory_path() / fmt::format("steadypg-cli-metrics-{}.prom", ::getpid());
+  auto r = run({"--metrics-out", file.string(), "bench", "--clients", "1", "--seconds", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string text = read_file(file);
+  EXPECT_NE(text.find("# TYPE postgresql_queries_total counter"), std::string::npos) << text;
+  EXPECT_NE(text.find("postgresql_slow_query_total"), std::string::npos);
+  if (std::system("command -v promtool >/dev/null 2>&1") == 0) {
+    EXPECT_EQ(std::system(fmt::format("promtool check metrics < {}", file.string()).c_str()), 0) << text;
+  }
+  fs::remove(file);
+  r = run({"--metrics-out", "/nonexistent-dir/x.prom", "ping"});
+  EXPECT_EQ(r.exit_code, 2) << "an unwritable file is reported";
+}
