@@ -184,14 +184,18 @@ std::string registry::render_json() const {
   for (const auto& f : m_families) {
     if (!first_family) out += ",";
     first_family = false;
-    out += quote(f->name) + ":[";
+    out += quote(f->name);
+    out += ":[";
     bool first = true;
     for (const auto& s : f->items) {
       if (!first) out += ",";
       first = false;
       out += "{\"labels\":{";
       for (std::size_t i = 0; i < s->l.size(); ++i) {
-        out += (i ? "," : "") + quote(s->l[i].first) + ":" + quote(s->l[i].second);
+        if (i) out += ",";
+        out += quote(s->l[i].first);
+        out += ":";
+        out += quote(s->l[i].second);
       }
       out += "}";
       switch (f->type) {
