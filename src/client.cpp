@@ -189,6 +189,87 @@ void client::ping() {
 
 pool_stats client::pool_statistics() const { return m_pool->stats(); }
 
+std::string_view to_string(health_status s) noexcept {
+  switch (s) {
+    case health_status::healthy: return "healthy";
+    case health_status::degraded: return "degraded";
+    case health_status::unhealthy: return "unhealthy";
+  }
+  return "unknown";
+}
+
+health_report client::health_check() {
+  health_report h;
+  h.threshold_ms = static_cast<double>(m_options.slow_query_threshold.count());
+  h.breaker = m_breaker.state();
+  if (h.breaker == breaker_state::open || h.breaker == breaker_state::forced_open) {
+    h.status = health_status::unhealthy;
+    h.reason = "circuit breaker is open";
+    return h;
+  }
+  const auto stats = m_pool->stats();
+  if (stats.waiting > 0 || (stats.active >= stats.max && stats.idle == 0)) {
+    h.status = health_status::degraded;
+    h.reason = "connection pool is saturated";
+    return h;
+  }
+  try {
+    auto c = m_pool->acquire_until(clock::now() + m_options.connection_timeout, "health");
+    const auto saved = c->options().query_timeout;
+    c->set_query_timeout(m_options.connection_timeout);
+    const auto t0 = clock::now();
+    try {
+      c->ping();
+    } catch (...) {
+      c->set_query_timeout(saved);
+      throw;
+    }
+    h.latency_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    c->set_query_timeout(saved);
+  } catch (const error& e) {
+    h.status = health_status::unhealthy;
+    h.reason = "the server cannot be reached";
+    h.error = e.what();
+    return h;
+  }
+  if (h.breaker == breaker_state::half_open) {
+    h.status = health_status::degraded;
+    h.reason = "circuit breaker is half-open";
+  } else if (h.latency_ms > h.threshold_ms) {
+    h.status = health_status::degraded;
+    h.reason = "ping slower than the slow-query threshold";
+  } else {
+    h.status = health_status::healthy;
+  }
+  return h;
+}
+
+connection_info_report client::connection_info() {
+  connection_info_report r;
+  auto rs = execute(statement{
+      "SELECT current_setting('server_version'), "
+      "extract(epoch FROM now() - pg_postmaster_start_time())::bigint, "
+      "count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state = 'idle'), count(*), "
+      "current_setting('max_connections')::bigint "
+      "FROM pg_stat_activity WHERE datname = current_database()"}
+                        .idempotent()
+                        .name("connection_info"));
+  auto [version, uptime, active, idle, total, max] =
+      rs[0].as<std::string, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t>();
+  r.server.version = version;
+  r.server.uptime_seconds = uptime;
+  r.server.connections = {active, idle, total, max};
+  r.pool = m_pool->stats();
+  if (m_metrics) {
+    const auto& h = m_metrics->query_durations();
+    r.performance.queries = m_metrics->queries();
+    r.performance.avg_query_ms = h.count() ? h.sum() / static_cast<double>(h.count()) * 1000.0 : 0.0;
+    r.performance.p95_query_ms = h.quantile(0.95) * 1000.0;
+    r.performance.slow_queries = m_metrics->slow_queries();
+  }
+  return r;
+}
+
 std::optional<client::clock::time_point> client::deadline_of(const statement& st) {
   if (auto t = st.call_timeout()) return clock::now() + *t;
   return std::nullopt;

@@ -44,6 +44,8 @@ struct context {
 int report_error(const context& ctx, std::string_view command);
 
 int run_ping(const context& ctx);
+int run_health(const context& ctx);
+int run_info(const context& ctx);
 int run_exec(const context& ctx, const std::string& sql, const std::vector<std::string>& params,
              const std::string& null_marker, bool use_null_marker);
 int run_sandbox(const context& ctx, const std::string& action, const std::string& dir, int port, bool keep);

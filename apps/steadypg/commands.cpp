@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "cli.hpp"
 #include "steadypg/steadypg.hpp"
@@ -141,6 +142,94 @@ int run_ping(const context& ctx) {
   } catch (...) {
     const int rc = report_error(ctx, "ping");
     return rc == sql_failure ? unavailable : rc;
+  }
+}
+
+namespace {
+
+// A one-connection client for the diagnostic commands; its metrics go to --metrics-out.
+struct diagnostic_client {
+  explicit diagnostic_client(const context& ctx) : c(ctx) {
+    client_options o = ctx.options;
+    o.pool_max = 1;
+    o.pool_min = 0;
+    resilience_options r = resilience_options_from(o);
+    r.retry.max_retries = 0;  // report what is, do not wait it out
+    db.emplace(o, pool_options_from(o), r);
+  }
+  ~diagnostic_client() {
+    const std::string text = db->metrics().render_prometheus();
+    c.metrics_source = [text] { return text; };
+  }
+  const context& c;
+  std::optional<client> db;
+};
+
+}  // namespace
+
+int run_health(const context& ctx) {
+  try {
+    diagnostic_client d(ctx);
+    const auto h = d.db->health_check();
+    if (ctx.json) {
+      json_doc doc{{"status", std::string(to_string(h.status))},
+                   {"latency_ms", round3(h.latency_ms)},
+                   {"threshold_ms", h.threshold_ms},
+                   {"breaker", std::string(to_string(h.breaker))},
+                   {"error", h.error.empty() ? json_doc(nullptr) : json_doc(h.error)}};
+      if (!h.reason.empty()) doc["reason"] = h.reason;
+      context::print_json(doc);
+    } else {
+      std::cout << fmt::format("{}: ping {:.3f} ms (threshold {} ms), breaker {}{}{}\n", to_string(h.status),
+                               h.latency_ms, h.threshold_ms, to_string(h.breaker),
+                               h.reason.empty() ? "" : ", " + h.reason, h.error.empty() ? "" : ": " + h.error);
+    }
+    switch (h.status) {
+      case health_status::healthy: return ok;
+      case health_status::degraded: return sql_failure;
+      case health_status::unhealthy: return unavailable;
+    }
+    return unavailable;
+  } catch (...) {
+    return report_error(ctx, "health");
+  }
+}
+
+int run_info(const context& ctx) {
+  try {
+    diagnostic_client d(ctx);
+    const auto i = d.db->connection_info();
+    if (ctx.json) {
+      context::print_json(
+          {{"server",
+            {{"version", i.server.version},
+             {"uptime_seconds", i.server.uptime_seconds},
+             {"connections",
+              {{"active", i.server.connections.active},
+               {"idle", i.server.connections.idle},
+               {"total", i.server.connections.total},
+               {"max", i.server.connections.max}}}}},
+           {"pool",
+            {{"active", i.pool.active}, {"idle", i.pool.idle}, {"total", i.pool.total}, {"waiting", i.pool.waiting},
+             {"max", i.pool.max}}},
+           {"performance",
+            {{"queries", i.performance.queries},
+             {"avg_query_ms", round3(i.performance.avg_query_ms)},
+             {"p95_query_ms", round3(i.performance.p95_query_ms)},
+             {"slow_queries", i.performance.slow_queries}}}});
+    } else {
+      std::cout << fmt::format(
+          "server: PostgreSQL {}, up {} s, sessions {} active / {} idle / {} total (max_connections {})\n"
+          "pool: {} active, {} idle, {} total, {} waiting, max {}\n"
+          "performance: {} queries, avg {:.3f} ms, p95 {:.3f} ms, {} slow\n",
+          i.server.version, i.server.uptime_seconds, i.server.connections.active, i.server.connections.idle,
+          i.server.connections.total, i.server.connections.max, i.pool.active, i.pool.idle, i.pool.total,
+          i.pool.waiting, i.pool.max, i.performance.queries, i.performance.avg_query_ms, i.performance.p95_query_ms,
+          i.performance.slow_queries);
+    }
+    return ok;
+  } catch (...) {
+    return report_error(ctx, "info");
   }
 }
 

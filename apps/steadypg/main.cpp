@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
                  "At exit, write the process's metrics in Prometheus text format to FILE");
 
   auto* ping = app.add_subcommand("ping", "One round trip to the server");
+  auto* health = app.add_subcommand("health", "Health check: healthy (0), degraded (1) or unhealthy (3)");
+  auto* info = app.add_subcommand("info", "Server version, uptime, sessions, pool state and query performance");
 
   std::string sql;
   std::vector<std::string> params;
@@ -85,6 +87,8 @@ int main(int argc, char** argv) {
 
   int rc = usage;
   if (*ping) rc = run_ping(ctx);
+  else if (*health) rc = run_health(ctx);
+  else if (*info) rc = run_info(ctx);
   else if (*exec) rc = run_exec(ctx, sql, params, null_marker, null_opt->count() > 0);
   else if (*bench) rc = run_bench(ctx, bargs);
   else if (*sandbox) rc = run_sandbox(ctx, action, dir, port, keep);

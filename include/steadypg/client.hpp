@@ -1,6 +1,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <string>
 #include <optional>
 #include <string_view>
 #include <type_traits>
@@ -18,6 +20,44 @@
 #include "steadypg/transaction.hpp"
 
 namespace steadypg {
+
+/// Health of the database as seen by a client (DESIGN §5).
+enum class health_status {
+  healthy,   ///< the ping answered within slow_query_threshold
+  degraded,  ///< slower than that, or the breaker is half-open, or the pool is saturated
+  unhealthy  ///< cannot connect, or the breaker is open
+};
+/// "healthy", "degraded", "unhealthy".
+[[nodiscard]] std::string_view to_string(health_status s) noexcept;
+
+/// The result of client::health_check().
+struct health_report {
+  health_status status = health_status::unhealthy;
+  double latency_ms = 0;    ///< ping round trip (0 when it did not run)
+  double threshold_ms = 0;  ///< slow_query_threshold
+  breaker_state breaker = breaker_state::closed;
+  std::string reason;       ///< why not healthy ("" when healthy)
+  std::string error;        ///< the error of a failed ping, passwords never included
+};
+
+/// The result of client::connection_info().
+struct connection_info_report {
+  struct connections_t {
+    std::int64_t active = 0, idle = 0, total = 0, max = 0;
+  };
+  struct server_t {
+    std::string version;
+    std::int64_t uptime_seconds = 0;
+    connections_t connections;  ///< this database's sessions in pg_stat_activity; max = max_connections
+  } server;
+  pool_stats pool;
+  struct performance_t {
+    std::uint64_t queries = 0;
+    double avg_query_ms = 0;
+    double p95_query_ms = 0;
+    std::uint64_t slow_queries = 0;
+  } performance;  ///< from the metrics (zeros when metrics are off)
+};
 
 /// The resilience pipeline's settings (DESIGN §4).
 struct resilience_options {
@@ -117,6 +157,11 @@ class client {
 
   /// One round trip on a pooled connection (through the pipeline).
   void ping();
+  /// healthy / degraded / unhealthy with the ping latency and the reason (one attempt, no
+  /// retries; an open breaker is reported without touching the server).
+  [[nodiscard]] health_report health_check();
+  /// Server version, uptime and sessions, pool state and query performance.
+  [[nodiscard]] connection_info_report connection_info();
   /// Pool counters.
   [[nodiscard]] pool_stats pool_statistics() const;
   /// The options in effect.

@@ -247,3 +247,23 @@ TEST(cli, metrics_out_writes_prometheus_text) {
   r = run({"--metrics-out", "/nonexistent-dir/x.prom", "ping"});
   EXPECT_EQ(r.exit_code, 2) << "an unwritable file is reported";
 }
+
+TEST(cli, health_and_info) {
+  auto r = run({"health", "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+  for (const char* f : {"\"status\":\"healthy\"", "\"latency_ms\":", "\"threshold_ms\":", "\"breaker\":\"closed\"",
+                        "\"error\":null"}) {
+    EXPECT_NE(r.out.find(f), std::string::npos) << f << " in " << r.out;
+  }
+  r = run({"info", "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (const char* f : {"\"server\":{\"version\":", "\"uptime_seconds\":", "\"connections\":{\"active\":",
+                        "\"pool\":{\"active\":", "\"waiting\":", "\"performance\":{\"queries\":", "\"avg_query_ms\":",
+                        "\"p95_query_ms\":", "\"slow_queries\":"}) {
+    EXPECT_NE(r.out.find(f), std::string::npos) << f << " in " << r.out;
+  }
+  r = run({"health", "--json"}, {{"DATABASE_URL", "host=127.0.0.1 port=1 user=postgres"},
+                                 {"POSTGRESQL_CONNECTION_TIMEOUT", "500"}});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.out.find("\"status\":\"unhealthy\""), std::string::npos) << r.out;
+}

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "cluster_env.hpp"
+#include "fault_proxy.hpp"
 #include "steadypg/steadypg.hpp"
 
 using namespace steadypg;
@@ -84,4 +85,67 @@ TEST(client_metrics, disabled_means_empty) {
   (void)db.query_value<int>("SELECT 1");
   EXPECT_EQ(db.metrics().render_prometheus(), "");
   EXPECT_EQ(db.metric_events(), nullptr);
+}
+
+TEST(health, healthy_degraded_unhealthy) {
+  client db(options());
+  auto h = db.health_check();
+  EXPECT_EQ(h.status, health_status::healthy) << h.reason << h.error;
+  EXPECT_GT(h.latency_ms, 0.0);
+  EXPECT_EQ(h.threshold_ms, 50.0);
+  // Slower than a tiny threshold: degraded (replies delayed by a proxy).
+  auto* cluster = cluster_environment::cluster();
+  if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  steadypg::test::fault_proxy proxy(cluster->port());
+  auto o = options();
+  o.dsn = "host=127.0.0.1 user=postgres dbname=postgres sslmode=disable port=" + std::to_string(proxy.port());
+  o.slow_query_threshold = 1ms;
+  {
+    client slow(o);
+    (void)slow.query_value<int>("SELECT 1");  // connect before slowing down
+    proxy.delay_replies(20ms);
+    h = slow.health_check();
+    EXPECT_EQ(h.status, health_status::degraded) << h.latency_ms;
+    EXPECT_GE(h.latency_ms, 20.0);
+    proxy.delay_replies(0ms);
+    // Saturated pool: degraded without waiting for a connection.
+    auto held = slow.acquire();
+    auto held2 = slow.acquire();
+    h = slow.health_check();
+    EXPECT_EQ(h.status, health_status::degraded);
+    EXPECT_EQ(h.reason, "connection pool is saturated");
+  }
+  // Breaker open: unhealthy without touching the server.
+  db.breaker().force_open();
+  h = db.health_check();
+  EXPECT_EQ(h.status, health_status::unhealthy);
+  EXPECT_EQ(h.breaker, breaker_state::forced_open);
+  db.breaker().reset();
+  // Server stopped: unhealthy with the error.
+  cluster->stop();
+  auto down = options();
+  down.connection_timeout = 500ms;
+  client fresh(down);
+  h = fresh.health_check();
+  cluster->start();
+  EXPECT_EQ(h.status, health_status::unhealthy);
+  EXPECT_FALSE(h.error.empty());
+}
+
+TEST(info, matches_pg_stat_activity) {
+  client db(options());
+  auto mine = steadypg::test::connect();  // an extra idle session of this test
+  (void)db.query_value<int>("SELECT 1");
+  const auto i = db.connection_info();
+  EXPECT_FALSE(i.server.version.empty());
+  EXPECT_GE(i.server.uptime_seconds, 0);
+  EXPECT_EQ(i.server.connections.max, 200);
+  const auto expected_total = mine.query_value<int64_t>(
+      "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()");
+  EXPECT_EQ(i.server.connections.total, expected_total);
+  EXPECT_GE(i.server.connections.active, 1) << "the info query itself";
+  EXPECT_GE(i.server.connections.idle, 1) << "this test's own idle session";
+  EXPECT_EQ(i.pool.max, 2u);
+  EXPECT_GE(i.performance.queries, 1u);
+  EXPECT_GT(i.performance.avg_query_ms, 0.0);
 }
