@@ -7,17 +7,9 @@ cd "$(dirname "$0")/.."
 seconds=${1:-10}
 rounds=${2:-3}
 clients=${3:-4}
-scripts/deps.sh
-cmake --preset release >/dev/null
-cmake --build --preset release -j "${STEADYPG_JOBS:-2}" --target steadypg_cli >/dev/null
-cli=$PWD/build/release/apps/steadypg/steadypg
-dir=$(mktemp -d "${TMPDIR:-/tmp}/steadypg-resilience-XXXXXX")
-trap '"$cli" sandbox stop --dir "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-export DATABASE_URL=$("$cli" sandbox start --dir "$dir")
-"$cli" bench --init --scale 10 >/dev/null
-ops() { "$cli" --json bench --workload select --clients "$clients" --seconds "$seconds" "$@" |
-        sed -E 's/.*"ops_per_s":([0-9.]+).*/\1/'; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. bench/common.sh
+start_sandbox
+ops() { ops_per_s --workload select --clients "$clients" --seconds "$seconds" "$@"; }
 on=()
 off=()
 for ((r = 1; r <= rounds; r++)); do

@@ -1,0 +1,20 @@
+# Shared by the bench/compare_*.sh scripts (sourced, not run).
+# start_sandbox: deps + Release CLI + a throwaway server with pgbench's schema at scale 10;
+# sets $cli and DATABASE_URL and stops the server on exit.
+start_sandbox() {
+  scripts/deps.sh
+  cmake --preset release >/dev/null
+  cmake --build --preset release -j "${STEADYPG_JOBS:-2}" --target steadypg_cli >/dev/null
+  cli=$PWD/build/release/apps/steadypg/steadypg
+  sandbox_dir=$(mktemp -d "${TMPDIR:-/tmp}/steadypg-bench-XXXXXX")
+  trap '"$cli" sandbox stop --dir "$sandbox_dir" >/dev/null 2>&1 || true; rm -rf "$sandbox_dir"' EXIT
+  DATABASE_URL=$("$cli" sandbox start --dir "$sandbox_dir")
+  export DATABASE_URL
+  "$cli" bench --init --scale 10 >/dev/null
+}
+
+# median: the median of the numbers on stdin.
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# ops_per_s ARGS…: ops_per_s of one `steadypg --json bench …` run.
+ops_per_s() { "$cli" --json bench "$@" | sed -E 's/.*"ops_per_s":([0-9.]+).*/\1/'; }
