@@ -95,10 +95,7 @@ class observer_fanout final : public observer {
   void on_breaker_rejected() noexcept override { STEADYPG_FANOUT(on_breaker_rejected()) }
   void on_cancel_sent() noexcept override { STEADYPG_FANOUT(on_cancel_sent()) }
   void on_indeterminate_commit(std::string_view op) noexcept override { STEADYPG_FANOUT(on_indeterminate_commit(op)) }
-  void on_call_finished(std::string_view op, std::chrono::nanoseconds d, int attempts,
-                        const error* failure) noexcept override {
-    STEADYPG_FANOUT(on_call_finished(op, d, attempts, failure))
-  }
+  void on_call_finished(const call_report& r) noexcept override { STEADYPG_FANOUT(on_call_finished(r)) }
 #undef STEADYPG_FANOUT
 
  private:
@@ -180,11 +177,11 @@ client::~client() = default;
 client::pooled_connection client::acquire(const char* context) { return m_pool->acquire(context); }
 
 result client::execute(std::string_view sql, const param_list& params) {
-  return run({"execute", false, false, std::nullopt}, [&](connection& c) { return c.execute(sql, params); });
+  return run({"execute", sql, false, false, std::nullopt}, [&](connection& c) { return c.execute(sql, params); });
 }
 
 void client::ping() {
-  run({"ping", true, false, std::nullopt}, [](connection& c) { c.ping(); });
+  run({"ping", {}, true, false, std::nullopt}, [](connection& c) { c.ping(); });
 }
 
 pool_stats client::pool_statistics() const { return m_pool->stats(); }
@@ -313,10 +310,12 @@ client::timeout_scope::~timeout_scope() {
 }
 
 void client::succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit,
-                       clock::time_point started, int attempt) noexcept {
+                       clock::time_point started, int attempt, std::uint64_t rows) noexcept {
   if (permit) m_breaker.on_success(*permit);
   if (m_resilience.enabled) m_budget.record_success();
-  if (m_observer) m_observer->on_call_finished(info.operation, clock::now() - started, attempt + 1, nullptr);
+  if (m_observer) {
+    m_observer->on_call_finished({info.operation, info.sql, clock::now() - started, attempt + 1, rows, nullptr});
+  }
 }
 
 namespace {
@@ -349,7 +348,9 @@ bool client::retry_after(const call_info& info, error& e, const std::optional<ci
   auto give_up = [&](bool budget_spent = false) {
     e.set_attempts(attempt + 1, earlier);
     if (budget_spent) e.set_budget_exhausted();
-    if (m_observer) m_observer->on_call_finished(info.operation, clock::now() - started, attempt + 1, &e);
+    if (m_observer) {
+      m_observer->on_call_finished({info.operation, info.sql, clock::now() - started, attempt + 1, 0, &e});
+    }
     return false;
   };
   if (!m_resilience.enabled || is_breaker_rejection || indeterminate_commit_error) return give_up();

@@ -118,7 +118,8 @@ int run_bench(const context& ctx, const bench_args& args) {
     po.acquire_timeout = std::chrono::milliseconds(5000);
     resilience_options ro = resilience_options_from(co);
     ro.enabled = !args.no_resilience;
-    client db(co, po, ro);
+    library_logging logging(ctx);
+    client db(co, po, ro, logging.events.get());
     struct detach_metrics {  // the client dies before main() writes the file: snapshot then
       const context& c;
       client& d;

@@ -5,11 +5,13 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "steadypg/config.hpp"
+#include "steadypg/observe/log.hpp"
 
 namespace steadypg::cli {
 
@@ -37,6 +39,14 @@ struct context {
   void log(log_level lvl, std::string_view msg, const json_doc& fields = json_doc::object()) const;
   /// Prints a JSON document on stdout.
   static void print_json(const json_doc& doc);
+};
+
+/// The library's logger for --log-format / --log-level (stderr), and an observer that logs
+/// retries, breaker transitions, failures and slow queries through it.
+struct library_logging {
+  explicit library_logging(const context& ctx);
+  std::unique_ptr<steadypg::observe::logger> log;
+  std::unique_ptr<steadypg::observe::log_observer> events;
 };
 
 /// Maps an exception from the library to an exit code, logging it (and printing a JSON

@@ -149,19 +149,20 @@ namespace {
 
 // A one-connection client for the diagnostic commands; its metrics go to --metrics-out.
 struct diagnostic_client {
-  explicit diagnostic_client(const context& ctx) : c(ctx) {
+  explicit diagnostic_client(const context& ctx) : c(ctx), logging(ctx) {
     client_options o = ctx.options;
     o.pool_max = 1;
     o.pool_min = 0;
     resilience_options r = resilience_options_from(o);
     r.retry.max_retries = 0;  // report what is, do not wait it out
-    db.emplace(o, pool_options_from(o), r);
+    db.emplace(o, pool_options_from(o), r, logging.events.get());
   }
   ~diagnostic_client() {
     const std::string text = db->metrics().render_prometheus();
     c.metrics_source = [text] { return text; };
   }
   const context& c;
+  library_logging logging;
   std::optional<client> db;
 };
 

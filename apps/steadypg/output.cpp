@@ -60,6 +60,16 @@ void context::print_json(const json_doc& doc) {
   std::cout << doc.dump(-1, ' ', false, json_doc::error_handler_t::replace) << std::endl;
 }
 
+library_logging::library_logging(const context& ctx) {
+  const auto level = ctx.level() == log_level::debug  ? observe::log_level::debug
+                     : ctx.level() == log_level::info ? observe::log_level::info
+                     : ctx.level() == log_level::warn ? observe::log_level::warn
+                                                      : observe::log_level::error;
+  if (ctx.log_format == "json") log = std::make_unique<observe::json_logger>(stderr, level);
+  else log = std::make_unique<observe::text_logger>(stderr, level);
+  events = std::make_unique<observe::log_observer>(*log, ctx.options.slow_query_threshold);
+}
+
 int report_error(const context& ctx, std::string_view command) {
   json_doc err{{"command", command}};
   int code = sql_failure;

@@ -111,14 +111,15 @@ class client {
   /// Runs one statement (retried only when that is safe; see the class comment).
   template <bindable... Args>
   result execute(std::string_view sql, const Args&... args) {
-    return run({"execute", false, false, std::nullopt},
+    return run({"execute", sql, false, false, std::nullopt},
                [&](connection& c) { return c.execute(sql, args...); });
   }
   /// Runs one statement; `st.idempotent()` allows retries when the outcome is unknown and
   /// `st.timeout()` bounds the whole call.
   template <bindable... Args>
   result execute(const statement& st, const Args&... args) {
-    return run({st.name().empty() ? "execute" : st.name().c_str(), st.is_idempotent(), false, deadline_of(st)},
+    return run({st.name().empty() ? "execute" : st.name().c_str(), st.sql(), st.is_idempotent(), false,
+                deadline_of(st)},
                [&](connection& c) { return c.execute(st, args...); });
   }
   /// Runs a statement with run-time parameters.
@@ -141,7 +142,7 @@ class client {
   template <typename Fn>
   auto transaction(Fn&& fn, const transaction_options& options = {})
       -> std::invoke_result_t<Fn&, steadypg::transaction&> {
-    return run({"transaction", false, true, std::nullopt}, [&](connection& c) {
+    return run({"transaction", {}, false, true, std::nullopt}, [&](connection& c) {
       using R = std::invoke_result_t<Fn&, steadypg::transaction&>;
       steadypg::transaction tx(c, options);
       if constexpr (std::is_void_v<R>) {
@@ -181,6 +182,7 @@ class client {
   /// What the pipeline needs to know about a call.
   struct call_info {
     const char* operation;
+    std::string_view sql;  ///< for slow-query reports; "" when not one statement
     bool idempotent;
     bool transaction;
     std::optional<clock::time_point> deadline;
@@ -202,11 +204,15 @@ class client {
         timeout_scope scope(*conn, info.deadline, m_options.statement_timeout);
         if constexpr (std::is_void_v<R>) {
           fn(*conn);
-          succeeded(info, permit, started, attempt);
+          succeeded(info, permit, started, attempt, 0);
           return;
         } else {
           R r = fn(*conn);
-          succeeded(info, permit, started, attempt);
+          if constexpr (std::is_same_v<R, result>) {
+            succeeded(info, permit, started, attempt, r.columns() > 0 ? r.size() : r.rows_affected());
+          } else {
+            succeeded(info, permit, started, attempt, 0);
+          }
           return r;
         }
       } catch (error& e) {
@@ -234,7 +240,7 @@ class client {
   static std::optional<clock::time_point> deadline_of(const statement& st);
   pooled_connection acquire_for(const call_info& info);
   void succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit,
-                 clock::time_point started, int attempt) noexcept;
+                 clock::time_point started, int attempt, std::uint64_t rows) noexcept;
   // Records the failure (breaker, budget, events) and decides; true after sleeping the backoff.
   bool retry_after(const call_info& info, error& e, const std::optional<circuit_breaker::permit>& permit,
                    int attempt, std::vector<attempt_error>& earlier, clock::time_point started);

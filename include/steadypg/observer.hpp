@@ -30,6 +30,16 @@ struct leak_report {
   std::string_view context;                ///< the context string passed to acquire(), or ""
 };
 
+/// One finished call of a client (after all its attempts).
+struct call_report {
+  std::string_view operation;        ///< "execute", "transaction", a statement's name() …
+  std::string_view sql;              ///< the statement text ("" for transactions and pings)
+  std::chrono::nanoseconds duration{};  ///< including pool waits, retries and backoff
+  int attempts = 1;
+  std::uint64_t rows = 0;            ///< rows returned or affected, when known
+  const error* failure = nullptr;    ///< nullptr on success
+};
+
 /// Receives typed events from the core (pool now; queries, retries and the breaker as those
 /// layers land). Every method has an empty default; override what you need. Methods may be
 /// called from any thread, never with a pool lock held, and must not throw.
@@ -70,11 +80,8 @@ class observer {
   virtual void on_cancel_sent() noexcept {}
   /// A COMMIT was in flight when the connection was lost: its outcome is unknown.
   virtual void on_indeterminate_commit(std::string_view operation) noexcept { (void)operation; }
-  /// A call finished (after all its attempts): `ok` or the error.
-  virtual void on_call_finished(std::string_view operation, std::chrono::nanoseconds duration, int attempts,
-                                const error* failure) noexcept {
-    (void)operation, (void)duration, (void)attempts, (void)failure;
-  }
+  /// A call finished (after all its attempts), successfully or not.
+  virtual void on_call_finished(const call_report& report) noexcept { (void)report; }
 };
 
 }  // namespace steadypg

@@ -67,8 +67,9 @@ void client_metrics::on_breaker_transition(breaker_state from, breaker_state to)
   }
 }
 
-void client_metrics::on_call_finished(std::string_view, std::chrono::nanoseconds duration, int,
-                                      const error* failure) noexcept {
+void client_metrics::on_call_finished(const call_report& report) noexcept {
+  const auto duration = report.duration;
+  const error* failure = report.failure;
   m_query_duration->observe(std::chrono::duration<double>(duration).count());
   if (duration >= m_slow_threshold) m_slow->inc();
   if (failure == nullptr) {

@@ -267,3 +267,37 @@ TEST(cli, health_and_info) {
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.out.find("\"status\":\"unhealthy\""), std::string::npos) << r.out;
 }
+
+TEST(cli, failing_auth_never_prints_the_password) {
+  steadypg::testing::temp_cluster_options o;
+  o.password = "right-pw";
+  steadypg::testing::temp_cluster secured(o);
+  const std::string secret = "Wr0ngP4ssw0rd-xyzzy";
+  const std::string dsn =
+      fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres password={}", secured.port(), secret);
+  for (std::vector<std::string> args : {std::vector<std::string>{"--log-format", "json", "--log-level", "debug",
+                                                                   "health", "--json"},
+                                        std::vector<std::string>{"--log-level", "debug", "info"},
+                                        std::vector<std::string>{"--log-level", "debug", "ping", "--json"},
+                                        std::vector<std::string>{"--log-format", "json", "--log-level", "debug",
+                                                                   "exec", "SELECT 1"}}) {
+    auto r = run(args, {{"DATABASE_URL", dsn}});
+    EXPECT_EQ(r.exit_code, 3) << r.err;
+    EXPECT_NE(r.err.find("password authentication failed"), std::string::npos) << r.err;
+    std::istringstream lines(r.out + r.err);
+    for (std::string line; std::getline(lines, line);) {
+      EXPECT_EQ(line.find(secret), std::string::npos) << "password leaked: " << line;
+    }
+  }
+}
+
+TEST(cli, slow_queries_are_logged) {
+  auto r = run({"--log-format", "json", "--log-level", "info", "bench", "--workload", "select", "--clients", "1",
+                "--seconds", "1"},
+               {{"POSTGRESQL_SLOW_QUERY_THRESHOLD", "1"}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Warm-up queries (preparing, connecting) exceed 1 ms at least once.
+  EXPECT_NE(r.err.find("\"msg\":\"slow query\""), std::string::npos) << r.err.substr(0, 2000);
+  EXPECT_NE(r.err.find("\"sql\":\"SELECT "), std::string::npos) << r.err.substr(0, 2000);
+  EXPECT_NE(r.err.find("\"duration_ms\":"), std::string::npos);
+}

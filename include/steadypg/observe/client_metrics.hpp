@@ -29,8 +29,7 @@ class client_metrics final : public observer {
                 std::chrono::nanoseconds delay) noexcept override;
   void on_retry_budget_exhausted(std::string_view operation) noexcept override;
   void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;
-  void on_call_finished(std::string_view operation, std::chrono::nanoseconds duration, int attempts,
-                        const error* failure) noexcept override;
+  void on_call_finished(const call_report& report) noexcept override;
 
   /// Queries finished (ok + error) — for connection_info().
   [[nodiscard]] std::uint64_t queries() const noexcept;

@@ -1,0 +1,236 @@
+#include "steadypg/observe/log.hpp"
+
+#include <ctime>
+#include <fmt/format.h>
+
+#include "steadypg/circuit_breaker.hpp"
+#include "steadypg/error.hpp"
+
+namespace steadypg::observe {
+namespace {
+
+std::string timestamp() {
+  using namespace std::chrono;
+  const auto now = system_clock::now();
+  const std::time_t t = system_clock::to_time_t(now);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  const auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (const char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", static_cast<int>(c));
+        else out.push_back(c);
+    }
+  }
+  out.push_back('"');
+}
+
+std::string value_text(const log_field& f, bool json) {
+  return std::visit(
+      [&](const auto& v) -> std::string {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::string_view>) {
+          if (!json) return std::string(v);
+          std::string s;
+          append_json_string(s, v);
+          return s;
+        } else if constexpr (std::is_same_v<T, bool>) {
+          return v ? "true" : "false";
+        } else {
+          return fmt::format("{}", v);
+        }
+      },
+      f.value);
+}
+
+double ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+}  // namespace
+
+std::string_view to_string(log_level l) noexcept {
+  switch (l) {
+    case log_level::debug: return "debug";
+    case log_level::info: return "info";
+    case log_level::warn: return "warn";
+    case log_level::error: return "error";
+  }
+  return "info";
+}
+
+void logger::log(log_level l, std::string_view component, std::string_view msg, std::span<const log_field> fields) {
+  if (!enabled(l)) return;
+  std::uint64_t suppressed = 0;
+  if (l >= log_level::warn) {
+    // The same warning or error at most once a second; the next line says how many were dropped.
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lk(m_mutex);
+    auto key = fmt::format("{}|{}|{}", to_string(l), component, msg);
+    auto it = m_recent.find(key);
+    if (it != m_recent.end() && now - it->second.first < std::chrono::seconds(1)) {
+      ++it->second.second;
+      return;
+    }
+    if (it != m_recent.end()) suppressed = it->second.second;
+    if (m_recent.size() > 1024) m_recent.clear();
+    m_recent[std::move(key)] = {now, 0};
+  }
+  if (suppressed == 0) {
+    write(l, component, msg, fields);
+    return;
+  }
+  std::vector<log_field> more(fields.begin(), fields.end());
+  more.push_back({"suppressed", static_cast<std::int64_t>(suppressed)});
+  write(l, component, msg, more);
+}
+
+void json_logger::write(log_level l, std::string_view component, std::string_view msg,
+                        std::span<const log_field> fields) {
+  std::string line = "{\"ts\":\"" + timestamp() + "\",\"level\":\"" + std::string(to_string(l)) + "\",\"msg\":";
+  append_json_string(line, msg);
+  line += ",\"component\":";
+  append_json_string(line, component);
+  for (const auto& f : fields) {
+    line.push_back(',');
+    append_json_string(line, f.key);
+    line.push_back(':');
+    line += value_text(f, true);
+  }
+  line += "}\n";
+  std::lock_guard lk(m_mutex);
+  std::fwrite(line.data(), 1, line.size(), m_out);
+  std::fflush(m_out);
+}
+
+void text_logger::write(log_level l, std::string_view component, std::string_view msg,
+                        std::span<const log_field> fields) {
+  std::string line = fmt::format("{} {:<5} {}: {}", timestamp(), to_string(l), component, msg);
+  for (const auto& f : fields) line += fmt::format(" {}={}", f.key, value_text(f, false));
+  line += "\n";
+  std::lock_guard lk(m_mutex);
+  std::fwrite(line.data(), 1, line.size(), m_out);
+  std::fflush(m_out);
+}
+
+log_observer::log_observer(logger& log, std::chrono::milliseconds slow_query_threshold, std::size_t keep_slow)
+    : m_log(log), m_threshold(slow_query_threshold), m_keep(keep_slow) {}
+
+void log_observer::on_slow_query(std::function<void(const slow_query&)> callback) {
+  std::lock_guard lk(m_mutex);
+  m_callback = std::move(callback);
+}
+
+std::vector<slow_query> log_observer::recent_slow_queries() const {
+  std::lock_guard lk(m_mutex);
+  return {m_slow.begin(), m_slow.end()};
+}
+
+void log_observer::on_pool_connect_failed(const error& e) noexcept {
+  try {
+    const log_field f[] = {{"sqlstate", std::string_view(e.sqlstate())}, {"error", std::string_view(e.what())}};
+    m_log.log(log_level::warn, "pool", "could not open a connection", f);
+  } catch (...) {
+  }
+}
+
+void log_observer::on_pool_acquire_timeout(std::chrono::nanoseconds waited) noexcept {
+  try {
+    const log_field f[] = {{"duration_ms", ms(waited)}};
+    m_log.log(log_level::warn, "pool", "no pooled connection became available in time", f);
+  } catch (...) {
+  }
+}
+
+void log_observer::on_pool_leak_suspected(const leak_report& r) noexcept {
+  try {
+    const log_field f[] = {{"connection_id", static_cast<std::int64_t>(r.connection_id)},
+                           {"held_ms", ms(r.held_for)},
+                           {"context", r.context}};
+    m_log.log(log_level::warn, "pool", "connection held longer than leak_detection_threshold", f);
+  } catch (...) {
+  }
+}
+
+void log_observer::on_retry(std::string_view op, std::string_view reason, int attempt,
+                            std::chrono::nanoseconds delay) noexcept {
+  try {
+    const log_field f[] = {{"op", op}, {"attempt", static_cast<std::int64_t>(attempt)}, {"reason", reason},
+                           {"delay_ms", ms(delay)}};
+    m_log.log(log_level::info, "retry", "retrying", f);
+  } catch (...) {
+  }
+}
+
+void log_observer::on_retry_budget_exhausted(std::string_view op) noexcept {
+  try {
+    const log_field f[] = {{"op", op}};
+    m_log.log(log_level::warn, "retry", "retry budget exhausted; returning the error", f);
+  } catch (...) {
+  }
+}
+
+void log_observer::on_breaker_transition(breaker_state from, breaker_state to) noexcept {
+  try {
+    const log_field f[] = {{"from", to_string(from)}, {"breaker", to_string(to)}};
+    m_log.log(to == breaker_state::closed ? log_level::info : log_level::warn, "breaker", "circuit breaker changed state",
+              f);
+  } catch (...) {
+  }
+}
+
+void log_observer::on_indeterminate_commit(std::string_view op) noexcept {
+  try {
+    const log_field f[] = {{"op", op}};
+    m_log.log(log_level::error, "client", "connection lost while COMMIT was in flight; outcome unknown", f);
+  } catch (...) {
+  }
+}
+
+void log_observer::on_call_finished(const call_report& r) noexcept {
+  try {
+    if (r.failure != nullptr) {
+      const log_field f[] = {{"op", r.operation},
+                             {"attempt", static_cast<std::int64_t>(r.attempts)},
+                             {"duration_ms", ms(r.duration)},
+                             {"sqlstate", std::string_view(r.failure->sqlstate())},
+                             {"outcome", to_string(r.failure->outcome())},
+                             {"error", std::string_view(r.failure->what())}};
+      m_log.log(log_level::info, "client", "call failed", f);
+    }
+    if (r.duration < m_threshold) return;
+    slow_query q;
+    q.at = std::chrono::system_clock::now();
+    q.operation = std::string(r.operation);
+    q.sql = std::string(r.sql.substr(0, 500));
+    q.duration_ms = ms(r.duration);
+    q.rows = r.rows;
+    q.attempts = r.attempts;
+    q.failed = r.failure != nullptr;
+    const log_field f[] = {{"op", r.operation}, {"duration_ms", q.duration_ms},
+                           {"rows", static_cast<std::int64_t>(r.rows)}, {"attempt", static_cast<std::int64_t>(r.attempts)},
+                           {"sql", std::string_view(q.sql)}};
+    m_log.log(log_level::warn, "slow_query", "slow query", f);
+    std::function<void(const slow_query&)> cb;
+    {
+      std::lock_guard lk(m_mutex);
+      m_slow.push_back(q);
+      while (m_slow.size() > m_keep) m_slow.pop_front();
+      cb = m_callback;
+    }
+    if (cb) cb(q);
+  } catch (...) {
+  }
+}
+
+}  // namespace steadypg::observe
