@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cost of metrics: `steadypg bench --workload select` with
+# The cost of metrics and info-level logging: `steadypg bench --workload select` with
 # POSTGRESQL_METRICS_ENABLED=true/false, same server, alternating rounds; median ratio on/off.
 # Usage: bench/compare_observability.sh [seconds=10] [rounds=3] [clients=4]
 set -euo pipefail
@@ -9,12 +9,13 @@ rounds=${2:-3}
 clients=${3:-4}
 . bench/common.sh
 start_sandbox
-ops() { POSTGRESQL_METRICS_ENABLED=$1 ops_per_s --workload select --clients "$clients" --seconds "$seconds"; }
+ops() { POSTGRESQL_METRICS_ENABLED=$1 ops_per_s --workload select --clients "$clients" --seconds "$seconds" \
+          --log-level "$2" 2>/dev/null; }
 on=()
 off=()
 for ((r = 1; r <= rounds; r++)); do
-  a=$(ops false)
-  b=$(ops true)
+  a=$(ops false error)
+  b=$(ops true info)
   off+=("$a")
   on+=("$b")
   echo "  round $r: off $a, on $b" >&2
@@ -22,4 +23,4 @@ done
 mon=$(printf "%s\n" "${on[@]}" | median)
 moff=$(printf "%s\n" "${off[@]}" | median)
 awk -v c="$clients" -v on="$mon" -v off="$moff" \
-  'BEGIN { printf "clients %s: metrics off %.1f ops/s, on %.1f ops/s, ratio on/off %.3f\n", c, off, on, on / off }'
+  'BEGIN { printf "clients %s: metrics+logging off %.1f ops/s, on %.1f ops/s, ratio on/off %.3f\n", c, off, on, on / off }'
