@@ -96,6 +96,7 @@ class observer_fanout final : public observer {
   void on_cancel_sent() noexcept override { STEADYPG_FANOUT(on_cancel_sent()) }
   void on_indeterminate_commit(std::string_view op) noexcept override { STEADYPG_FANOUT(on_indeterminate_commit(op)) }
   void on_call_finished(const call_report& r) noexcept override { STEADYPG_FANOUT(on_call_finished(r)) }
+  void on_health_changed(int from, int to) noexcept override { STEADYPG_FANOUT(on_health_changed(from, to)) }
 #undef STEADYPG_FANOUT
 
  private:
@@ -172,7 +173,41 @@ client::client(client_options options, pool_options pool, resilience_options res
   }
 }
 
-client::~client() = default;
+client::~client() {
+  {
+    std::lock_guard lk(m_monitor_mutex);
+    m_monitor_stop = true;
+  }
+  m_monitor_cv.notify_all();
+  if (m_monitor.joinable()) m_monitor.join();
+}
+
+void client::start_health_monitor() {
+  std::lock_guard lk(m_monitor_mutex);
+  if (m_monitor.joinable() || m_monitor_stop) return;
+  if (m_metrics) {
+    for (health_status st : {health_status::healthy, health_status::degraded, health_status::unhealthy}) {
+      m_registry->add_gauge_callback("postgresql_health_status", "Last background health check (one-hot)",
+                                     {{"status", std::string(to_string(st))}},
+                                     [this, st] { return m_last_health.load() == st ? 1.0 : 0.0; });
+    }
+  }
+  m_monitor = std::thread([this] {
+    std::unique_lock lk(m_monitor_mutex);
+    while (!m_monitor_stop) {
+      lk.unlock();
+      health_status now = health_status::unhealthy;
+      try {
+        now = health_check().status;
+      } catch (...) {
+      }
+      const health_status before = m_last_health.exchange(now);
+      if (before != now && m_observer) m_observer->on_health_changed(static_cast<int>(before), static_cast<int>(now));
+      lk.lock();
+      m_monitor_cv.wait_for(lk, m_options.health_check_interval, [this] { return m_monitor_stop; });
+    }
+  });
+}
 
 client::pooled_connection client::acquire(const char* context) { return m_pool->acquire(context); }
 

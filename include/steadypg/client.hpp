@@ -1,6 +1,10 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstdint>
 #include <string>
 #include <optional>
@@ -161,6 +165,12 @@ class client {
   /// healthy / degraded / unhealthy with the ping latency and the reason (one attempt, no
   /// retries; an open breaker is reported without touching the server).
   [[nodiscard]] health_report health_check();
+  /// Starts a background thread that runs health_check() every POSTGRESQL_HEALTH_CHECK_INTERVAL,
+  /// keeps the gauge postgresql_health_status{status} current and reports changes through
+  /// observer::on_health_changed. Stopped when the client is destroyed. Idempotent.
+  void start_health_monitor();
+  /// The status the monitor saw last (healthy before its first check).
+  [[nodiscard]] health_status last_health() const noexcept { return m_last_health.load(); }
   /// Server version, uptime and sessions, pool state and query performance.
   [[nodiscard]] connection_info_report connection_info();
   /// Pool counters.
@@ -254,6 +264,11 @@ class client {
   circuit_breaker m_breaker;
   retry_budget m_budget;
   std::unique_ptr<pool_type> m_pool;
+  std::atomic<health_status> m_last_health{health_status::healthy};
+  std::mutex m_monitor_mutex;
+  std::condition_variable m_monitor_cv;
+  bool m_monitor_stop = false;
+  std::thread m_monitor;  // declared last: stopped first
 };
 
 }  // namespace steadypg

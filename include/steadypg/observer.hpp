@@ -80,6 +80,8 @@ class observer {
   virtual void on_cancel_sent() noexcept {}
   /// A COMMIT was in flight when the connection was lost: its outcome is unknown.
   virtual void on_indeterminate_commit(std::string_view operation) noexcept { (void)operation; }
+  /// The background health monitor saw the status change (values of steadypg::health_status).
+  virtual void on_health_changed(int from, int to) noexcept { (void)from, (void)to; }
   /// A call finished (after all its attempts), successfully or not.
   virtual void on_call_finished(const call_report& report) noexcept { (void)report; }
 };

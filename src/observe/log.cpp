@@ -197,6 +197,16 @@ void log_observer::on_indeterminate_commit(std::string_view op) noexcept {
   }
 }
 
+void log_observer::on_health_changed(int from, int to) noexcept {
+  static constexpr std::string_view names[] = {"healthy", "degraded", "unhealthy"};
+  try {
+    const auto name = [](int v) { return v >= 0 && v < 3 ? names[v] : std::string_view("unknown"); };
+    const log_field f[] = {{"from", name(from)}, {"status", name(to)}};
+    m_log.log(to == 0 ? log_level::info : log_level::warn, "health", "database health changed", f);
+  } catch (...) {
+  }
+}
+
 void log_observer::on_call_finished(const call_report& r) noexcept {
   try {
     if (r.failure != nullptr) {

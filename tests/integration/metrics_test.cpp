@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
+#include <thread>
 
 #include "cluster_env.hpp"
 #include "fault_proxy.hpp"
@@ -148,4 +149,34 @@ TEST(info, matches_pg_stat_activity) {
   EXPECT_EQ(i.pool.max, 2u);
   EXPECT_GE(i.performance.queries, 1u);
   EXPECT_GT(i.performance.avg_query_ms, 0.0);
+}
+
+TEST(health, background_monitor_tracks_transitions) {
+  auto* cluster = cluster_environment::cluster();
+  if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  struct watcher : observer {
+    std::atomic<int> to_unhealthy{0}, to_healthy{0};
+    void on_health_changed(int, int to) noexcept override {
+      if (to == static_cast<int>(health_status::unhealthy)) ++to_unhealthy;
+      if (to == static_cast<int>(health_status::healthy)) ++to_healthy;
+    }
+  } w;
+  auto o = options();
+  o.health_check_interval = 100ms;
+  o.connection_timeout = 300ms;
+  client db(o, &w);
+  db.start_health_monitor();
+  auto wait_for = [&](auto pred) {
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!pred() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
+    return pred();
+  };
+  ASSERT_TRUE(wait_for([&] { return db.metrics().render_prometheus().find(
+                                        "postgresql_health_status{status=\"healthy\"} 1") != std::string::npos; }));
+  cluster->stop();
+  EXPECT_TRUE(wait_for([&] { return w.to_unhealthy.load() >= 1; }));
+  EXPECT_EQ(db.last_health(), health_status::unhealthy);
+  cluster->start();
+  EXPECT_TRUE(wait_for([&] { return w.to_healthy.load() >= 1; }));
+  EXPECT_EQ(db.last_health(), health_status::healthy);
 }
