@@ -384,7 +384,13 @@ bool client::retry_after(const call_info& info, error& e, const std::optional<ci
     e.set_attempts(attempt + 1, earlier);
     if (budget_spent) e.set_budget_exhausted();
     if (m_observer) {
-      m_observer->on_call_finished({info.operation, info.sql, clock::now() - started, attempt + 1, 0, &e});
+      call_report r{info.operation, info.sql, clock::now() - started, attempt + 1, 0, &e};
+      const auto st = m_pool->stats();
+      r.pool_active = static_cast<int>(st.active);
+      r.pool_idle = static_cast<int>(st.idle);
+      r.pool_waiting = static_cast<int>(st.waiting);
+      r.breaker = to_string(m_breaker.state());
+      m_observer->on_call_finished(r);
     }
     return false;
   };

@@ -32,12 +32,19 @@ struct leak_report {
 
 /// One finished call of a client (after all its attempts).
 struct call_report {
+  call_report(std::string_view op, std::string_view statement, std::chrono::nanoseconds d, int n, std::uint64_t r,
+              const error* e) noexcept
+      : operation(op), sql(statement), duration(d), attempts(n), rows(r), failure(e) {}
+
   std::string_view operation;        ///< "execute", "transaction", a statement's name() …
   std::string_view sql;              ///< the statement text ("" for transactions and pings)
   std::chrono::nanoseconds duration{};  ///< including pool waits, retries and backoff
   int attempts = 1;
   std::uint64_t rows = 0;            ///< rows returned or affected, when known
   const error* failure = nullptr;    ///< nullptr on success
+  /// On failure: the pool and breaker at that moment (for log context); -1 when unknown.
+  int pool_active = -1, pool_idle = -1, pool_waiting = -1;
+  std::string_view breaker;          ///< "closed", "open", … ("" when unknown)
 };
 
 /// Receives typed events from the core (pool now; queries, retries and the breaker as those

@@ -210,12 +210,18 @@ void log_observer::on_health_changed(int from, int to) noexcept {
 void log_observer::on_call_finished(const call_report& r) noexcept {
   try {
     if (r.failure != nullptr) {
-      const log_field f[] = {{"op", r.operation},
-                             {"attempt", static_cast<std::int64_t>(r.attempts)},
-                             {"duration_ms", ms(r.duration)},
-                             {"sqlstate", std::string_view(r.failure->sqlstate())},
-                             {"outcome", to_string(r.failure->outcome())},
-                             {"error", std::string_view(r.failure->what())}};
+      std::vector<log_field> f{{"op", r.operation},
+                               {"attempt", static_cast<std::int64_t>(r.attempts)},
+                               {"duration_ms", ms(r.duration)},
+                               {"sqlstate", std::string_view(r.failure->sqlstate())},
+                               {"outcome", to_string(r.failure->outcome())},
+                               {"error", std::string_view(r.failure->what())}};
+      if (r.pool_active >= 0) {
+        f.push_back({"pool_active", static_cast<std::int64_t>(r.pool_active)});
+        f.push_back({"pool_idle", static_cast<std::int64_t>(r.pool_idle)});
+        f.push_back({"pool_waiting", static_cast<std::int64_t>(r.pool_waiting)});
+      }
+      if (!r.breaker.empty()) f.push_back({"breaker", r.breaker});
       m_log.log(log_level::info, "client", "call failed", f);
     }
     if (r.duration < m_threshold) return;

@@ -89,10 +89,18 @@ TEST(log, failures_carry_context) {
   fields.sqlstate = "22012";
   fields.message = "division by zero";
   sql_error e("division by zero (SQLSTATE 22012)", fields, outcome::fatal);
-  obs.on_call_finished({"execute", "SELECT 1/0", 2ms, 1, 0, &e});
+  call_report rep{"execute", "SELECT 1/0", 2ms, 1, 0, &e};
+  rep.pool_active = 1;
+  rep.pool_idle = 2;
+  rep.pool_waiting = 0;
+  rep.breaker = "closed";
+  obs.on_call_finished(rep);
   obs.on_breaker_transition(breaker_state::closed, breaker_state::open);
   const auto text = contents(f);
   EXPECT_NE(text.find("\"op\":\"execute\",\"attempt\":1,\"duration_ms\":2,\"sqlstate\":\"22012\",\"outcome\":\"fatal\""),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\"pool_active\":1,\"pool_idle\":2,\"pool_waiting\":0,\"breaker\":\"closed\""),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("\"breaker\":\"open\""), std::string::npos) << text;
