@@ -21,7 +21,7 @@ using json_doc = nlohmann::ordered_json;
 /// Exit codes (DESIGN §7).
 enum exit_code : int { ok = 0, sql_failure = 1, usage = 2, unavailable = 3 };
 
-enum class log_level { debug, info, warn, error };
+using observe::log_level;
 
 /// Global flags and the resolved configuration.
 struct context {
@@ -33,19 +33,22 @@ struct context {
   std::string metrics_out;  ///< --metrics-out FILE
   /// The metrics of the client a command used (bench …); written to metrics_out at exit.
   mutable std::function<std::string()> metrics_source;
+  mutable std::unique_ptr<observe::logger> m_logger;
 
   [[nodiscard]] log_level level() const;
-  /// One log line on stderr, JSON or text; never contains a password.
+  /// The library logger for --log-format / --log-level on stderr (created on first use);
+  /// the CLI's own lines and the library's events go through the same one.
+  [[nodiscard]] observe::logger& logger() const;
+  /// One log line (component "cli"); never contains a password.
   void log(log_level lvl, std::string_view msg, const json_doc& fields = json_doc::object()) const;
   /// Prints a JSON document on stdout.
   static void print_json(const json_doc& doc);
 };
 
-/// The library's logger for --log-format / --log-level (stderr), and an observer that logs
-/// retries, breaker transitions, failures and slow queries through it.
+/// An observer that logs retries, breaker transitions, failures and slow queries through
+/// the context's logger.
 struct library_logging {
   explicit library_logging(const context& ctx);
-  std::unique_ptr<steadypg::observe::logger> log;
   std::unique_ptr<steadypg::observe::log_observer> events;
 };
 

@@ -1,7 +1,7 @@
 #include <unistd.h>
 
-#include <chrono>
-#include <ctime>
+#include <cstdint>
+#include <vector>
 #include <fmt/format.h>
 #include <iostream>
 
@@ -9,30 +9,6 @@
 #include "steadypg/error.hpp"
 
 namespace steadypg::cli {
-namespace {
-
-std::string_view level_name(log_level l) {
-  switch (l) {
-    case log_level::debug: return "debug";
-    case log_level::info: return "info";
-    case log_level::warn: return "warn";
-    case log_level::error: return "error";
-  }
-  return "error";
-}
-
-std::string utc_timestamp() {
-  using namespace std::chrono;
-  const auto now = system_clock::now();
-  const std::time_t t = system_clock::to_time_t(now);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  const auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-}
-
-}  // namespace
 
 log_level context::level() const {
   if (log_level_name == "debug") return log_level::debug;
@@ -41,34 +17,43 @@ log_level context::level() const {
   return log_level::warn;
 }
 
+observe::logger& context::logger() const {
+  if (!m_logger) {
+    if (log_format == "json") m_logger = std::make_unique<observe::json_logger>(stderr, level());
+    else m_logger = std::make_unique<observe::text_logger>(stderr, level());
+  }
+  return *m_logger;
+}
+
 void context::log(log_level lvl, std::string_view msg, const json_doc& fields) const {
-  if (lvl < level()) return;
-  if (log_format == "json") {
-    json_doc line{{"ts", utc_timestamp()}, {"level", level_name(lvl)}, {"msg", msg}, {"component", "cli"}};
-    for (const auto& [k, v] : fields.items()) line[k] = v;
-    std::cerr << line.dump(-1, ' ', false, json_doc::error_handler_t::replace) << "\n";
-    return;
-  }
-  std::string text = fmt::format("steadypg: {}: {}", level_name(lvl), msg);
+  if (!logger().enabled(lvl)) return;
+  // JSON values become log fields; strings are kept alive here for the call.
+  std::vector<std::string> text;
+  text.reserve(fields.size());
+  std::vector<observe::log_field> out;
+  out.reserve(fields.size());
   for (const auto& [k, v] : fields.items()) {
-    text += fmt::format(" {}={}", k, v.is_string() ? v.get<std::string>() : v.dump());
+    const std::string_view key = k;
+    if (v.is_boolean()) {
+      out.push_back({key, v.get<bool>()});
+    } else if (v.is_number_integer()) {
+      out.push_back({key, v.get<std::int64_t>()});
+    } else if (v.is_number()) {
+      out.push_back({key, v.get<double>()});
+    } else {
+      text.push_back(v.is_string() ? v.get<std::string>() : v.dump());
+      out.push_back({key, std::string_view(text.back())});
+    }
   }
-  std::cerr << text << "\n";
+  logger().log(lvl, "cli", msg, out);
 }
 
 void context::print_json(const json_doc& doc) {
   std::cout << doc.dump(-1, ' ', false, json_doc::error_handler_t::replace) << std::endl;
 }
 
-library_logging::library_logging(const context& ctx) {
-  const auto level = ctx.level() == log_level::debug  ? observe::log_level::debug
-                     : ctx.level() == log_level::info ? observe::log_level::info
-                     : ctx.level() == log_level::warn ? observe::log_level::warn
-                                                      : observe::log_level::error;
-  if (ctx.log_format == "json") log = std::make_unique<observe::json_logger>(stderr, level);
-  else log = std::make_unique<observe::text_logger>(stderr, level);
-  events = std::make_unique<observe::log_observer>(*log, ctx.options.slow_query_threshold);
-}
+library_logging::library_logging(const context& ctx)
+    : events(std::make_unique<observe::log_observer>(ctx.logger(), ctx.options.slow_query_threshold)) {}
 
 int report_error(const context& ctx, std::string_view command) {
   json_doc err{{"command", command}};
