@@ -10,16 +10,6 @@ clients=${3:-4}
 . bench/common.sh
 start_sandbox
 ops() { ops_per_s --workload select --clients "$clients" --seconds "$seconds" "$@"; }
-on=()
-off=()
-for ((r = 1; r <= rounds; r++)); do
-  a=$(ops --no-resilience)
-  b=$(ops)
-  off+=("$a")
-  on+=("$b")
-  echo "  round $r: off $a, on $b" >&2
-done
-mon=$(printf "%s\n" "${on[@]}" | median)
-moff=$(printf "%s\n" "${off[@]}" | median)
-awk -v c="$clients" -v on="$mon" -v off="$moff" \
-  'BEGIN { printf "clients %s: resilience off %.1f ops/s, on %.1f ops/s, ratio on/off %.3f\n", c, off, on, on / off }'
+off_run() { ops --no-resilience; }
+on_run() { ops; }
+compare_on_off "resilience" off_run on_run

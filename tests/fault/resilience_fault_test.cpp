@@ -349,7 +349,7 @@ TEST(resilience, lost_commit_reply_is_indeterminate_and_never_resent) {
   steadypg::test::fault_proxy proxy(cluster->port());
   counting_observer obs;
   auto o = fast_options(1);
-  o.dsn = "host=127.0.0.1 user=postgres dbname=postgres sslmode=disable port=" + std::to_string(proxy.port());
+  o.dsn = proxy.dsn();
   client db(o, &obs);
   db.execute("DROP TABLE IF EXISTS rf_lost; CREATE TABLE rf_lost (id int)");
   proxy.cut_reply_after("COMMIT");
@@ -377,7 +377,7 @@ TEST(resilience, black_holed_server_times_out_and_drops_the_connection) {
   steadypg::test::fault_proxy proxy(cluster->port());
   counting_observer obs;
   auto o = fast_options(1);
-  o.dsn = "host=127.0.0.1 user=postgres dbname=postgres sslmode=disable port=" + std::to_string(proxy.port());
+  o.dsn = proxy.dsn();
   client db(o, &obs);
   EXPECT_EQ(db.query_value<int>("SELECT 1"), 1);
   proxy.black_hole(true);

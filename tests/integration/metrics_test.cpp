@@ -99,7 +99,7 @@ TEST(health, healthy_degraded_unhealthy) {
   if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
   steadypg::test::fault_proxy proxy(cluster->port());
   auto o = options();
-  o.dsn = "host=127.0.0.1 user=postgres dbname=postgres sslmode=disable port=" + std::to_string(proxy.port());
+  o.dsn = proxy.dsn();
   o.slow_query_threshold = 1ms;
   {
     client slow(o);

@@ -54,6 +54,10 @@ class fault_proxy {
   fault_proxy& operator=(const fault_proxy&) = delete;
 
   [[nodiscard]] int port() const { return m_port; }
+  /// A DSN that reaches the server through this proxy (TCP, no TLS).
+  [[nodiscard]] std::string dsn() const {
+    return "host=127.0.0.1 user=postgres dbname=postgres sslmode=disable port=" + std::to_string(m_port);
+  }
 
   /// After the client sends bytes containing `pattern`, forward them, then drop whatever the
   /// server answers and close the client's connection (once; re-arm to repeat).
