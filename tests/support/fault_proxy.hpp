@@ -46,8 +46,13 @@ class fault_proxy {
     ::shutdown(m_listen, SHUT_RDWR);
     ::close(m_listen);
     m_acceptor.join();
-    std::lock_guard lk(m_mu);
-    for (auto& t : m_workers) t.join();
+    // Join outside the lock: a worker may be taking m_mu to record a message.
+    std::vector<std::thread> workers;
+    {
+      std::lock_guard lk(m_mu);
+      workers.swap(m_workers);
+    }
+    for (auto& t : workers) t.join();
   }
 
   fault_proxy(const fault_proxy&) = delete;
