@@ -82,10 +82,7 @@ class observer_fanout final : public observer {
   }
   void on_pool_rejected() noexcept override { STEADYPG_FANOUT(on_pool_rejected()) }
   void on_pool_leak_suspected(const leak_report& r) noexcept override { STEADYPG_FANOUT(on_pool_leak_suspected(r)) }
-  void on_retry(std::string_view op, std::string_view reason, int attempt,
-                std::chrono::nanoseconds delay) noexcept override {
-    STEADYPG_FANOUT(on_retry(op, reason, attempt, delay))
-  }
+  void on_retry(const retry_report& r) noexcept override { STEADYPG_FANOUT(on_retry(r)) }
   void on_retry_budget_exhausted(std::string_view op) noexcept override {
     STEADYPG_FANOUT(on_retry_budget_exhausted(op))
   }
@@ -212,11 +209,70 @@ void client::start_health_monitor() {
 client::pooled_connection client::acquire(const char* context) { return m_pool->acquire(context); }
 
 result client::execute(std::string_view sql, const param_list& params) {
-  return run({"execute", sql, false, false, std::nullopt}, [&](connection& c) { return c.execute(sql, params); });
+  return run({"execute", sql, false, false, std::nullopt,
+              [](const void* p) { return describe_params(static_cast<const param_list*>(p)->refs()); }, &params},
+             [&](connection& c) { return c.execute(sql, params); });
 }
 
 void client::ping() {
-  run({"ping", {}, true, false, std::nullopt}, [](connection& c) { c.ping(); });
+  run({"ping", {}, true, false, std::nullopt, nullptr, nullptr}, [](connection& c) { c.ping(); });
+}
+
+std::vector<slow_query> client::recent_slow_queries() const {
+  std::lock_guard lk(m_slow_mutex);
+  return {m_slow.begin(), m_slow.end()};
+}
+
+void client::on_slow_query(std::function<void(const slow_query&)> callback) {
+  std::lock_guard lk(m_slow_mutex);
+  m_slow_callback = std::move(callback);
+}
+
+call_context client::context_now() const noexcept {
+  call_context c;
+  const auto st = m_pool->stats();
+  c.pool_active = static_cast<int>(st.active);
+  c.pool_idle = static_cast<int>(st.idle);
+  c.pool_waiting = static_cast<int>(st.waiting);
+  c.breaker = to_string(m_breaker.state());
+  return c;
+}
+
+void client::finished(const call_info& info, clock::duration d, int attempts, std::uint64_t rows,
+                      const error* failure) noexcept {
+  const bool slow = d >= m_options.slow_query_threshold;
+  if (!slow && m_observer == nullptr) return;  // the common case costs one comparison
+  call_report r{info.operation, info.sql, d, attempts, rows, failure};
+  if (!slow) {
+    if (failure != nullptr) r.context = context_now();
+    m_observer->on_call_finished(r);
+    return;
+  }
+  try {
+    r.slow = true;
+    r.context = context_now();
+    slow_query q;
+    q.at = std::chrono::system_clock::now();
+    q.operation = info.operation;
+    q.sql = std::string(info.sql.substr(0, 500));
+    if (m_options.log_parameters && info.describe != nullptr) q.params = info.describe(info.args);
+    q.duration_ms = std::chrono::duration<double, std::milli>(d).count();
+    q.rows = rows;
+    q.attempts = attempts;
+    q.failed = failure != nullptr;
+    r.params = q.params;
+    if (m_observer) m_observer->on_call_finished(r);
+    std::function<void(const slow_query&)> callback;
+    {
+      std::lock_guard lk(m_slow_mutex);
+      m_slow.push_back(q);
+      if (m_slow.size() > 64) m_slow.pop_front();
+      callback = m_slow_callback;
+    }
+    if (callback) callback(q);
+  } catch (...) {
+    // Out of memory while recording a slow query: the call itself succeeded or failed already.
+  }
 }
 
 pool_stats client::pool_statistics() const { return m_pool->stats(); }
@@ -292,6 +348,7 @@ connection_info_report client::connection_info() {
   r.server.uptime_seconds = uptime;
   r.server.connections = {active, idle, total, max};
   r.pool = m_pool->stats();
+  r.recent_slow_queries = recent_slow_queries();
   if (m_metrics) {
     const auto& h = m_metrics->query_durations();
     r.performance.queries = m_metrics->queries();
@@ -348,9 +405,7 @@ void client::succeeded(const call_info& info, const std::optional<circuit_breake
                        clock::time_point started, int attempt, std::uint64_t rows) noexcept {
   if (permit) m_breaker.on_success(*permit);
   if (m_resilience.enabled) m_budget.record_success();
-  if (m_observer) {
-    m_observer->on_call_finished({info.operation, info.sql, clock::now() - started, attempt + 1, rows, nullptr});
-  }
+  finished(info, clock::now() - started, attempt + 1, rows, nullptr);
 }
 
 namespace {
@@ -383,15 +438,7 @@ bool client::retry_after(const call_info& info, error& e, const std::optional<ci
   auto give_up = [&](bool budget_spent = false) {
     e.set_attempts(attempt + 1, earlier);
     if (budget_spent) e.set_budget_exhausted();
-    if (m_observer) {
-      call_report r{info.operation, info.sql, clock::now() - started, attempt + 1, 0, &e};
-      const auto st = m_pool->stats();
-      r.pool_active = static_cast<int>(st.active);
-      r.pool_idle = static_cast<int>(st.idle);
-      r.pool_waiting = static_cast<int>(st.waiting);
-      r.breaker = to_string(m_breaker.state());
-      m_observer->on_call_finished(r);
-    }
+    finished(info, clock::now() - started, attempt + 1, 0, &e);
     return false;
   };
   if (!m_resilience.enabled || is_breaker_rejection || indeterminate_commit_error) return give_up();
@@ -432,7 +479,16 @@ bool client::retry_after(const call_info& info, error& e, const std::optional<ci
     if (clock::now() + delay + m_resilience.retry.min_attempt_time >= *info.deadline) return give_up();
   }
   earlier.push_back({e.sqlstate(), e.what(), e.outcome()});
-  if (m_observer) m_observer->on_retry(info.operation, to_string(e.outcome()), attempt + 2, delay);
+  if (m_observer) {
+    retry_report r;
+    r.operation = info.operation;
+    r.reason = to_string(e.outcome());
+    r.sqlstate = e.sqlstate();
+    r.attempt = attempt + 2;
+    r.delay = delay;
+    r.context = context_now();
+    m_observer->on_retry(r);
+  }
   if (delay.count() > 0) std::this_thread::sleep_for(delay);
   return true;
 }

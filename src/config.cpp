@@ -127,6 +127,7 @@ client_options client_options::from_env(const std::function<std::optional<std::s
     else o.*f.ms_member = std::chrono::milliseconds{n};
   }
   if (auto v = lookup("POSTGRESQL_METRICS_ENABLED")) o.metrics_enabled = parse_bool_var("POSTGRESQL_METRICS_ENABLED", *v);
+  if (auto v = lookup("POSTGRESQL_LOG_PARAMETERS")) o.log_parameters = parse_bool_var("POSTGRESQL_LOG_PARAMETERS", *v);
   o.validate();
   return o;
 }

@@ -89,4 +89,33 @@ std::vector<param_ref> param_list::refs() const {
   return out;
 }
 
+std::string describe_params(std::span<const param_ref> params) {
+  constexpr std::size_t max_value = 100;
+  std::string out;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const auto& p = params[i];
+    if (i > 0) out += ", ";
+    out += '$';
+    out += std::to_string(i + 1);
+    out += '=';
+    if (p.data == nullptr) {
+      out += "NULL";
+    } else if (p.format == 1) {
+      out += "<binary ";
+      out += std::to_string(p.length);
+      out += " bytes>";
+    } else {
+      const std::string_view v(p.data, static_cast<std::size_t>(p.length));
+      out += '\'';
+      for (char c : v.substr(0, max_value)) {
+        if (c == '\'') out += '\'';
+        out += c;
+      }
+      out += '\'';
+      if (v.size() > max_value) out += "…";
+    }
+  }
+  return out;
+}
+
 }  // namespace steadypg

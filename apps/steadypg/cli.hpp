@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "steadypg/client.hpp"
 #include "steadypg/config.hpp"
 #include "steadypg/observe/log.hpp"
 
@@ -55,6 +56,10 @@ struct library_logging {
 /// Maps an exception from the library to an exit code, logging it (and printing a JSON
 /// error object on stdout with --json).
 int report_error(const context& ctx, std::string_view command);
+
+/// `info` output (JSON fields of DESIGN §7, plus recent_slow_queries) and its text form.
+json_doc info_json(const connection_info_report& info);
+std::string info_text(const connection_info_report& info);
 
 int run_ping(const context& ctx);
 int run_health(const context& ctx);

@@ -196,37 +196,57 @@ int run_health(const context& ctx) {
   }
 }
 
+json_doc info_json(const connection_info_report& i) {
+  json_doc slow = json_doc::array();
+  for (const auto& q : i.recent_slow_queries) {
+    json_doc e{{"operation", q.operation}, {"sql", q.sql}, {"duration_ms", round3(q.duration_ms)},
+               {"rows", q.rows},           {"attempts", q.attempts}, {"failed", q.failed}};
+    if (!q.params.empty()) e["params"] = q.params;
+    slow.push_back(std::move(e));
+  }
+  return {{"server",
+           {{"version", i.server.version},
+            {"uptime_seconds", i.server.uptime_seconds},
+            {"connections",
+             {{"active", i.server.connections.active},
+              {"idle", i.server.connections.idle},
+              {"total", i.server.connections.total},
+              {"max", i.server.connections.max}}}}},
+          {"pool",
+           {{"active", i.pool.active}, {"idle", i.pool.idle}, {"total", i.pool.total}, {"waiting", i.pool.waiting},
+            {"max", i.pool.max}}},
+          {"performance",
+           {{"queries", i.performance.queries},
+            {"avg_query_ms", round3(i.performance.avg_query_ms)},
+            {"p95_query_ms", round3(i.performance.p95_query_ms)},
+            {"slow_queries", i.performance.slow_queries}}},
+          {"recent_slow_queries", std::move(slow)}};
+}
+
+std::string info_text(const connection_info_report& i) {
+  std::string out = fmt::format(
+      "server: PostgreSQL {}, up {} s, sessions {} active / {} idle / {} total (max_connections {})\n"
+      "pool: {} active, {} idle, {} total, {} waiting, max {}\n"
+      "performance: {} queries, avg {:.3f} ms, p95 {:.3f} ms, {} slow\n",
+      i.server.version, i.server.uptime_seconds, i.server.connections.active, i.server.connections.idle,
+      i.server.connections.total, i.server.connections.max, i.pool.active, i.pool.idle, i.pool.total, i.pool.waiting,
+      i.pool.max, i.performance.queries, i.performance.avg_query_ms, i.performance.p95_query_ms,
+      i.performance.slow_queries);
+  for (const auto& q : i.recent_slow_queries) {
+    out += fmt::format("slow: {:.1f} ms, {} rows{}: {}{}\n", q.duration_ms, q.rows, q.failed ? ", failed" : "",
+                       q.sql.substr(0, 120), q.params.empty() ? std::string() : " [" + q.params + "]");
+  }
+  return out;
+}
+
 int run_info(const context& ctx) {
   try {
     diagnostic_client d(ctx);
     const auto i = d.db->connection_info();
     if (ctx.json) {
-      context::print_json(
-          {{"server",
-            {{"version", i.server.version},
-             {"uptime_seconds", i.server.uptime_seconds},
-             {"connections",
-              {{"active", i.server.connections.active},
-               {"idle", i.server.connections.idle},
-               {"total", i.server.connections.total},
-               {"max", i.server.connections.max}}}}},
-           {"pool",
-            {{"active", i.pool.active}, {"idle", i.pool.idle}, {"total", i.pool.total}, {"waiting", i.pool.waiting},
-             {"max", i.pool.max}}},
-           {"performance",
-            {{"queries", i.performance.queries},
-             {"avg_query_ms", round3(i.performance.avg_query_ms)},
-             {"p95_query_ms", round3(i.performance.p95_query_ms)},
-             {"slow_queries", i.performance.slow_queries}}}});
+      context::print_json(info_json(i));
     } else {
-      std::cout << fmt::format(
-          "server: PostgreSQL {}, up {} s, sessions {} active / {} idle / {} total (max_connections {})\n"
-          "pool: {} active, {} idle, {} total, {} waiting, max {}\n"
-          "performance: {} queries, avg {:.3f} ms, p95 {:.3f} ms, {} slow\n",
-          i.server.version, i.server.uptime_seconds, i.server.connections.active, i.server.connections.idle,
-          i.server.connections.total, i.server.connections.max, i.pool.active, i.pool.idle, i.pool.total,
-          i.pool.waiting, i.pool.max, i.performance.queries, i.performance.avg_query_ms, i.performance.p95_query_ms,
-          i.performance.slow_queries);
+      std::cout << info_text(i);
     }
     return ok;
   } catch (...) {

@@ -53,7 +53,7 @@ void context::print_json(const json_doc& doc) {
 }
 
 library_logging::library_logging(const context& ctx)
-    : events(std::make_unique<observe::log_observer>(ctx.logger(), ctx.options.slow_query_threshold)) {}
+    : events(std::make_unique<observe::log_observer>(ctx.logger())) {}
 
 int report_error(const context& ctx, std::string_view command) {
   json_doc err{{"command", command}};

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <cstdint>
@@ -61,6 +63,8 @@ struct connection_info_report {
     double p95_query_ms = 0;
     std::uint64_t slow_queries = 0;
   } performance;  ///< from the metrics (zeros when metrics are off)
+  /// The client's most recent slow calls, oldest first (see client::recent_slow_queries()).
+  std::vector<slow_query> recent_slow_queries;
 };
 
 /// The resilience pipeline's settings (DESIGN §4).
@@ -115,15 +119,17 @@ class client {
   /// Runs one statement (retried only when that is safe; see the class comment).
   template <bindable... Args>
   result execute(std::string_view sql, const Args&... args) {
-    return run({"execute", sql, false, false, std::nullopt},
+    const std::tuple<const Args&...> a(args...);
+    return run({"execute", sql, false, false, std::nullopt, describer<Args...>(), &a},
                [&](connection& c) { return c.execute(sql, args...); });
   }
   /// Runs one statement; `st.idempotent()` allows retries when the outcome is unknown and
   /// `st.timeout()` bounds the whole call.
   template <bindable... Args>
   result execute(const statement& st, const Args&... args) {
+    const std::tuple<const Args&...> a(args...);
     return run({st.name().empty() ? "execute" : st.name().c_str(), st.sql(), st.is_idempotent(), false,
-                deadline_of(st)},
+                deadline_of(st), describer<Args...>(), &a},
                [&](connection& c) { return c.execute(st, args...); });
   }
   /// Runs a statement with run-time parameters.
@@ -146,7 +152,7 @@ class client {
   template <typename Fn>
   auto transaction(Fn&& fn, const transaction_options& options = {})
       -> std::invoke_result_t<Fn&, steadypg::transaction&> {
-    return run({"transaction", {}, false, true, std::nullopt}, [&](connection& c) {
+    return run({"transaction", {}, false, true, std::nullopt, nullptr, nullptr}, [&](connection& c) {
       using R = std::invoke_result_t<Fn&, steadypg::transaction&>;
       steadypg::transaction tx(c, options);
       if constexpr (std::is_void_v<R>) {
@@ -186,6 +192,12 @@ class client {
   /// The metrics registry (empty when POSTGRESQL_METRICS_ENABLED is false):
   /// `db.metrics().render_prometheus()`.
   [[nodiscard]] observe::registry& metrics() noexcept { return *m_registry; }
+  /// The most recent calls slower than slow_query_threshold (at most 64), oldest first.
+  [[nodiscard]] std::vector<slow_query> recent_slow_queries() const;
+  /// Calls `callback` for every slow call, from the thread that made it, after it finished
+  /// (must not throw; keep it short). Replaces an earlier callback; an empty one removes it.
+  void on_slow_query(std::function<void(const slow_query&)> callback);
+
   /// The event counters behind the metrics, or nullptr when metrics are off.
   [[nodiscard]] const observe::client_metrics* metric_events() const noexcept { return m_metrics.get(); }
 
@@ -196,6 +208,9 @@ class client {
     bool idempotent;
     bool transaction;
     std::optional<clock::time_point> deadline;
+    /// Renders `args` for a slow-query log line (only with log_parameters); may be null.
+    std::string (*describe)(const void* args);
+    const void* args;
   };
 
   /// Runs `fn(connection&)` through the resilience pipeline: the one place every operation
@@ -203,7 +218,7 @@ class client {
   template <typename Fn>
   auto run(const call_info& info, Fn&& fn) -> std::invoke_result_t<Fn&, connection&> {
     using R = std::invoke_result_t<Fn&, connection&>;
-    const auto started = m_observer ? clock::now() : clock::time_point{};
+    const auto started = clock::now();
     int attempt = 0;
     std::vector<attempt_error> earlier;  // allocates only when an attempt fails
     while (true) {
@@ -248,6 +263,21 @@ class client {
   };
 
   static std::optional<clock::time_point> deadline_of(const statement& st);
+  template <typename... Args>
+  static auto describer() -> std::string (*)(const void*) {
+    if constexpr (sizeof...(Args) == 0) {
+      return nullptr;
+    } else {
+      return [](const void* p) {
+        return std::apply([](const auto&... a) { return describe_args(a...); },
+                          *static_cast<const std::tuple<const Args&...>*>(p));
+      };
+    }
+  }
+  // Reports a finished call: slow-query detection, the ring buffer and on_call_finished.
+  void finished(const call_info& info, clock::duration d, int attempts, std::uint64_t rows,
+                const error* failure) noexcept;
+  call_context context_now() const noexcept;
   pooled_connection acquire_for(const call_info& info);
   void succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit,
                  clock::time_point started, int attempt, std::uint64_t rows) noexcept;
@@ -264,6 +294,9 @@ class client {
   circuit_breaker m_breaker;
   retry_budget m_budget;
   std::unique_ptr<pool_type> m_pool;
+  mutable std::mutex m_slow_mutex;
+  std::deque<slow_query> m_slow;
+  std::function<void(const slow_query&)> m_slow_callback;
   std::atomic<health_status> m_last_health{health_status::healthy};
   std::mutex m_monitor_mutex;
   std::condition_variable m_monitor_cv;

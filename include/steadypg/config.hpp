@@ -32,6 +32,9 @@ struct client_options {
   /// Queries slower than this are flagged. Default 1000 ms, range 1–3600000 ms.
   /// POSTGRESQL_SLOW_QUERY_THRESHOLD.
   std::chrono::milliseconds slow_query_threshold{1000};
+  /// Include parameter values in slow-query log lines and records. Default false (values can
+  /// hold personal data). POSTGRESQL_LOG_PARAMETERS (true/false/1/0).
+  bool log_parameters = false;
   /// Background health-check period. Default 30000 ms, range 100–3600000 ms.
   /// POSTGRESQL_HEALTH_CHECK_INTERVAL.
   std::chrono::milliseconds health_check_interval{30000};

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <thread>
 
@@ -30,6 +31,12 @@ struct leak_report {
   std::string_view context;                ///< the context string passed to acquire(), or ""
 };
 
+/// The pool and the breaker when something happened (log context); -1 / "" when unknown.
+struct call_context {
+  int pool_active = -1, pool_idle = -1, pool_waiting = -1;
+  std::string_view breaker;  ///< "closed", "open", "half_open", "forced_open"
+};
+
 /// One finished call of a client (after all its attempts).
 struct call_report {
   call_report(std::string_view op, std::string_view statement, std::chrono::nanoseconds d, int n, std::uint64_t r,
@@ -42,9 +49,37 @@ struct call_report {
   int attempts = 1;
   std::uint64_t rows = 0;            ///< rows returned or affected, when known
   const error* failure = nullptr;    ///< nullptr on success
-  /// On failure: the pool and breaker at that moment (for log context); -1 when unknown.
-  int pool_active = -1, pool_idle = -1, pool_waiting = -1;
-  std::string_view breaker;          ///< "closed", "open", … ("" when unknown)
+  /// Filled for failed and slow calls (the hot path does not pay for it otherwise).
+  call_context context;
+  /// Slower than the client's slow_query_threshold.
+  bool slow = false;
+  /// The parameter values ("$1='a', $2=42"), only for slow calls and only when the client's
+  /// log_parameters is on; "" otherwise.
+  std::string_view params;
+};
+
+/// A call about to be retried.
+struct retry_report {
+  std::string_view operation;
+  /// The outcome class of the failed attempt: "not_sent", "rolled_back" or "indeterminate".
+  std::string_view reason;
+  std::string_view sqlstate;         ///< of the failed attempt
+  int attempt = 2;                   ///< the number of the next attempt
+  std::chrono::nanoseconds delay{};  ///< backoff before it
+  call_context context;
+};
+
+/// A slow call as kept by the client (client::recent_slow_queries()) and passed to its
+/// callback (client::on_slow_query()).
+struct slow_query {
+  std::chrono::system_clock::time_point at;
+  std::string operation;
+  std::string sql;     ///< truncated to 500 bytes
+  std::string params;  ///< only with log_parameters; "" otherwise
+  double duration_ms = 0;
+  std::uint64_t rows = 0;
+  int attempts = 1;
+  bool failed = false;
 };
 
 /// Receives typed events from the core (pool now; queries, retries and the breaker as those
@@ -71,12 +106,8 @@ class observer {
   /// A connection has been held longer than leak_detection_threshold (reported once per hold).
   virtual void on_pool_leak_suspected(const leak_report& report) noexcept { (void)report; }
 
-  /// A call is about to be retried; `reason` is the outcome class of the failed attempt
-  /// ("not_sent", "rolled_back", "indeterminate") and `attempt` the number of the next one.
-  virtual void on_retry(std::string_view operation, std::string_view reason, int attempt,
-                        std::chrono::nanoseconds delay) noexcept {
-    (void)operation, (void)reason, (void)attempt, (void)delay;
-  }
+  /// A call is about to be retried.
+  virtual void on_retry(const retry_report& report) noexcept { (void)report; }
   /// A retry was refused because the retry budget was spent.
   virtual void on_retry_budget_exhausted(std::string_view operation) noexcept { (void)operation; }
   /// The circuit breaker changed state.

@@ -315,4 +315,16 @@ class param_list {
   std::vector<oid> m_types;
 };
 
+/// The values as a log would show them: `$1='it''s', $2='42', $3=NULL, $4=<binary 12 bytes>`,
+/// each value cut to 100 bytes. Only for logs the user opted into (log_parameters).
+[[nodiscard]] std::string describe_params(std::span<const param_ref> params);
+
+/// Same for C++ arguments (converted with param_traits as a query would).
+template <bindable... Args>
+[[nodiscard]] std::string describe_args(const Args&... args) {
+  param_list l;
+  (l.add(args), ...);
+  return describe_params(l.refs());
+}
+
 }  // namespace steadypg

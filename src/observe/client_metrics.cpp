@@ -48,7 +48,8 @@ void client_metrics::on_pool_connection_closed(close_reason reason) noexcept {
 
 void client_metrics::on_pool_acquire_timeout(std::chrono::nanoseconds) noexcept { m_acquire_timeouts->inc(); }
 
-void client_metrics::on_retry(std::string_view, std::string_view reason, int, std::chrono::nanoseconds) noexcept {
+void client_metrics::on_retry(const retry_report& r) noexcept {
+  const auto reason = r.reason;
   if (reason == "not_sent") m_retry[0]->inc();
   else if (reason == "rolled_back") m_retry[1]->inc();
   else m_retry[2]->inc();

@@ -76,7 +76,15 @@ void logger::log(log_level l, std::string_view component, std::string_view msg, 
     // The same warning or error at most once a second; the next line says how many were dropped.
     const auto now = std::chrono::steady_clock::now();
     std::lock_guard lk(m_mutex);
+    // Identical: same level, component and message, and the same statement and error.
     auto key = fmt::format("{}|{}|{}", to_string(l), component, msg);
+    for (const auto& f : fields) {
+      if (f.key != "op" && f.key != "sql" && f.key != "sqlstate" && f.key != "error") continue;
+      if (const auto* v = std::get_if<std::string_view>(&f.value)) {
+        key += '|';
+        key += *v;
+      }
+    }
     auto it = m_recent.find(key);
     if (it != m_recent.end() && now - it->second.first < std::chrono::seconds(1)) {
       ++it->second.second;
@@ -123,18 +131,20 @@ void text_logger::write(log_level l, std::string_view component, std::string_vie
   std::fflush(m_out);
 }
 
-log_observer::log_observer(logger& log, std::chrono::milliseconds slow_query_threshold, std::size_t keep_slow)
-    : m_log(log), m_threshold(slow_query_threshold), m_keep(keep_slow) {}
+log_observer::log_observer(logger& log) : m_log(log) {}
 
-void log_observer::on_slow_query(std::function<void(const slow_query&)> callback) {
-  std::lock_guard lk(m_mutex);
-  m_callback = std::move(callback);
+namespace {
+
+void add_context(std::vector<log_field>& f, const call_context& c) {
+  if (c.pool_active >= 0) {
+    f.push_back({"pool_active", static_cast<std::int64_t>(c.pool_active)});
+    f.push_back({"pool_idle", static_cast<std::int64_t>(c.pool_idle)});
+    f.push_back({"pool_waiting", static_cast<std::int64_t>(c.pool_waiting)});
+  }
+  if (!c.breaker.empty()) f.push_back({"breaker", c.breaker});
 }
 
-std::vector<slow_query> log_observer::recent_slow_queries() const {
-  std::lock_guard lk(m_mutex);
-  return {m_slow.begin(), m_slow.end()};
-}
+}  // namespace
 
 void log_observer::on_pool_connect_failed(const error& e) noexcept {
   try {
@@ -162,11 +172,14 @@ void log_observer::on_pool_leak_suspected(const leak_report& r) noexcept {
   }
 }
 
-void log_observer::on_retry(std::string_view op, std::string_view reason, int attempt,
-                            std::chrono::nanoseconds delay) noexcept {
+void log_observer::on_retry(const retry_report& r) noexcept {
   try {
-    const log_field f[] = {{"op", op}, {"attempt", static_cast<std::int64_t>(attempt)}, {"reason", reason},
-                           {"delay_ms", ms(delay)}};
+    std::vector<log_field> f{{"op", r.operation},
+                             {"attempt", static_cast<std::int64_t>(r.attempt)},
+                             {"reason", r.reason},
+                             {"sqlstate", r.sqlstate},
+                             {"delay_ms", ms(r.delay)}};
+    add_context(f, r.context);
     m_log.log(log_level::info, "retry", "retrying", f);
   } catch (...) {
   }
@@ -216,35 +229,18 @@ void log_observer::on_call_finished(const call_report& r) noexcept {
                                {"sqlstate", std::string_view(r.failure->sqlstate())},
                                {"outcome", to_string(r.failure->outcome())},
                                {"error", std::string_view(r.failure->what())}};
-      if (r.pool_active >= 0) {
-        f.push_back({"pool_active", static_cast<std::int64_t>(r.pool_active)});
-        f.push_back({"pool_idle", static_cast<std::int64_t>(r.pool_idle)});
-        f.push_back({"pool_waiting", static_cast<std::int64_t>(r.pool_waiting)});
-      }
-      if (!r.breaker.empty()) f.push_back({"breaker", r.breaker});
+      add_context(f, r.context);
       m_log.log(log_level::info, "client", "call failed", f);
     }
-    if (r.duration < m_threshold) return;
-    slow_query q;
-    q.at = std::chrono::system_clock::now();
-    q.operation = std::string(r.operation);
-    q.sql = std::string(r.sql.substr(0, 500));
-    q.duration_ms = ms(r.duration);
-    q.rows = r.rows;
-    q.attempts = r.attempts;
-    q.failed = r.failure != nullptr;
-    const log_field f[] = {{"op", r.operation}, {"duration_ms", q.duration_ms},
-                           {"rows", static_cast<std::int64_t>(r.rows)}, {"attempt", static_cast<std::int64_t>(r.attempts)},
-                           {"sql", std::string_view(q.sql)}};
+    if (!r.slow) return;
+    std::vector<log_field> f{{"op", r.operation},
+                             {"duration_ms", ms(r.duration)},
+                             {"rows", static_cast<std::int64_t>(r.rows)},
+                             {"attempt", static_cast<std::int64_t>(r.attempts)},
+                             {"sql", r.sql.substr(0, 500)}};
+    if (!r.params.empty()) f.push_back({"params", r.params});
+    add_context(f, r.context);
     m_log.log(log_level::warn, "slow_query", "slow query", f);
-    std::function<void(const slow_query&)> cb;
-    {
-      std::lock_guard lk(m_mutex);
-      m_slow.push_back(q);
-      while (m_slow.size() > m_keep) m_slow.pop_front();
-      cb = m_callback;
-    }
-    if (cb) cb(q);
   } catch (...) {
   }
 }

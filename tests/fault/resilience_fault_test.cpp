@@ -20,7 +20,7 @@ namespace {
 struct counting_observer : observer {
   std::atomic<int> retries{0}, budget_exhausted{0}, transitions_to_open{0}, transitions_to_closed{0},
       rejected{0}, connect_failures{0}, indeterminate_commits{0}, cancels{0};
-  void on_retry(std::string_view, std::string_view, int, std::chrono::nanoseconds) noexcept override { ++retries; }
+  void on_retry(const steadypg::retry_report&) noexcept override { ++retries; }
   void on_retry_budget_exhausted(std::string_view) noexcept override { ++budget_exhausted; }
   void on_breaker_transition(breaker_state, breaker_state to) noexcept override {
     if (to == breaker_state::open) ++transitions_to_open;

@@ -79,6 +79,35 @@ TEST(client_metrics, every_design_family_is_fed_and_promtool_accepts_it) {
   EXPECT_EQ(rc, 0) << "promtool rejected:\n" << text;
 }
 
+TEST(slow_queries, kept_reported_and_params_only_with_log_parameters) {
+  for (const bool log_parameters : {false, true}) {
+    auto o = options();
+    o.log_parameters = log_parameters;
+    client db(o);
+    std::vector<slow_query> seen;
+    db.on_slow_query([&](const slow_query& q) { seen.push_back(q); });
+    (void)db.query_value<int>("SELECT $1::int", 7);  // fast: not kept
+    (void)db.execute("SELECT pg_sleep($1::float8 / 1000), $2::text", 80, std::string("card-4242"));
+    EXPECT_THROW(db.execute(statement{"SELECT pg_sleep(1)"}.timeout(120ms)), error);
+    const auto recent = db.recent_slow_queries();
+    ASSERT_EQ(recent.size(), 2u);
+    ASSERT_EQ(seen.size(), 2u) << "the callback sees each slow call";
+    EXPECT_EQ(recent[0].sql, "SELECT pg_sleep($1::float8 / 1000), $2::text");
+    EXPECT_GE(recent[0].duration_ms, 80.0);
+    EXPECT_EQ(recent[0].rows, 1u);
+    EXPECT_FALSE(recent[0].failed);
+    EXPECT_TRUE(recent[1].failed) << "a slow failure is a slow query too";
+    if (log_parameters) {
+      EXPECT_EQ(recent[0].params, "$1='80', $2='card-4242'");
+    } else {
+      EXPECT_EQ(recent[0].params, "") << "parameter values stay out unless asked for";
+    }
+    const auto info = db.connection_info();
+    ASSERT_EQ(info.recent_slow_queries.size(), 2u);
+    EXPECT_EQ(info.performance.slow_queries, 2u);
+  }
+}
+
 TEST(client_metrics, disabled_means_empty) {
   auto o = options();
   o.metrics_enabled = false;

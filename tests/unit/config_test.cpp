@@ -93,6 +93,8 @@ TEST(config, bounds_are_inclusive) {
   EXPECT_EQ(load({{"POSTGRESQL_BATCH_CONCURRENCY", "1024"}}).batch_concurrency, 1024);
   EXPECT_TRUE(load({{"POSTGRESQL_METRICS_ENABLED", "1"}}).metrics_enabled);
   EXPECT_FALSE(load({{"POSTGRESQL_METRICS_ENABLED", "0"}}).metrics_enabled);
+  EXPECT_FALSE(load({}).log_parameters);
+  EXPECT_TRUE(load({{"POSTGRESQL_LOG_PARAMETERS", "true"}}).log_parameters);
 }
 
 TEST(config, every_bad_value_names_variable_value_and_range) {
@@ -128,10 +130,12 @@ TEST(config, out_of_range_values) {
 }
 
 TEST(config, bad_booleans) {
-  for (const char* v : {"yes", "", "2", "on", "truee"}) {
-    const auto msg = error_of({{"POSTGRESQL_METRICS_ENABLED", v}});
-    EXPECT_NE(msg.find("POSTGRESQL_METRICS_ENABLED"), std::string::npos) << v;
-    EXPECT_NE(msg.find("true, false, 1 or 0"), std::string::npos) << msg;
+  for (const char* var : {"POSTGRESQL_METRICS_ENABLED", "POSTGRESQL_LOG_PARAMETERS"}) {
+    for (const char* v : {"yes", "", "2", "on", "truee"}) {
+      const auto msg = error_of({{var, v}});
+      EXPECT_NE(msg.find(var), std::string::npos) << v;
+      EXPECT_NE(msg.find("true, false, 1 or 0"), std::string::npos) << msg;
+    }
   }
 }
 

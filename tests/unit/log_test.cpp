@@ -57,43 +57,71 @@ TEST(log, levels_and_rate_limiting) {
   std::fclose(f);
 }
 
-TEST(log, slow_queries_are_logged_kept_and_reported) {
+TEST(log, slow_calls_are_logged_with_context_and_params_only_when_given) {
   std::FILE* f = std::tmpfile();
   json_logger log(f, log_level::info);
-  log_observer obs(log, 100ms, 3);
-  int called = 0;
-  obs.on_slow_query([&](const slow_query& q) {
-    ++called;
-    EXPECT_GE(q.duration_ms, 100.0);
-  });
+  log_observer obs(log);
   const std::string long_sql = "SELECT " + std::string(2000, 'x');
-  for (int i = 0; i < 5; ++i) obs.on_call_finished({"execute", long_sql, 150ms + i * 1ms, 1, 7, nullptr});
-  obs.on_call_finished({"execute", "SELECT 1", 5ms, 1, 1, nullptr});  // fast: ignored
-  EXPECT_EQ(called, 5);
-  const auto recent = obs.recent_slow_queries();
-  ASSERT_EQ(recent.size(), 3u) << "bounded ring buffer";
-  EXPECT_DOUBLE_EQ(recent.back().duration_ms, 154.0);
-  EXPECT_EQ(recent.back().sql.size(), 500u) << "statement text is truncated";
-  EXPECT_EQ(recent.back().rows, 7u);
+  call_report slow{"execute", long_sql, 150ms, 1, 7, nullptr};
+  slow.slow = true;
+  slow.context = {3, 1, 0, "closed"};
+  obs.on_call_finished(slow);
+  call_report with_params{"execute", "SELECT $1", 200ms, 2, 1, nullptr};
+  with_params.slow = true;
+  with_params.params = "$1='secret-ish'";
+  obs.on_call_finished(with_params);
+  obs.on_call_finished({"execute", "SELECT 1", 5ms, 1, 1, nullptr});  // not slow: no line
   const auto text = contents(f);
+  std::size_t lines = 0;
+  for (char c : text) lines += c == '\n';
+  EXPECT_EQ(lines, 2u) << text;
   EXPECT_NE(text.find("\"msg\":\"slow query\""), std::string::npos) << text;
   EXPECT_NE(text.find("\"duration_ms\":150"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"rows\":7"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"pool_active\":3,\"pool_idle\":1,\"pool_waiting\":0,\"breaker\":\"closed\""),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\"sql\":\"SELECT " + std::string(493, 'x') + "\""), std::string::npos)
+      << "statement text is truncated to 500 bytes";
+  EXPECT_EQ(text.find(std::string(494, 'x')), std::string::npos);
+  EXPECT_NE(text.find("\"params\":\"$1='secret-ish'\""), std::string::npos) << text;
+  EXPECT_EQ(text.substr(0, text.find('\n')).find("params"), std::string::npos)
+      << "a line without parameter values has no params field";
+  std::fclose(f);
+}
+
+TEST(log, retries_carry_context) {
+  std::FILE* f = std::tmpfile();
+  json_logger log(f, log_level::info);
+  log_observer obs(log);
+  retry_report r;
+  r.operation = "execute";
+  r.reason = "not_sent";
+  r.sqlstate = "08006";
+  r.attempt = 2;
+  r.delay = 12ms;
+  r.context = {2, 0, 5, "half_open"};
+  obs.on_retry(r);
+  const auto text = contents(f);
+  EXPECT_NE(text.find("\"op\":\"execute\",\"attempt\":2,\"reason\":\"not_sent\",\"sqlstate\":\"08006\",\"delay_ms\":12"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\"pool_active\":2,\"pool_idle\":0,\"pool_waiting\":5,\"breaker\":\"half_open\""),
+            std::string::npos)
+      << text;
   std::fclose(f);
 }
 
 TEST(log, failures_carry_context) {
   std::FILE* f = std::tmpfile();
   json_logger log(f, log_level::info);
-  log_observer obs(log, 1000ms);
+  log_observer obs(log);
   server_error_fields fields;
   fields.sqlstate = "22012";
   fields.message = "division by zero";
   sql_error e("division by zero (SQLSTATE 22012)", fields, outcome::fatal);
   call_report rep{"execute", "SELECT 1/0", 2ms, 1, 0, &e};
-  rep.pool_active = 1;
-  rep.pool_idle = 2;
-  rep.pool_waiting = 0;
-  rep.breaker = "closed";
+  rep.context = {1, 2, 0, "closed"};
   obs.on_call_finished(rep);
   obs.on_breaker_transition(breaker_state::closed, breaker_state::open);
   const auto text = contents(f);

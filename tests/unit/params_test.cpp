@@ -108,3 +108,15 @@ TEST(params, param_list_owns_values) {
   EXPECT_STREQ(refs[3].data, "7");
   EXPECT_EQ(refs[3].type, oids::unknown);
 }
+
+TEST(params, described_for_logs) {
+  EXPECT_EQ(describe_args(42, std::string("it's"), std::optional<int>{}, true),
+            "$1='42', $2='it''s', $3=NULL, $4='t'");
+  const std::string long_value(300, 'v');
+  const auto d = describe_args(long_value);
+  EXPECT_EQ(d, "$1='" + std::string(100, 'v') + "'…");
+  EXPECT_EQ(describe_args(), "");
+  param_list l;
+  l.add_text("x").add_null();
+  EXPECT_EQ(describe_params(l.refs()), "$1='x', $2=NULL");
+}

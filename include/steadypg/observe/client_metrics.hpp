@@ -25,8 +25,7 @@ class client_metrics final : public observer {
   void on_pool_acquired(std::chrono::nanoseconds wait) noexcept override;
   void on_pool_connection_closed(close_reason reason) noexcept override;
   void on_pool_acquire_timeout(std::chrono::nanoseconds waited) noexcept override;
-  void on_retry(std::string_view operation, std::string_view reason, int attempt,
-                std::chrono::nanoseconds delay) noexcept override;
+  void on_retry(const retry_report& report) noexcept override;
   void on_retry_budget_exhausted(std::string_view operation) noexcept override;
   void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;
   void on_call_finished(const call_report& report) noexcept override;

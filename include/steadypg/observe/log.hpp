@@ -3,8 +3,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <deque>
-#include <functional>
 #include <map>
 #include <mutex>
 #include <span>
@@ -76,33 +74,19 @@ class text_logger final : public logger {
   std::mutex m_mutex;
 };
 
-/// A slow call, as kept in the ring buffer and passed to the callback.
-struct slow_query {
-  std::chrono::system_clock::time_point at;
-  std::string operation;
-  std::string sql;  ///< truncated to 500 characters
-  double duration_ms = 0;
-  std::uint64_t rows = 0;
-  int attempts = 1;
-  bool failed = false;
-};
-
-/// Turns events into log lines (retries, budget, breaker transitions, indeterminate commits,
-/// connect failures, leaks, failed calls) and flags slow queries: a warning line, a bounded
-/// ring buffer of the most recent ones, and an optional callback.
+/// Turns events into log lines: retries, budget, breaker transitions, indeterminate commits,
+/// connect failures, leaks, failed calls (info) and slow calls (warn, with the statement
+/// truncated, duration, rows, the pool and breaker, and parameters only when the client has
+/// log_parameters on). The client keeps the ring buffer of recent slow queries
+/// (client::recent_slow_queries()).
 class log_observer final : public observer {
  public:
-  log_observer(logger& log, std::chrono::milliseconds slow_query_threshold, std::size_t keep_slow = 64);
-
-  /// Called for every slow query (from the thread that ran it; must not throw).
-  void on_slow_query(std::function<void(const slow_query&)> callback);
-  /// The most recent slow queries, oldest first.
-  [[nodiscard]] std::vector<slow_query> recent_slow_queries() const;
+  explicit log_observer(logger& log);
 
   void on_pool_connect_failed(const error& e) noexcept override;
   void on_pool_acquire_timeout(std::chrono::nanoseconds waited) noexcept override;
   void on_pool_leak_suspected(const leak_report& r) noexcept override;
-  void on_retry(std::string_view op, std::string_view reason, int attempt, std::chrono::nanoseconds delay) noexcept override;
+  void on_retry(const retry_report& r) noexcept override;
   void on_retry_budget_exhausted(std::string_view op) noexcept override;
   void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;
   void on_indeterminate_commit(std::string_view op) noexcept override;
@@ -111,11 +95,6 @@ class log_observer final : public observer {
 
  private:
   logger& m_log;
-  std::chrono::nanoseconds m_threshold;
-  std::size_t m_keep;
-  mutable std::mutex m_mutex;
-  std::deque<slow_query> m_slow;
-  std::function<void(const slow_query&)> m_callback;
 };
 
 }  // namespace steadypg::observe
