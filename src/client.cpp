@@ -93,6 +93,7 @@ class observer_fanout final : public observer {
   void on_cancel_sent() noexcept override { STEADYPG_FANOUT(on_cancel_sent()) }
   void on_indeterminate_commit(std::string_view op) noexcept override { STEADYPG_FANOUT(on_indeterminate_commit(op)) }
   void on_call_finished(const call_report& r) noexcept override { STEADYPG_FANOUT(on_call_finished(r)) }
+  void on_batch_finished(const batch_summary& b) noexcept override { STEADYPG_FANOUT(on_batch_finished(b)) }
   void on_health_changed(int from, int to) noexcept override { STEADYPG_FANOUT(on_health_changed(from, to)) }
 #undef STEADYPG_FANOUT
 

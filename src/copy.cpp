@@ -123,6 +123,7 @@ void copy_in::end_row() {
   m_buffer.push_back('\n');
   ++m_rows;
   if (m_buffer.size() >= flush_threshold) flush_buffer();
+  if (m_progress && m_rows % m_progress_every == 0) m_progress(m_rows);
 }
 
 void copy_in::write_row_refs(std::span<const param_ref> fields) {
@@ -156,6 +157,7 @@ void copy_in::flush_buffer() {
     }
     offset += chunk;
   }
+  m_bytes_sent += m_buffer.size();
   m_buffer.clear();
   d.flush(until, "copy");
 }

@@ -15,9 +15,11 @@
 #include <utility>
 #include <vector>
 
+#include "steadypg/batch.hpp"
 #include "steadypg/circuit_breaker.hpp"
 #include "steadypg/config.hpp"
 #include "steadypg/connection.hpp"
+#include "steadypg/copy.hpp"
 #include "steadypg/observe/client_metrics.hpp"
 #include "steadypg/observe/metrics.hpp"
 #include "steadypg/observer.hpp"
@@ -166,6 +168,31 @@ class client {
     });
   }
 
+  /// Runs every operation of `ops` (see batch_mode) and reports each one's outcome; never
+  /// throws for an operation's failure (only for invalid options). Uses at most
+  /// options.concurrency connections and returns by options.timeout.
+  ///
+  ///     auto report = db.batch_execute(ops, {.batch_size = 100, .concurrency = 4,
+  ///                                          .mode = steadypg::batch_mode::pipeline});
+  ///     for (const auto& e : report.errors) { … e.index, e.sqlstate, e.message … }
+  batch_report batch_execute(std::span<const batch_operation> ops, const batch_options& options);
+  /// Same with the POSTGRESQL_BATCH_* settings.
+  batch_report batch_execute(std::span<const batch_operation> ops);
+  /// Same with operations made on demand, chunk by chunk: `make(i)` for i in [0, count),
+  /// called from the worker threads one call at a time. Memory stays bounded however large
+  /// count is (unless keep_results).
+  batch_report batch_execute(std::size_t count, const std::function<batch_operation(std::size_t)>& make,
+                             const batch_options& options);
+
+  /// COPY `table` (columns) FROM STDIN on a pooled connection through the pipeline:
+  /// `write(copy)` writes the rows (copy.write_row(…) or copy.write_raw(…)); returns the rows
+  /// the server loaded. All or nothing: a bad row raises sql_error naming its line and loads
+  /// nothing. `write` runs again if the connection was lost before anything was sent, so it
+  /// must produce the same rows each time. `progress(rows)` is called every 10,000 rows.
+  std::uint64_t copy_from(std::string_view table, const std::vector<std::string>& columns,
+                          const std::function<void(copy_in&)>& write, copy_format format = copy_format::text,
+                          const std::function<void(std::uint64_t rows)>& progress = {});
+
   /// One round trip on a pooled connection (through the pipeline).
   void ping();
   /// healthy / degraded / unhealthy with the ping latency and the reason (one attempt, no
@@ -263,6 +290,7 @@ class client {
   };
 
   static std::optional<clock::time_point> deadline_of(const statement& st);
+  class batch_run;
   template <typename... Args>
   static auto describer() -> std::string (*)(const void*) {
     if constexpr (sizeof...(Args) == 0) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -48,6 +49,13 @@ class copy_in {
   void abort(std::string_view reason = "aborted by the client");
   /// Rows passed to write_row so far.
   [[nodiscard]] std::uint64_t rows_written() const noexcept { return m_rows; }
+  /// Bytes of COPY data sent or buffered so far (rows and raw data).
+  [[nodiscard]] std::uint64_t bytes_written() const noexcept { return m_bytes_sent + m_buffer.size(); }
+  /// Calls `fn(rows_written())` after every `every` rows written with write_row.
+  void on_progress(std::function<void(std::uint64_t rows)> fn, std::uint64_t every = 10000) {
+    m_progress = std::move(fn);
+    m_progress_every = every == 0 ? 1 : every;
+  }
 
  private:
   void begin_row();
@@ -57,6 +65,9 @@ class copy_in {
   connection* m_conn;
   std::string m_buffer;
   std::uint64_t m_rows = 0;
+  std::uint64_t m_bytes_sent = 0;
+  std::function<void(std::uint64_t)> m_progress;
+  std::uint64_t m_progress_every = 10000;
   bool m_first_field = true;
   bool m_active = false;
   copy_format m_format;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -82,6 +83,14 @@ struct slow_query {
   bool failed = false;
 };
 
+/// A finished batch (client::batch_execute).
+struct batch_summary {
+  std::string_view mode;  ///< "independent", "pipeline", "transaction"
+  std::size_t total = 0, succeeded = 0, failed = 0;
+  std::chrono::nanoseconds duration{};
+  bool timed_out = false;
+};
+
 /// Receives typed events from the core (pool now; queries, retries and the breaker as those
 /// layers land). Every method has an empty default; override what you need. Methods may be
 /// called from any thread, never with a pool lock held, and must not throw.
@@ -120,6 +129,8 @@ class observer {
   virtual void on_indeterminate_commit(std::string_view operation) noexcept { (void)operation; }
   /// The background health monitor saw the status change (values of steadypg::health_status).
   virtual void on_health_changed(int from, int to) noexcept { (void)from, (void)to; }
+  /// A batch finished (every operation succeeded or failed).
+  virtual void on_batch_finished(const batch_summary& summary) noexcept { (void)summary; }
   /// A call finished (after all its attempts), successfully or not.
   virtual void on_call_finished(const call_report& report) noexcept { (void)report; }
 };

@@ -18,9 +18,10 @@ client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_que
                                   {{"reason", reasons[i]}});
   }
   m_slow = &reg.add_counter("postgresql_slow_query_total", "Calls slower than the slow-query threshold");
-  reg.add_histogram("postgresql_batch_duration_seconds", "Duration of batch executions");
-  reg.add_counter("postgresql_batch_operations_total", "Operations run by batch executions");
-  reg.add_counter("postgresql_batch_errors_total", "Operations that failed in batch executions");
+  m_batch_duration = &reg.add_histogram("postgresql_batch_duration_seconds", "Duration of batch executions");
+  m_batch_operations = &reg.add_counter("postgresql_batch_operations_total", "Operations in batch executions");
+  m_batch_errors =
+      &reg.add_counter("postgresql_batch_errors_total", "Batch operations that did not succeed");
   m_acquire_duration =
       &reg.add_histogram("postgresql_pool_acquire_duration_seconds", "Time spent waiting for a pooled connection");
   m_acquire_timeouts =
@@ -86,6 +87,12 @@ void client_metrics::on_call_finished(const call_report& report) noexcept {
         .inc();
   } catch (...) {
   }
+}
+
+void client_metrics::on_batch_finished(const batch_summary& b) noexcept {
+  m_batch_duration->observe(std::chrono::duration<double>(b.duration).count());
+  m_batch_operations->inc(b.total);
+  m_batch_errors->inc(b.failed);
 }
 
 std::uint64_t client_metrics::queries() const noexcept { return m_queries_ok->value() + m_queries_error->value(); }

@@ -245,4 +245,17 @@ void log_observer::on_call_finished(const call_report& r) noexcept {
   }
 }
 
+void log_observer::on_batch_finished(const batch_summary& b) noexcept {
+  try {
+    const log_field f[] = {{"mode", b.mode},
+                           {"total", static_cast<std::int64_t>(b.total)},
+                           {"succeeded", static_cast<std::int64_t>(b.succeeded)},
+                           {"failed", static_cast<std::int64_t>(b.failed)},
+                           {"duration_ms", ms(b.duration)},
+                           {"timed_out", b.timed_out}};
+    m_log.log(b.failed == 0 ? log_level::info : log_level::warn, "batch", "batch finished", f);
+  } catch (...) {
+  }
+}
+
 }  // namespace steadypg::observe

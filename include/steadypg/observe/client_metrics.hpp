@@ -29,6 +29,7 @@ class client_metrics final : public observer {
   void on_retry_budget_exhausted(std::string_view operation) noexcept override;
   void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;
   void on_call_finished(const call_report& report) noexcept override;
+  void on_batch_finished(const batch_summary& summary) noexcept override;
 
   /// Queries finished (ok + error) — for connection_info().
   [[nodiscard]] std::uint64_t queries() const noexcept;
@@ -44,6 +45,9 @@ class client_metrics final : public observer {
   counter* m_queries_error;
   histogram* m_query_duration;
   counter* m_slow;
+  histogram* m_batch_duration;
+  counter* m_batch_operations;
+  counter* m_batch_errors;
   histogram* m_acquire_duration;
   counter* m_acquire_timeouts;
   counter* m_budget_exhausted;

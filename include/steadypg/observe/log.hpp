@@ -91,6 +91,7 @@ class log_observer final : public observer {
   void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;
   void on_indeterminate_commit(std::string_view op) noexcept override;
   void on_call_finished(const call_report& r) noexcept override;
+  void on_batch_finished(const batch_summary& b) noexcept override;
   void on_health_changed(int from, int to) noexcept override;
 
  private:

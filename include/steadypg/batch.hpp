@@ -1,0 +1,161 @@
+#pragma once
+
+// Batch execution: many operations, a bounded number of connections, per-operation error
+// isolation, a deadline for the whole batch, progress and a report. Run by
+// client::batch_execute (see client.hpp); docs/batch.md explains the modes.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "steadypg/params.hpp"
+#include "steadypg/result.hpp"
+#include "steadypg/sqlstate.hpp"
+
+namespace steadypg {
+
+class connection;
+struct client_options;
+
+/// How a batch runs its operations.
+enum class batch_mode {
+  /// Each operation is its own call through the resilience pipeline (retried when safe);
+  /// a failure affects only itself.
+  independent,
+  /// Operations go out in libpq pipeline mode, batch_size per round trip, each followed by
+  /// its own sync point so each one still succeeds or fails alone. The fast path.
+  pipeline,
+  /// Each chunk of batch_size operations runs in one transaction: all or nothing. A failure
+  /// rolls the chunk back; serialization failures and deadlocks re-run the chunk.
+  transaction
+};
+/// "independent", "pipeline", "transaction".
+[[nodiscard]] std::string_view to_string(batch_mode m) noexcept;
+/// The mode named `name`, or nullopt.
+[[nodiscard]] std::optional<batch_mode> parse_batch_mode(std::string_view name) noexcept;
+
+/// One operation of a batch: a statement with parameters, or a callable that uses the
+/// borrowed connection.
+///
+///     std::vector<steadypg::batch_operation> ops;
+///     ops.emplace_back("INSERT INTO t(id, name) VALUES ($1, $2)", 1, "one");
+///     ops.push_back(steadypg::batch_operation::call([](steadypg::connection& c) { c.execute("…"); }));
+class batch_operation {
+ public:
+  /// A statement; the arguments bind to $1…$n like execute()'s.
+  template <bindable... Args>
+  explicit batch_operation(std::string sql, const Args&... args) : m_sql(std::move(sql)) {
+    (m_params.add(args), ...);
+  }
+  /// A statement with run-time parameters.
+  batch_operation(std::string sql, param_list params) : m_sql(std::move(sql)), m_params(std::move(params)) {}
+  /// A callable run with the batch's connection: in a transaction chunk it runs inside the
+  /// transaction; in pipeline mode between pipeline round trips. It must not keep the
+  /// connection. Its sql() is `label`.
+  static batch_operation call(std::function<void(connection&)> fn, std::string label = "call") {
+    batch_operation op(std::move(label));
+    op.m_fn = std::move(fn);
+    return op;
+  }
+
+  [[nodiscard]] const std::string& sql() const noexcept { return m_sql; }
+  [[nodiscard]] const param_list& params() const noexcept { return m_params; }
+  [[nodiscard]] bool is_call() const noexcept { return static_cast<bool>(m_fn); }
+  [[nodiscard]] const std::function<void(connection&)>& callable() const noexcept { return m_fn; }
+
+ private:
+  std::string m_sql;
+  param_list m_params;
+  std::function<void(connection&)> m_fn;
+};
+
+/// Where a batch stands (for the progress callback).
+struct batch_progress {
+  std::size_t processed = 0;  ///< operations finished (succeeded or failed)
+  std::size_t total = 0;
+  std::size_t succeeded = 0;
+  std::size_t failed = 0;
+};
+
+/// Settings of one batch. Defaults come from POSTGRESQL_BATCH_SIZE / _CONCURRENCY / _TIMEOUT
+/// through batch_options_from(); the values here are those variables' defaults.
+struct batch_options {
+  /// Operations per chunk: per pipeline round trip, per transaction, per unit of work a
+  /// connection takes. ≥ 1.
+  std::size_t batch_size = 10;
+  /// At most this many connections busy at once. 1–1024.
+  std::size_t concurrency = 3;
+  /// Deadline for the whole batch, ≥ 1 ms. On expiry statements in flight are cancelled on
+  /// the server and the operations not finished are reported as timed out.
+  std::chrono::milliseconds timeout{30000};
+  batch_mode mode = batch_mode::independent;
+  /// Stop starting new chunks after the first failure (the rest is reported as not run).
+  bool stop_on_error = false;
+  /// Keep each successful operation's result in batch_report::results (memory grows with
+  /// the batch; off by default).
+  bool keep_results = false;
+  /// Called after each chunk, from the batch's worker threads, one call at a time, with
+  /// `processed` never decreasing. Must not throw.
+  std::function<void(const batch_progress&)> on_progress;
+
+  /// Throws usage_error for a value out of range.
+  void validate() const;
+};
+
+/// The batch settings of `options` (batch_size, batch_concurrency, batch_timeout).
+[[nodiscard]] batch_options batch_options_from(const client_options& options);
+
+/// Why an operation of a batch did not succeed.
+enum class batch_failure {
+  failed,       ///< it ran and failed (the error is its own)
+  rolled_back,  ///< transaction mode: another operation of its chunk failed
+  timed_out,    ///< the batch deadline passed before it finished
+  not_run       ///< stop_on_error: an earlier failure stopped the batch
+};
+/// "failed", "rolled_back", "timed_out", "not_run".
+[[nodiscard]] std::string_view to_string(batch_failure f) noexcept;
+
+/// One operation that did not succeed.
+struct batch_error {
+  std::size_t index = 0;  ///< position in the batch (0-based)
+  std::string sqlstate;   ///< "" when there is none (connection lost, timeout, not run)
+  std::string message;
+  batch_failure reason = batch_failure::failed;
+  /// Whether it may have been applied anyway: indeterminate means the connection was lost
+  /// after it was sent (the report cannot know).
+  steadypg::outcome outcome = steadypg::outcome::fatal;
+  /// Transaction mode: the chunk that was rolled back and the operation that caused it.
+  std::optional<std::size_t> chunk;
+  std::optional<std::size_t> cause;
+};
+
+/// Counts of a finished batch. Every operation is either succeeded or failed.
+struct batch_stats {
+  std::size_t total = 0;
+  std::size_t processed = 0;  ///< operations that ran (total − not started)
+  std::size_t succeeded = 0;
+  std::size_t failed = 0;     ///< total − succeeded: errors, rollbacks, timeouts, not run
+  std::size_t timed_out = 0;  ///< failed because of the batch deadline
+  double success_rate = 1.0;  ///< succeeded / total (1 for an empty batch)
+  std::chrono::nanoseconds duration{};
+};
+
+/// The result of client::batch_execute.
+struct batch_report {
+  batch_stats stats;
+  /// One entry per operation that did not succeed, by index.
+  std::vector<batch_error> errors;
+  /// With keep_results: results[i] is operation i's result when it succeeded (and was a
+  /// statement); empty otherwise.
+  std::vector<std::optional<result>> results;
+  bool timed_out = false;  ///< the deadline passed before every operation finished
+  bool stopped = false;    ///< stop_on_error stopped it
+};
+
+}  // namespace steadypg

@@ -1,0 +1,404 @@
+#include "steadypg/batch.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "steadypg/client.hpp"
+#include "steadypg/pipeline.hpp"
+#include "steadypg/transaction.hpp"
+
+namespace steadypg {
+
+std::string_view to_string(batch_mode m) noexcept {
+  switch (m) {
+    case batch_mode::independent: return "independent";
+    case batch_mode::pipeline: return "pipeline";
+    case batch_mode::transaction: return "transaction";
+  }
+  return "unknown";
+}
+
+std::optional<batch_mode> parse_batch_mode(std::string_view name) noexcept {
+  for (auto m : {batch_mode::independent, batch_mode::pipeline, batch_mode::transaction}) {
+    if (name == to_string(m)) return m;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(batch_failure f) noexcept {
+  switch (f) {
+    case batch_failure::failed: return "failed";
+    case batch_failure::rolled_back: return "rolled_back";
+    case batch_failure::timed_out: return "timed_out";
+    case batch_failure::not_run: return "not_run";
+  }
+  return "unknown";
+}
+
+void batch_options::validate() const {
+  if (batch_size < 1) throw usage_error("batch_size must be at least 1");
+  if (concurrency < 1 || concurrency > 1024) {
+    throw usage_error(fmt::format("batch concurrency must be between 1 and 1024, not {}", concurrency));
+  }
+  if (timeout.count() < 1) throw usage_error("batch timeout must be at least 1 ms");
+}
+
+batch_options batch_options_from(const client_options& o) {
+  batch_options b;
+  b.batch_size = static_cast<std::size_t>(o.batch_size);
+  b.concurrency = static_cast<std::size_t>(o.batch_concurrency);
+  b.timeout = o.batch_timeout;
+  return b;
+}
+
+namespace {
+
+std::string describe_param_list(const void* p) { return describe_params(static_cast<const param_list*>(p)->refs()); }
+
+// What is kept of an error that fails several operations.
+struct failure_info {
+  std::string sqlstate;
+  std::string message;
+  outcome result = outcome::fatal;
+  bool timeout = false;
+};
+
+failure_info info_of(const error& e) {
+  return {e.sqlstate(), e.what(), e.outcome(), e.kind() == failure_kind::timeout || e.sqlstate() == "57014"};
+}
+
+}  // namespace
+
+// One batch: chunks of batch_size operations taken by up to `concurrency` workers.
+class client::batch_run {
+ public:
+  batch_run(client& c, const batch_options& o, std::size_t count, std::span<const batch_operation> ops,
+            const std::function<batch_operation(std::size_t)>* make)
+      : m_client(c), m_o(o), m_count(count), m_ops(ops), m_make(make), m_state(count, pending) {
+    if (o.keep_results) m_results.resize(count);
+  }
+
+  batch_report execute() {
+    m_start = clock::now();
+    m_deadline = m_start + m_o.timeout;
+    const std::size_t chunks = (m_count + m_o.batch_size - 1) / m_o.batch_size;
+    const std::size_t workers = std::min(m_o.concurrency, chunks);
+    std::vector<worker_state> states(std::max<std::size_t>(workers, 1));
+    if (workers > 1) {
+      std::vector<std::thread> threads;
+      threads.reserve(workers - 1);
+      for (std::size_t i = 1; i < workers; ++i) threads.emplace_back([this, &states, i] { work(states[i]); });
+      work(states[0]);
+      for (auto& t : threads) t.join();
+    } else if (workers == 1) {
+      work(states[0]);
+    }
+    return report(states);
+  }
+
+ private:
+  static constexpr std::uint8_t pending = 0, ok = 1, failed = 2;
+
+  struct worker_state {
+    std::vector<batch_error> errors;
+    std::vector<batch_operation> storage;  // operations made on demand for the current chunk
+  };
+
+  void work(worker_state& w) {
+    while (!m_stop.load(std::memory_order_relaxed)) {
+      const std::size_t chunk = m_next_chunk.fetch_add(1);
+      const std::size_t begin = chunk * m_o.batch_size;
+      if (begin >= m_count) return;
+      if (clock::now() >= m_deadline) return;  // the rest is reported as timed out
+      const std::size_t end = std::min(begin + m_o.batch_size, m_count);
+      std::span<const batch_operation> ops;
+      try {
+        ops = chunk_ops(begin, end, w);
+      } catch (const std::exception& e) {
+        for (std::size_t i = begin; i < end; ++i) {
+          fail(w, i, {"", fmt::format("could not make the operation: {}", e.what()), outcome::not_sent, false});
+        }
+        progress();
+        continue;
+      }
+      switch (m_o.mode) {
+        case batch_mode::independent: run_independent(begin, ops, w); break;
+        case batch_mode::pipeline: run_pipeline(begin, ops, w); break;
+        case batch_mode::transaction: run_transaction(chunk, begin, ops, w); break;
+      }
+      progress();
+    }
+  }
+
+  std::span<const batch_operation> chunk_ops(std::size_t begin, std::size_t end, worker_state& w) {
+    if (m_make == nullptr) return m_ops.subspan(begin, end - begin);
+    w.storage.clear();
+    std::lock_guard lk(m_make_mutex);
+    for (std::size_t i = begin; i < end; ++i) w.storage.push_back((*m_make)(i));
+    return w.storage;
+  }
+
+  // The time left as a client-side timeout; throws timeout_error when none is left.
+  void bound_by_deadline(connection& c) const {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(m_deadline - clock::now());
+    // Not a server failure: no retry, nothing for the breaker.
+    if (left.count() <= 0) throw timeout_error("the batch timeout passed", failure_kind::usage, outcome::not_sent);
+    c.set_query_timeout(left);
+  }
+
+  void run_independent(std::size_t begin, std::span<const batch_operation> ops, worker_state& w) {
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (m_stop.load(std::memory_order_relaxed) || clock::now() >= m_deadline) return;
+      const auto& op = ops[i];
+      const call_info info{"batch", op.sql(), false, false, m_deadline, op.is_call() ? nullptr : &describe_param_list,
+                           &op.params()};
+      try {
+        if (op.is_call()) {
+          m_client.run(info, [&](connection& c) { op.callable()(c); });
+          succeed(begin + i, nullptr);
+        } else {
+          result r = m_client.run(info, [&](connection& c) { return c.execute(op.sql(), op.params()); });
+          succeed(begin + i, &r);
+        }
+      } catch (const error& e) {
+        fail(w, begin + i, info_of(e));
+      } catch (const std::exception& e) {
+        fail(w, begin + i, {"", e.what(), outcome::fatal, false});
+      }
+    }
+  }
+
+  // A callable inside a pipeline chunk: its own SQL errors are its own failure.
+  void run_call(connection& c, std::size_t index, const batch_operation& op, worker_state& w) {
+    try {
+      op.callable()(c);
+      succeed(index, nullptr);
+    } catch (const sql_error& e) {
+      if (e.poisons_connection() || !c.is_idle()) throw;
+      fail(w, index, info_of(e));
+    } catch (const error&) {
+      throw;
+    } catch (const std::exception& e) {
+      if (!c.is_idle()) throw;
+      fail(w, index, {"", e.what(), outcome::fatal, false});
+    }
+  }
+
+  void run_pipeline(std::size_t begin, std::span<const batch_operation> ops, worker_state& w) {
+    if (m_stop.load(std::memory_order_relaxed)) return;
+    std::size_t done = 0;  // operations of the chunk with a known outcome; a retry resumes here
+    const call_info info{"batch", {}, false, false, m_deadline, nullptr, nullptr};
+    try {
+      m_client.run(info, [&](connection& c) {
+        while (done < ops.size()) {
+          if (ops[done].is_call()) {
+            bound_by_deadline(c);
+            run_call(c, begin + done, ops[done], w);
+            ++done;
+            continue;
+          }
+          std::size_t end = done;
+          while (end < ops.size() && !ops[end].is_call()) ++end;
+          bound_by_deadline(c);
+          pipeline p(c);
+          for (std::size_t i = done; i < end; ++i) {
+            p.send(ops[i].sql(), ops[i].params());
+            p.sync();  // each statement succeeds or fails alone
+          }
+          for (; done < end; ++done) {
+            bound_by_deadline(c);
+            try {
+              result r = p.get_result();
+              succeed(begin + done, &r);
+            } catch (const sql_error& e) {
+              if (e.poisons_connection() || c.is_broken()) throw;
+              fail(w, begin + done, info_of(e));
+            }
+          }
+          p.finish();
+        }
+      });
+    } catch (const error& e) {
+      const auto f = info_of(e);
+      for (; done < ops.size(); ++done) fail(w, begin + done, f);
+    } catch (const std::exception& e) {
+      for (; done < ops.size(); ++done) fail(w, begin + done, {"", e.what(), outcome::indeterminate, false});
+    }
+  }
+
+  void run_transaction(std::size_t chunk, std::size_t begin, std::span<const batch_operation> ops, worker_state& w) {
+    if (m_stop.load(std::memory_order_relaxed)) return;
+    std::optional<std::size_t> failed_at;
+    failure_info cause;
+    std::vector<std::optional<result>> results;
+    const call_info info{"batch", {}, false, true, m_deadline, nullptr, nullptr};
+    try {
+      m_client.run(info, [&](connection& c) {
+        failed_at.reset();
+        results.assign(m_o.keep_results ? ops.size() : 0, std::nullopt);
+        steadypg::transaction tx(c);
+        for (std::size_t i = 0; i < ops.size(); ++i) {
+          try {
+            if (ops[i].is_call()) {
+              ops[i].callable()(c);
+            } else {
+              result r = c.execute(ops[i].sql(), ops[i].params());
+              if (m_o.keep_results) results[i] = std::move(r);
+            }
+          } catch (const sql_error& e) {
+            // Serialization failures, deadlocks and lost connections re-run the chunk.
+            if (e.outcome() == outcome::rolled_back || e.poisons_connection() || c.is_broken()) throw;
+            failed_at = i;
+            cause = info_of(e);
+            return;  // the transaction rolls back
+          }
+        }
+        tx.commit();
+      });
+    } catch (const error& e) {
+      const auto f = info_of(e);
+      for (std::size_t i = 0; i < ops.size(); ++i) fail(w, begin + i, f, chunk);
+      return;
+    } catch (const std::exception& e) {
+      for (std::size_t i = 0; i < ops.size(); ++i) fail(w, begin + i, {"", e.what(), outcome::rolled_back, false}, chunk);
+      return;
+    }
+    if (!failed_at) {
+      for (std::size_t i = 0; i < ops.size(); ++i) {
+        succeed(begin + i, m_o.keep_results && results[i] ? &*results[i] : nullptr);
+      }
+      return;
+    }
+    const std::size_t culprit = begin + *failed_at;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (begin + i == culprit) {
+        fail(w, culprit, cause, chunk, culprit);
+      } else {
+        fail(w, begin + i,
+             {"", fmt::format("rolled back with chunk {}: operation {} failed", chunk, culprit), outcome::rolled_back,
+              false},
+             chunk, culprit, batch_failure::rolled_back);
+      }
+    }
+  }
+
+  void succeed(std::size_t index, result* r) {
+    m_state[index] = ok;
+    m_succeeded.fetch_add(1, std::memory_order_relaxed);
+    if (r != nullptr && m_o.keep_results) m_results[index] = std::move(*r);
+  }
+
+  void fail(worker_state& w, std::size_t index, const failure_info& f, std::optional<std::size_t> chunk = {},
+            std::optional<std::size_t> cause = {}, batch_failure reason = batch_failure::failed) {
+    // A timeout near the deadline (the server's statement_timeout is set a little before it)
+    // is the batch's timeout.
+    if (reason == batch_failure::failed) {
+      const auto now = clock::now();
+      const auto margin = std::max<clock::duration>(m_o.timeout / 8, std::chrono::milliseconds(50));
+      if (now >= m_deadline || (f.timeout && now >= m_deadline - margin)) reason = batch_failure::timed_out;
+    }
+    m_state[index] = failed;
+    m_failed.fetch_add(1, std::memory_order_relaxed);
+    w.errors.push_back({index, f.sqlstate, f.message, reason, f.result, chunk, cause});
+    if (m_o.stop_on_error) m_stop.store(true, std::memory_order_relaxed);
+  }
+
+  void progress() {
+    if (!m_o.on_progress) return;
+    std::lock_guard lk(m_progress_mutex);
+    batch_progress p;
+    p.total = m_count;
+    p.succeeded = m_succeeded.load(std::memory_order_relaxed);
+    p.failed = m_failed.load(std::memory_order_relaxed);
+    p.processed = p.succeeded + p.failed;
+    if (p.processed < m_last_reported) return;  // keep it monotonic across threads
+    m_last_reported = p.processed;
+    m_o.on_progress(p);
+  }
+
+  batch_report report(std::vector<worker_state>& states) {
+    batch_report r;
+    const bool timed_out = clock::now() >= m_deadline;
+    std::size_t errors = 0;
+    for (const auto& s : states) errors += s.errors.size();
+    r.errors.reserve(errors);
+    for (auto& s : states) std::move(s.errors.begin(), s.errors.end(), std::back_inserter(r.errors));
+    std::size_t not_started = 0;
+    for (std::size_t i = 0; i < m_count; ++i) {
+      if (m_state[i] != pending) continue;
+      ++not_started;
+      const auto reason = m_stop.load() && !timed_out ? batch_failure::not_run : batch_failure::timed_out;
+      r.errors.push_back({i, "", reason == batch_failure::not_run ? "not run: an earlier operation failed"
+                                                                 : "not run: the batch timeout passed",
+                          reason, outcome::not_sent, std::nullopt, std::nullopt});
+    }
+    std::sort(r.errors.begin(), r.errors.end(),
+              [](const batch_error& a, const batch_error& b) { return a.index < b.index; });
+    auto& st = r.stats;
+    st.total = m_count;
+    st.succeeded = m_succeeded.load();
+    st.failed = m_count - st.succeeded;
+    st.processed = m_count - not_started;
+    st.timed_out = static_cast<std::size_t>(std::count_if(
+        r.errors.begin(), r.errors.end(), [](const batch_error& e) { return e.reason == batch_failure::timed_out; }));
+    st.success_rate = m_count == 0 ? 1.0 : static_cast<double>(st.succeeded) / static_cast<double>(m_count);
+    st.duration = clock::now() - m_start;
+    r.timed_out = st.timed_out > 0;
+    r.stopped = m_stop.load();
+    r.results = std::move(m_results);
+    if (m_client.m_observer) {
+      m_client.m_observer->on_batch_finished(
+          {to_string(m_o.mode), st.total, st.succeeded, st.failed, st.duration, r.timed_out});
+    }
+    return r;
+  }
+
+  client& m_client;
+  const batch_options& m_o;
+  std::size_t m_count;
+  std::span<const batch_operation> m_ops;
+  const std::function<batch_operation(std::size_t)>* m_make;
+  std::vector<std::uint8_t> m_state;  // per operation; each index is written by one worker
+  std::vector<std::optional<result>> m_results;
+  clock::time_point m_start, m_deadline;
+  std::atomic<std::size_t> m_next_chunk{0};
+  std::atomic<bool> m_stop{false};
+  std::atomic<std::size_t> m_succeeded{0}, m_failed{0};
+  std::mutex m_make_mutex;
+  std::mutex m_progress_mutex;
+  std::size_t m_last_reported = 0;
+};
+
+batch_report client::batch_execute(std::span<const batch_operation> ops, const batch_options& options) {
+  options.validate();
+  return batch_run(*this, options, ops.size(), ops, nullptr).execute();
+}
+
+batch_report client::batch_execute(std::span<const batch_operation> ops) {
+  return batch_execute(ops, batch_options_from(m_options));
+}
+
+batch_report client::batch_execute(std::size_t count, const std::function<batch_operation(std::size_t)>& make,
+                                   const batch_options& options) {
+  options.validate();
+  if (!make) throw usage_error("batch_execute needs a function that makes the operations");
+  return batch_run(*this, options, count, {}, &make).execute();
+}
+
+std::uint64_t client::copy_from(std::string_view table, const std::vector<std::string>& columns,
+                                const std::function<void(copy_in&)>& write, copy_format format,
+                                const std::function<void(std::uint64_t)>& progress) {
+  const call_info info{"copy", table, false, false, std::nullopt, nullptr, nullptr};
+  return run(info, [&](connection& c) {
+    copy_in copy(c, table, columns, format);
+    if (progress) copy.on_progress(progress);
+    write(copy);
+    return copy.finish();
+  });
+}
+
+}  // namespace steadypg
