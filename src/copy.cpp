@@ -31,7 +31,8 @@ void append_hex_bytea(std::string& out, const param_ref& v, std::string_view pre
 
 }  // namespace
 
-copy_in::copy_in(connection& conn, std::string_view table, std::vector<std::string> columns, copy_format format)
+copy_in::copy_in(connection& conn, std::string_view table, std::vector<std::string> columns, copy_format format,
+                 bool header)
     : m_conn(&conn), m_format(format) {
   auto& d = *conn.m_impl;
   d.begin_request("copy");
@@ -45,7 +46,8 @@ copy_in::copy_in(connection& conn, std::string_view table, std::vector<std::stri
     sql += ")";
   }
   sql += " FROM STDIN";
-  if (format == copy_format::csv) sql += " WITH (FORMAT csv)";
+  if (format == copy_format::csv) sql += header ? " WITH (FORMAT csv, HEADER true)" : " WITH (FORMAT csv)";
+  else if (header) sql += " WITH (FORMAT text, HEADER true)";
   const auto until = d.make_deadline();
   if (!PQsendQuery(d.conn, sql.c_str())) d.send_failed("copy");
   d.last.bytes_sent = true;

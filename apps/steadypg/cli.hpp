@@ -4,7 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -79,6 +81,48 @@ struct bench_args {
   bool no_resilience = false;
 };
 int run_bench(const context& ctx, const bench_args& args);
+
+/// Arguments of `steadypg batch` (unset numbers come from POSTGRESQL_BATCH_*).
+struct batch_args {
+  std::string file;  ///< one statement per line
+  std::string sql;   ///< with csv: the template whose $1…$n each record binds
+  std::string csv;
+  bool header = false;
+  std::optional<int> batch_size, concurrency;
+  std::optional<long> timeout_ms;
+  std::string mode = "independent";
+  bool stop_on_error = false;
+};
+int run_batch(const context& ctx, const batch_args& args);
+
+/// Arguments of `steadypg copy`.
+struct copy_args {
+  std::string table;
+  std::string file;
+  std::string format = "text";
+  std::string columns;  ///< comma-separated; empty: all, in table order
+  bool header = false;
+};
+int run_copy(const context& ctx, const copy_args& args);
+
+/// A one-line progress bar on stderr, drawn only on a terminal and never with --json.
+class progress_bar {
+ public:
+  progress_bar(const context& ctx, std::string label);
+  ~progress_bar();
+  progress_bar(const progress_bar&) = delete;
+  progress_bar& operator=(const progress_bar&) = delete;
+  /// Redraws (at most 10 times a second, and always at 100%).
+  void update(double fraction, std::string_view detail);
+  /// Ends the line.
+  void finish();
+
+ private:
+  bool m_enabled;
+  bool m_drawn = false;
+  std::string m_label;
+  std::chrono::steady_clock::time_point m_last{};
+};
 
 /// Keeps a value alive so the compiler cannot drop the work that produced it.
 inline void benchmark_sink(int v) { asm volatile("" : : "g"(v) : "memory"); }

@@ -55,6 +55,34 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();
 
+  batch_args batch_a;
+  auto* batch = app.add_subcommand("batch", "Batch execution: statements from a file, or a template bound to CSV rows");
+  auto* batch_file = batch->add_option("--file", batch_a.file, "One statement per line (blank and -- lines skipped)");
+  auto* batch_sql = batch->add_option("--sql", batch_a.sql, "Statement template; each CSV record binds $1…$n");
+  auto* batch_csv = batch->add_option("--csv", batch_a.csv, "CSV file for --sql (unquoted empty field = NULL)");
+  batch_file->excludes(batch_sql)->excludes(batch_csv);
+  batch_sql->needs(batch_csv);
+  batch_csv->needs(batch_sql);
+  batch->add_flag("--header", batch_a.header, "The CSV file's first record is a header");
+  batch->add_option("--batch-size", batch_a.batch_size, "Operations per chunk (default POSTGRESQL_BATCH_SIZE)")
+      ->check(CLI::Range(1, 1000000));
+  batch->add_option("--concurrency", batch_a.concurrency, "Connections at once (default POSTGRESQL_BATCH_CONCURRENCY)")
+      ->check(CLI::Range(1, 1024));
+  batch->add_option("--timeout-ms", batch_a.timeout_ms, "Deadline for the whole batch (default POSTGRESQL_BATCH_TIMEOUT)")
+      ->check(CLI::Range(1L, 86400000L));
+  batch->add_option("--mode", batch_a.mode, "independent | pipeline | transaction")
+      ->check(CLI::IsMember({"independent", "pipeline", "transaction"}))
+      ->capture_default_str();
+  batch->add_flag("--stop-on-error", batch_a.stop_on_error, "Start no new chunk after a failure");
+
+  copy_args copy_a;
+  auto* copy = app.add_subcommand("copy", "COPY bulk load of a file into a table");
+  copy->add_option("table", copy_a.table, "Target table (may be schema-qualified)")->required();
+  copy->add_option("--file", copy_a.file, "Data file")->required();
+  copy->add_option("--format", copy_a.format, "csv | text")->check(CLI::IsMember({"csv", "text"}))->capture_default_str();
+  copy->add_option("--columns", copy_a.columns, "Comma-separated target columns (default: all)");
+  copy->add_flag("--header", copy_a.header, "Skip the file's first line");
+
   std::string action;
   std::string dir = default_sandbox_dir();
   int port = 0;
@@ -91,6 +119,14 @@ int main(int argc, char** argv) {
   else if (*info) rc = run_info(ctx);
   else if (*exec) rc = run_exec(ctx, sql, params, null_marker, null_opt->count() > 0);
   else if (*bench) rc = run_bench(ctx, bargs);
+  else if (*batch) {
+    if (batch_a.file.empty() && batch_a.csv.empty()) {
+      ctx.log(log_level::error, "batch needs --file F or --sql TEMPLATE --csv F");
+      rc = usage;
+    } else {
+      rc = run_batch(ctx, batch_a);
+    }
+  } else if (*copy) rc = run_copy(ctx, copy_a);
   else if (*sandbox) rc = run_sandbox(ctx, action, dir, port, keep);
   if (!ctx.metrics_out.empty()) {
     std::ofstream out(ctx.metrics_out);

@@ -189,9 +189,10 @@ class client {
   /// the server loaded. All or nothing: a bad row raises sql_error naming its line and loads
   /// nothing. `write` runs again if the connection was lost before anything was sent, so it
   /// must produce the same rows each time. `progress(rows)` is called every 10,000 rows.
+  /// `header`: the data's first line is a header the server skips.
   std::uint64_t copy_from(std::string_view table, const std::vector<std::string>& columns,
                           const std::function<void(copy_in&)>& write, copy_format format = copy_format::text,
-                          const std::function<void(std::uint64_t rows)>& progress = {});
+                          const std::function<void(std::uint64_t rows)>& progress = {}, bool header = false);
 
   /// One round trip on a pooled connection (through the pipeline).
   void ping();

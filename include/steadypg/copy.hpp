@@ -25,8 +25,10 @@ class copy_in {
  public:
   /// Starts COPY `table` (columns) FROM STDIN. `table` is used verbatim (it may be
   /// schema-qualified, so it must come from trusted code); column names are quoted.
+  /// With `header`, the server skips the first line of the data (and counts it in the line
+  /// numbers of its errors).
   copy_in(connection& conn, std::string_view table, std::vector<std::string> columns = {},
-          copy_format format = copy_format::text);
+          copy_format format = copy_format::text, bool header = false);
   ~copy_in();
   copy_in(const copy_in&) = delete;
   copy_in& operator=(const copy_in&) = delete;

@@ -253,7 +253,7 @@ void log_observer::on_batch_finished(const batch_summary& b) noexcept {
                            {"failed", static_cast<std::int64_t>(b.failed)},
                            {"duration_ms", ms(b.duration)},
                            {"timed_out", b.timed_out}};
-    m_log.log(b.failed == 0 ? log_level::info : log_level::warn, "batch", "batch finished", f);
+    m_log.log(log_level::info, "batch", "batch finished", f);
   } catch (...) {
   }
 }

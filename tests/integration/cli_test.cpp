@@ -9,7 +9,10 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "cluster_env.hpp"
+#include "steadypg/connection.hpp"
 
 using steadypg::test::cluster_environment;
 namespace fs = std::filesystem;
@@ -300,4 +303,112 @@ TEST(cli, slow_queries_are_logged) {
   EXPECT_NE(r.err.find("\"msg\":\"slow query\""), std::string::npos) << r.err.substr(0, 2000);
   EXPECT_NE(r.err.find("\"sql\":\"SELECT "), std::string::npos) << r.err.substr(0, 2000);
   EXPECT_NE(r.err.find("\"duration_ms\":"), std::string::npos);
+}
+
+namespace {
+
+// A file in the temp directory that is removed at the end of the scope.
+struct temp_file {
+  explicit temp_file(const std::string& name, const std::string& content)
+      : path(fs::temp_directory_path() / fmt::format("steadypg-{}-{}", ::getpid(), name)) {
+    std::ofstream(path, std::ios::binary) << content;
+  }
+  ~temp_file() { fs::remove(path); }
+  fs::path path;
+};
+
+}  // namespace
+
+TEST(cli, batch_from_a_statement_file) {
+  auto c = steadypg::test::connect();
+  c.execute("DROP TABLE IF EXISTS cli_batch");
+  c.execute("CREATE TABLE cli_batch (id int PRIMARY KEY, v text)");
+  temp_file f("batch.sql",
+              "-- seed rows\n"
+              "INSERT INTO cli_batch VALUES (1, 'a')\n"
+              "\n"
+              "INSERT INTO cli_batch VALUES (2, 'b')\n"
+              "INSERT INTO cli_batch VALUES (1, 'dup')\n"
+              "SELECT 1/0\n"
+              "INSERT INTO cli_batch VALUES (3, 'c')\n");
+  for (const char* mode : {"independent", "pipeline", "transaction"}) {
+    SCOPED_TRACE(mode);
+    c.execute("TRUNCATE cli_batch");
+    auto r = run({"--json", "batch", "--file", f.path.string(), "--mode", mode, "--batch-size", "2"});
+    EXPECT_EQ(r.exit_code, 1) << "some operations failed: " << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    const auto& st = j.at("stats");
+    EXPECT_EQ(st.at("processed"), 5);
+    const bool tx = std::string(mode) == "transaction";
+    // Transaction mode, chunks of 2: [line 2, line 4] commit, [line 5, line 6] roll back, [line 7] commits.
+    EXPECT_EQ(st.at("succeeded"), 3);
+    EXPECT_EQ(st.at("failed"), 2);
+    EXPECT_DOUBLE_EQ(st.at("success_rate").get<double>(), 0.6);
+    EXPECT_TRUE(st.contains("duration_ms"));
+    const auto& errors = j.at("errors");
+    ASSERT_EQ(errors.size(), 2u) << r.out;
+    EXPECT_EQ(errors[0].at("index"), 5) << "line numbers count every line";
+    EXPECT_EQ(errors[0].at("sqlstate"), "23505");
+    EXPECT_EQ(errors[1].at("index"), 6);
+    EXPECT_EQ(errors[1].at("sqlstate"), tx ? "" : "22012");
+    EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_batch"), 3);
+  }
+  auto r = run({"batch", "--file", "/nonexistent/file.sql"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  r = run({"batch"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  r = run({"batch", "--file", f.path.string(), "--mode", "fast"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+}
+
+TEST(cli, batch_binds_csv_records_to_a_template) {
+  auto c = steadypg::test::connect();
+  c.execute("DROP TABLE IF EXISTS cli_csv");
+  c.execute("CREATE TABLE cli_csv (id int PRIMARY KEY, v text)");
+  temp_file f("rows.csv", "id,v\n1,plain\n2,\"comma, and \"\"quote\"\"\"\n3,\n4,\"\"\n1,duplicate\n5,\"two\nlines\"\nnot-a-number,x\n");
+  auto r = run({"--json", "batch", "--sql", "INSERT INTO cli_csv VALUES ($1, $2)", "--csv", f.path.string(), "--header",
+                "--mode", "pipeline", "--concurrency", "2"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("stats").at("succeeded"), 5);
+  EXPECT_EQ(j.at("stats").at("failed"), 2);
+  const auto& errors = j.at("errors");
+  ASSERT_EQ(errors.size(), 2u) << r.out;
+  EXPECT_EQ(errors[0].at("index"), 6) << "the CSV line the record starts on";
+  EXPECT_EQ(errors[0].at("sqlstate"), "23505");
+  EXPECT_EQ(errors[1].at("index"), 9) << "after a record spanning two lines";
+  EXPECT_EQ(errors[1].at("sqlstate"), "22P02");
+  const auto rs = c.execute("SELECT id, v FROM cli_csv ORDER BY id");
+  std::vector<std::pair<int, std::optional<std::string>>> got;
+  for (auto [id, v] : rs.rows<int, std::optional<std::string>>()) got.emplace_back(id, v);
+  const std::vector<std::pair<int, std::optional<std::string>>> want = {
+      {1, "plain"}, {2, "comma, and \"quote\""}, {3, std::nullopt}, {4, ""}, {5, "two\nlines"}};
+  EXPECT_EQ(got, want);
+  temp_file broken("broken.csv", "1,\"never closed\n");
+  r = run({"batch", "--sql", "SELECT $1, $2", "--csv", broken.path.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unterminated quoted field"), std::string::npos) << r.err;
+}
+
+TEST(cli, copy_loads_a_file_and_reports_a_bad_line) {
+  auto c = steadypg::test::connect();
+  c.execute("DROP TABLE IF EXISTS cli_copy");
+  c.execute("CREATE TABLE cli_copy (id int, v text)");
+  std::string csv = "id,v\n";
+  for (int i = 0; i < 5000; ++i) csv += fmt::format("{},\"row {}, \"\"quoted\"\"\"\n", i, i);
+  temp_file f("copy.csv", csv);
+  auto r = run({"--json", "copy", "cli_copy", "--file", f.path.string(), "--format", "csv", "--header"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("rows"), 5000);
+  EXPECT_GT(j.at("duration_ms").get<double>(), 0.0);
+  EXPECT_GT(j.at("rows_per_s").get<double>(), 0.0);
+  EXPECT_EQ(c.query_value<std::string>("SELECT v FROM cli_copy WHERE id = 42"), "row 42, \"quoted\"");
+  temp_file bad("bad.txt", "1\tone\n2\ttwo\nthree\tthree\n");
+  r = run({"--json", "copy", "cli_copy", "--file", bad.path.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  const auto e = nlohmann::json::parse(r.out).at("error");
+  EXPECT_EQ(e.at("sqlstate"), "22P02");
+  EXPECT_NE(e.at("message").get<std::string>().find("line 3"), std::string::npos) << r.out;
+  EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_copy"), 5000) << "nothing of the bad file loaded";
 }

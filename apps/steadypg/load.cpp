@@ -1,0 +1,291 @@
+// `steadypg batch` and `steadypg copy`: batch execution and COPY bulk loads from files.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "cli.hpp"
+#include "steadypg/steadypg.hpp"
+
+namespace steadypg::cli {
+
+progress_bar::progress_bar(const context& ctx, std::string label)
+    : m_enabled(!ctx.json && ::isatty(STDERR_FILENO) == 1), m_label(std::move(label)) {}
+
+progress_bar::~progress_bar() { finish(); }
+
+void progress_bar::update(double fraction, std::string_view detail) {
+  if (!m_enabled) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (fraction < 1.0 && now - m_last < std::chrono::milliseconds(100)) return;  // 10 redraws a second at most
+  m_last = now;
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  constexpr int width = 30;
+  const int filled = static_cast<int>(std::lround(fraction * width));
+  std::string bar(static_cast<std::size_t>(filled), '#');
+  bar.append(static_cast<std::size_t>(width - filled), '.');
+  std::string line = fmt::format("\r{} [{}] {:5.1f}% {}", m_label, bar, fraction * 100.0, detail);
+  line.append("\x1b[K");  // clear what a longer earlier line left
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+  m_drawn = true;
+}
+
+void progress_bar::finish() {
+  if (m_drawn) std::fputs("\n", stderr);
+  m_drawn = false;
+}
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw usage_error(fmt::format("cannot read {}", path));
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+double round3(double v) { return std::round(v * 1000.0) / 1000.0; }
+
+// One CSV record: its fields (nullopt = unquoted empty = NULL) and the line it starts on.
+struct csv_record {
+  std::size_t line = 0;
+  std::vector<std::optional<std::string>> fields;
+};
+
+// RFC 4180 CSV: quoted fields may hold commas, quotes ("") and newlines.
+std::vector<csv_record> parse_csv(const std::string& text, const std::string& path) {
+  std::vector<csv_record> out;
+  std::size_t i = 0, line = 1;
+  while (i < text.size()) {
+    csv_record rec;
+    rec.line = line;
+    while (true) {
+      std::string value;
+      bool quoted = false;
+      if (i < text.size() && text[i] == '"') {
+        quoted = true;
+        const std::size_t opened = line;
+        ++i;
+        while (true) {
+          if (i >= text.size()) throw usage_error(fmt::format("{}:{}: unterminated quoted field", path, opened));
+          const char c = text[i++];
+          if (c == '"') {
+            if (i < text.size() && text[i] == '"') {
+              value.push_back('"');
+              ++i;
+              continue;
+            }
+            break;
+          }
+          if (c == '\n') ++line;
+          value.push_back(c);
+        }
+        if (i < text.size() && text[i] != ',' && text[i] != '\n' && text[i] != '\r') {
+          throw usage_error(fmt::format("{}:{}: unexpected character after a quoted field", path, line));
+        }
+      } else {
+        while (i < text.size() && text[i] != ',' && text[i] != '\n' && text[i] != '\r') value.push_back(text[i++]);
+      }
+      rec.fields.push_back(quoted || !value.empty() ? std::optional<std::string>(std::move(value)) : std::nullopt);
+      if (i < text.size() && text[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (i < text.size() && text[i] == '\r') ++i;
+      if (i < text.size() && text[i] == '\n') {
+        ++i;
+        ++line;
+      }
+      break;
+    }
+    const bool blank = rec.fields.size() == 1 && !rec.fields[0];
+    if (!blank) out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+// The client for a load: enough connections for the concurrency, logging through the CLI.
+struct load_client {
+  load_client(const context& ctx, std::size_t connections) : c(ctx), logging(ctx) {
+    client_options o = ctx.options;
+    o.pool_max = std::max(o.pool_max, static_cast<int>(connections));
+    db.emplace(o, logging.events.get());
+  }
+  ~load_client() {
+    const std::string text = db->metrics().render_prometheus();
+    c.metrics_source = [text] { return text; };
+  }
+  const context& c;
+  library_logging logging;
+  std::optional<client> db;
+};
+
+}  // namespace
+
+int run_batch(const context& ctx, const batch_args& args) {
+  try {
+    batch_options o = batch_options_from(ctx.options);
+    if (args.batch_size) o.batch_size = static_cast<std::size_t>(*args.batch_size);
+    if (args.concurrency) o.concurrency = static_cast<std::size_t>(*args.concurrency);
+    if (args.timeout_ms) o.timeout = std::chrono::milliseconds(*args.timeout_ms);
+    const auto mode = parse_batch_mode(args.mode);
+    if (!mode) throw usage_error(fmt::format("unknown batch mode '{}'", args.mode));
+    o.mode = *mode;
+    o.stop_on_error = args.stop_on_error;
+    o.validate();
+
+    // The operations, and the input line each one came from (the `index` of errors).
+    std::vector<batch_operation> ops;
+    std::vector<std::size_t> line_of;
+    if (!args.file.empty()) {
+      const std::string text = read_file(args.file);
+      std::size_t line = 0, pos = 0;
+      while (pos < text.size()) {
+        const std::size_t nl = text.find('\n', pos);
+        const std::string_view raw(text.data() + pos, (nl == std::string::npos ? text.size() : nl) - pos);
+        pos = nl == std::string::npos ? text.size() : nl + 1;
+        ++line;
+        const auto stmt = trim(raw);
+        if (stmt.empty() || stmt.starts_with("--")) continue;
+        ops.emplace_back(std::string(stmt));
+        line_of.push_back(line);
+      }
+    } else {
+      auto records = parse_csv(read_file(args.csv), args.csv);
+      std::size_t first = args.header && !records.empty() ? 1 : 0;
+      ops.reserve(records.size());
+      for (std::size_t r = first; r < records.size(); ++r) {
+        param_list params;
+        for (const auto& f : records[r].fields) {
+          if (f) params.add_text(*f);
+          else params.add_null();
+        }
+        ops.emplace_back(args.sql, std::move(params));
+        line_of.push_back(records[r].line);
+      }
+    }
+
+    load_client lc(ctx, o.concurrency);
+    lc.db->ping();  // unreachable: exit 3 before doing anything
+    progress_bar bar(ctx, "batch");
+    const auto started = std::chrono::steady_clock::now();
+    o.on_progress = [&](const batch_progress& p) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      bar.update(p.total ? static_cast<double>(p.processed) / static_cast<double>(p.total) : 1.0,
+                 fmt::format("{}/{} ops, {} failed, {:.0f} ops/s", p.processed, p.total, p.failed,
+                             secs > 0 ? static_cast<double>(p.processed) / secs : 0.0));
+    };
+    const auto report = lc.db->batch_execute(ops, o);
+    bar.finish();
+
+    const auto& st = report.stats;
+    const double duration_ms = std::chrono::duration<double, std::milli>(st.duration).count();
+    if (ctx.json) {
+      json_doc errors = json_doc::array();
+      for (const auto& e : report.errors) {
+        json_doc j{{"index", line_of[e.index]}, {"sqlstate", e.sqlstate}, {"message", e.message}};
+        if (e.reason != batch_failure::failed) j["reason"] = std::string(to_string(e.reason));
+        errors.push_back(std::move(j));
+      }
+      context::print_json({{"mode", std::string(to_string(o.mode))},
+                           {"stats",
+                            {{"total", st.total},
+                             {"processed", st.processed},
+                             {"succeeded", st.succeeded},
+                             {"failed", st.failed},
+                             {"success_rate", round3(st.success_rate)},
+                             {"duration_ms", round3(duration_ms)}}},
+                           {"timed_out", report.timed_out},
+                           {"errors", std::move(errors)}});
+    } else {
+      std::cout << fmt::format(
+          "{} operations ({} mode, batch size {}, concurrency {}): {} succeeded, {} failed ({:.1f}% success) in "
+          "{:.1f} ms, {:.0f} ops/s{}\n",
+          st.total, to_string(o.mode), o.batch_size, o.concurrency, st.succeeded, st.failed, st.success_rate * 100.0,
+          duration_ms, duration_ms > 0 ? static_cast<double>(st.processed) * 1000.0 / duration_ms : 0.0,
+          report.timed_out ? " (timed out)" : "");
+      const std::size_t shown = std::min<std::size_t>(report.errors.size(), 20);
+      for (std::size_t i = 0; i < shown; ++i) {
+        const auto& e = report.errors[i];
+        std::cout << fmt::format("  line {}: {}{}\n", line_of[e.index], e.sqlstate.empty() ? "" : e.sqlstate + " ",
+                                 e.message);
+      }
+      if (report.errors.size() > shown) {
+        std::cout << fmt::format("  … and {} more (--json lists them all)\n", report.errors.size() - shown);
+      }
+    }
+    return st.failed == 0 ? ok : sql_failure;
+  } catch (...) {
+    return report_error(ctx, "batch");
+  }
+}
+
+int run_copy(const context& ctx, const copy_args& args) {
+  try {
+    const auto format = args.format == "csv" ? copy_format::csv : copy_format::text;
+    std::ifstream in(args.file, std::ios::binary);
+    if (!in) throw usage_error(fmt::format("cannot read {}", args.file));
+    in.seekg(0, std::ios::end);
+    const auto size = static_cast<double>(std::max<std::streamoff>(in.tellg(), 1));
+    in.seekg(0);
+    std::vector<std::string> columns;
+    for (std::size_t p = 0; !args.columns.empty() && p <= args.columns.size();) {
+      const auto comma = std::min(args.columns.find(',', p), args.columns.size());
+      columns.emplace_back(trim(std::string_view(args.columns).substr(p, comma - p)));
+      p = comma + 1;
+    }
+
+    load_client lc(ctx, 1);
+    progress_bar bar(ctx, "copy");
+    const auto started = std::chrono::steady_clock::now();
+    const auto rows = lc.db->copy_from(args.table, columns, [&](copy_in& copy) {
+      in.clear();
+      in.seekg(0);  // a retry (nothing was sent) starts over
+      std::string buf(1 << 20, '\0');
+      std::uint64_t read = 0;
+      while (in) {
+        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+        const auto n = static_cast<std::size_t>(in.gcount());
+        if (n == 0) break;
+        read += n;
+        copy.write_raw(std::string_view(buf.data(), n));
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        bar.update(static_cast<double>(read) / size,
+                   fmt::format("{:.1f} MiB, {:.1f} MiB/s", static_cast<double>(read) / (1 << 20),
+                               secs > 0 ? static_cast<double>(read) / (1 << 20) / secs : 0.0));
+      }
+    }, format, {}, args.header);
+    bar.finish();
+    const double duration_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    const double rows_per_s = duration_ms > 0 ? static_cast<double>(rows) * 1000.0 / duration_ms : 0.0;
+    if (ctx.json) {
+      context::print_json({{"table", args.table},
+                           {"rows", rows},
+                           {"duration_ms", round3(duration_ms)},
+                           {"rows_per_s", std::round(rows_per_s)}});
+    } else {
+      std::cout << fmt::format("copied {} rows into {} in {:.1f} ms ({:.0f} rows/s)\n", rows, args.table, duration_ms,
+                               rows_per_s);
+    }
+    return ok;
+  } catch (...) {
+    return report_error(ctx, "copy");
+  }
+}
+
+}  // namespace steadypg::cli
