@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <exception>
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -150,6 +151,21 @@ class client::batch_run {
     c.set_query_timeout(left);
   }
 
+  // Prepares the statement most of [from, to) share so that the pipeline sends it by name.
+  static void warm(connection& c, std::span<const batch_operation> ops, std::size_t from, std::size_t to) {
+    if (to - from < 2) return;
+    const auto& sql = ops[from].sql();
+    std::size_t same = 0;
+    for (std::size_t i = from; i < to; ++i) same += ops[i].sql() == sql;
+    if (same * 2 < to - from) return;
+    try {
+      c.prepare(sql, ops[from].params());
+    } catch (const sql_error& e) {
+      if (e.poisons_connection() || !c.is_idle()) throw;
+      // A statement the server rejects fails per operation below.
+    }
+  }
+
   void run_independent(std::size_t begin, std::span<const batch_operation> ops, worker_state& w) {
     for (std::size_t i = 0; i < ops.size(); ++i) {
       if (m_stop.load(std::memory_order_relaxed) || clock::now() >= m_deadline) return;
@@ -204,6 +220,7 @@ class client::batch_run {
           std::size_t end = done;
           while (end < ops.size() && !ops[end].is_call()) ++end;
           bound_by_deadline(c);
+          warm(c, ops, done, end);
           pipeline p(c);
           for (std::size_t i = done; i < end; ++i) {
             p.send(ops[i].sql(), ops[i].params());
@@ -236,10 +253,50 @@ class client::batch_run {
     failure_info cause;
     std::vector<std::optional<result>> results;
     const call_info info{"batch", {}, false, true, m_deadline, nullptr, nullptr};
+    const bool has_calls = std::any_of(ops.begin(), ops.end(), [](const batch_operation& op) { return op.is_call(); });
     try {
       m_client.run(info, [&](connection& c) {
         failed_at.reset();
         results.assign(m_o.keep_results ? ops.size() : 0, std::nullopt);
+        if (!has_calls) {
+          // BEGIN, the statements and COMMIT in one round trip.
+          bound_by_deadline(c);
+          warm(c, ops, 0, ops.size());
+          std::exception_ptr first_error;
+          {
+            pipeline p(c);
+            p.send("BEGIN");
+            for (const auto& op : ops) p.send(op.sql(), op.params());
+            p.send("COMMIT");
+            p.sync();
+            (void)p.get_result();
+            for (std::size_t i = 0; i <= ops.size(); ++i) {  // the statements, then COMMIT
+              try {
+                result r = p.get_result();
+                if (i < ops.size() && m_o.keep_results) results[i] = std::move(r);
+              } catch (const pipeline_aborted&) {
+                // Skipped after the first failure.
+              } catch (const sql_error& e) {
+                if (e.poisons_connection() || c.is_broken()) throw;
+                if (!first_error) {
+                  first_error = std::current_exception();
+                  if (i < ops.size()) failed_at = i;
+                  cause = info_of(e);
+                }
+              }
+            }
+            p.finish();
+          }
+          if (!first_error) return;
+          if (!c.is_idle()) (void)c.execute("ROLLBACK");
+          try {
+            std::rethrow_exception(first_error);
+          } catch (const sql_error& e) {
+            // Serialization failures and deadlocks re-run the chunk; a failing COMMIT fails it.
+            if (e.outcome() == outcome::rolled_back || !failed_at) throw;
+          }
+          return;
+        }
         steadypg::transaction tx(c);
         for (std::size_t i = 0; i < ops.size(); ++i) {
           try {

@@ -437,6 +437,19 @@ void connection_impl::run_internal(const char* sql, const deadline& until, std::
   (void)collect(op, until);
 }
 
+const cached_statement* connection_impl::find_prepared(std::string_view sql, const param_arrays& params) {
+  auto it = cache.find(sql);
+  if (it == cache.end()) return nullptr;
+  const auto& types = it->second.types;
+  if (types.size() != static_cast<std::size_t>(params.size()) ||
+      !std::equal(types.begin(), types.end(), params.types())) {
+    return nullptr;
+  }
+  it->second.last_used = ++tick;
+  ++stats.hits;
+  return &it->second;
+}
+
 const cached_statement& connection_impl::prepared(std::string_view sql, const param_arrays& params,
                                                   const deadline& until) {
   ++tick;
@@ -642,6 +655,16 @@ result connection::execute_refs(std::string_view sql, std::span<const param_ref>
 result connection::execute(std::string_view sql, const param_list& params) {
   const auto refs = params.refs();
   return execute_refs(sql, refs, true);
+}
+
+void connection::prepare(std::string_view sql, const param_list& params) {
+  auto& d = *m_impl;
+  if (d.options.statement_cache_capacity == 0) return;
+  const auto refs = params.refs();
+  const internal::param_arrays arrays(refs);
+  if (d.find_prepared(sql, arrays) != nullptr) return;
+  d.begin_request("prepare");
+  (void)d.prepared(sql, arrays, d.make_deadline());
 }
 
 transaction connection::begin() { return transaction(*this); }

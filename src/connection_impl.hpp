@@ -107,6 +107,8 @@ struct connection_impl {
   [[noreturn]] void handle_timeout(std::string_view op, bool can_drain = true);
   /// Statement name for `sql`, preparing it first when not cached.
   const cached_statement& prepared(std::string_view sql, const param_arrays& params, const deadline& until);
+  /// The cached statement for `sql` with these parameter types, or nullptr (never prepares).
+  const cached_statement* find_prepared(std::string_view sql, const param_arrays& params);
   /// Sends a cancel request, bounded by options.cancel_timeout; thread-safe.
   bool send_cancel() noexcept;
   /// Runs an internal statement (no parameters) and discards its result.

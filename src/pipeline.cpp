@@ -36,13 +36,20 @@ void pipeline::send_refs(std::string_view sql, std::span<const param_ref> params
   if (!m_active) throw usage_error("the pipeline is finished");
   auto& d = *m_conn->m_impl;
   internal::connection_impl::check_params(params);
-  internal::check_param_count(internal::placeholder_count(sql), params.size());
   const internal::param_arrays arrays(params);
-  d.sql_buf.assign(sql);
-  if (!PQsendQueryParams(d.conn, d.sql_buf.c_str(), arrays.size(), arrays.types(), arrays.values(), arrays.lengths(),
-                         arrays.formats(), 0)) {
-    internal::throw_connection_lost(internal::last_error_message(d.conn), "pipeline", d.last);
+  // A statement the connection already prepared goes by name (no parse on the server).
+  const auto* cached = d.find_prepared(sql, arrays);
+  internal::check_param_count(cached ? cached->param_count : internal::placeholder_count(sql), params.size());
+  int sent;
+  if (cached != nullptr) {
+    sent = PQsendQueryPrepared(d.conn, cached->name.c_str(), arrays.size(), arrays.values(), arrays.lengths(),
+                               arrays.formats(), 0);
+  } else {
+    d.sql_buf.assign(sql);
+    sent = PQsendQueryParams(d.conn, d.sql_buf.c_str(), arrays.size(), arrays.types(), arrays.values(),
+                             arrays.lengths(), arrays.formats(), 0);
   }
+  if (!sent) internal::throw_connection_lost(internal::last_error_message(d.conn), "pipeline", d.last);
   d.last.bytes_sent = true;
   ++m_pending;
   m_unsynced_sends = true;

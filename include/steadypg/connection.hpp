@@ -141,6 +141,11 @@ class connection {
   /// Runs one statement with parameters built at run time.
   result execute(std::string_view sql, const param_list& params);
 
+  /// Makes sure `sql` with the parameter types of `params` is in the prepared-statement cache
+  /// (one round trip when it is not). A pipeline then sends it by name instead of parsing it
+  /// for every statement. No-op when the cache is disabled.
+  void prepare(std::string_view sql, const param_list& params);
+
   /// Runs a statement that returns one row with one column and converts it.
   template <typename T, bindable... Args>
   [[nodiscard]] T query_value(std::string_view sql, const Args&... args) {

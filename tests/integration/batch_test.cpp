@@ -257,7 +257,7 @@ TEST(batch, a_million_pipelined_operations_in_bounded_memory) {
 
 TEST(batch, terminated_backend_mid_batch_applies_nothing_twice) {
   auto c = steadypg::test::connect();
-  for (auto mode : {batch_mode::pipeline, batch_mode::independent}) {
+  for (auto mode : {batch_mode::pipeline, batch_mode::independent, batch_mode::transaction}) {
     SCOPED_TRACE(std::string(to_string(mode)));
     c.execute("DROP TABLE IF EXISTS batch_kill");
     c.execute("CREATE TABLE batch_kill (k int PRIMARY KEY)");
@@ -324,6 +324,32 @@ TEST(batch, transaction_mode_reruns_a_chunk_on_serialization_failure) {
   EXPECT_TRUE(report.errors.empty()) << report.errors.front().message;
   EXPECT_EQ(runs.load(), 2) << "the whole chunk ran again";
   EXPECT_EQ(indices_in_table(c), (std::set<int>{0, 1, 2, 3}));
+}
+
+TEST(batch, pipelined_transaction_chunks_rerun_on_serialization_failure) {
+  auto c = steadypg::test::connect();
+  reset_table(c);
+  c.execute("DROP SEQUENCE IF EXISTS fail_seq");
+  c.execute("CREATE SEQUENCE fail_seq");
+  c.execute(
+      "CREATE OR REPLACE FUNCTION fail_first() RETURNS int AS $$ BEGIN "
+      "IF nextval('fail_seq') = 1 THEN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END IF; RETURN 1; "
+      "END $$ LANGUAGE plpgsql");
+  client db(options());
+  std::vector<batch_operation> ops;
+  for (int i = 0; i < 6; ++i) ops.emplace_back("INSERT INTO batch_t (k, i) VALUES ($1, $1)", i);
+  ops.emplace_back("SELECT fail_first()");
+  for (int i = 6; i < 9; ++i) ops.emplace_back("INSERT INTO batch_t (k, i) VALUES ($1, $1)", i);
+  batch_options o;
+  o.mode = batch_mode::transaction;
+  o.batch_size = 10;
+  o.keep_results = true;
+  const auto report = db.batch_execute(ops, o);
+  EXPECT_TRUE(report.errors.empty()) << report.errors.front().message;
+  EXPECT_EQ(c.query_value<std::int64_t>("SELECT last_value FROM fail_seq"), 2) << "the chunk ran twice";
+  EXPECT_EQ(indices_in_table(c), (std::set<int>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
+  ASSERT_TRUE(report.results[6].has_value());
+  EXPECT_EQ(report.results[6]->as<int>(), 1);
 }
 
 TEST(batch, stop_on_error_and_kept_results) {
