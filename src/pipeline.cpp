@@ -53,8 +53,12 @@ void pipeline::send_refs(std::string_view sql, std::span<const param_ref> params
   d.last.bytes_sent = true;
   ++m_pending;
   m_unsynced_sends = true;
-  // Keep the socket moving without blocking: write what fits, read what arrived.
-  if (PQflush(d.conn) == 1) (void)PQconsumeInput(d.conn);
+  // Keep the socket moving without blocking now and then (sync() flushes anyway): write what
+  // fits, read what arrived, so that neither side's buffers fill up.
+  if (++m_sends_since_flush >= 64) {
+    m_sends_since_flush = 0;
+    if (PQflush(d.conn) == 1) (void)PQconsumeInput(d.conn);
+  }
 }
 
 void pipeline::sync() {
@@ -63,6 +67,7 @@ void pipeline::sync() {
   if (!PQpipelineSync(d.conn)) internal::throw_connection_lost(internal::last_error_message(d.conn), "pipeline", d.last);
   ++m_syncs;
   m_unsynced_sends = false;
+  m_sends_since_flush = 0;
   d.flush(d.make_deadline(), "pipeline");
 }
 

@@ -53,6 +53,7 @@ class pipeline {
   std::size_t m_pending = 0;      // statements whose results are not collected
   std::size_t m_syncs = 0;        // sync markers not yet consumed
   bool m_unsynced_sends = false;  // statements sent since the last sync/flush request
+  int m_sends_since_flush = 0;
   bool m_active = false;
 };
 
