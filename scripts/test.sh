@@ -21,9 +21,9 @@ if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
   ctest --preset asan-ubsan -j "$jobs"
 fi
 if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
-  echo "== tsan: the pool, client, breaker and budget under ThreadSanitizer"
+  echo "== tsan: the pool, client, breaker, budget and batch executor under ThreadSanitizer"
   cmake --preset tsan -DSTEADYPG_PACKAGE_TESTS=OFF >/dev/null
-  cmake --build --preset tsan -j "$jobs" --target steadypg_unit_tests steadypg_pool_tests
-  ctest --preset tsan -j "$jobs" -R 'pool|circuit_breaker|retry_budget'
+  cmake --build --preset tsan -j "$jobs" --target steadypg_unit_tests steadypg_pool_tests steadypg_batch_tests
+  ctest --preset tsan -j "$jobs" -R 'pool|circuit_breaker|retry_budget|batch'
 fi
 echo "== all tests passed"

@@ -331,16 +331,29 @@ class client::batch_run {
       return;
     }
     const std::size_t culprit = begin + *failed_at;
+    const auto culprit_reason = reason_for(cause, batch_failure::failed);
     for (std::size_t i = 0; i < ops.size(); ++i) {
       if (begin + i == culprit) {
-        fail(w, culprit, cause, chunk, culprit);
+        fail(w, culprit, cause, chunk, culprit, culprit_reason);
       } else {
+        // Rolled back with its chunk; when the deadline stopped the chunk, that is its reason.
         fail(w, begin + i,
              {"", fmt::format("rolled back with chunk {}: operation {} failed", chunk, culprit), outcome::rolled_back,
               false},
-             chunk, culprit, batch_failure::rolled_back);
+             chunk, culprit,
+             culprit_reason == batch_failure::timed_out ? batch_failure::timed_out : batch_failure::rolled_back);
       }
     }
+  }
+
+  // A failure at or near the deadline (the server's statement_timeout is set a little before
+  // it) is the batch's timeout.
+  batch_failure reason_for(const failure_info& f, batch_failure reason) const {
+    if (reason != batch_failure::failed) return reason;
+    const auto now = clock::now();
+    const auto margin = std::max<clock::duration>(m_o.timeout / 8, std::chrono::milliseconds(50));
+    if (now >= m_deadline || (f.timeout && now >= m_deadline - margin)) return batch_failure::timed_out;
+    return reason;
   }
 
   void succeed(std::size_t index, result* r) {
@@ -351,13 +364,7 @@ class client::batch_run {
 
   void fail(worker_state& w, std::size_t index, const failure_info& f, std::optional<std::size_t> chunk = {},
             std::optional<std::size_t> cause = {}, batch_failure reason = batch_failure::failed) {
-    // A timeout near the deadline (the server's statement_timeout is set a little before it)
-    // is the batch's timeout.
-    if (reason == batch_failure::failed) {
-      const auto now = clock::now();
-      const auto margin = std::max<clock::duration>(m_o.timeout / 8, std::chrono::milliseconds(50));
-      if (now >= m_deadline || (f.timeout && now >= m_deadline - margin)) reason = batch_failure::timed_out;
-    }
+    reason = reason_for(f, reason);
     m_state[index] = failed;
     m_failed.fetch_add(1, std::memory_order_relaxed);
     w.errors.push_back({index, f.sqlstate, f.message, reason, f.result, chunk, cause});
