@@ -41,7 +41,8 @@ int main() try {
   std::cout << "copied " << loaded << " rows\n";
   //]
 
-  db.execute("CREATE TEMP TABLE events (id int8 PRIMARY KEY)");
+  db.execute("DROP TABLE IF EXISTS events");
+  db.execute("CREATE TABLE events (id int8 PRIMARY KEY)");  // not TEMP: the batch uses several connections
   //[generate
   const steadypg::batch_report many = db.batch_execute(
       200000, [](std::size_t i) { return steadypg::batch_operation("INSERT INTO events (id) VALUES ($1)", int64_t(i)); },
@@ -52,6 +53,11 @@ int main() try {
   const auto total = db.query_value<int64_t>("SELECT count(*) FROM readings");
   std::cout << total << " rows in readings\n";
   db.execute("DROP TABLE readings");
+  db.execute("DROP TABLE events");
+  for (const auto& e : many.errors) {
+    std::cerr << "event " << e.index << ": " << e.message << "\n";
+    break;
+  }
   return report.stats.failed == 10 && total == 9990 + 50000 && many.stats.succeeded == 200000 ? 0 : 1;
 } catch (const steadypg::error& e) {
   std::cerr << "error: " << e.what() << "\n";

@@ -105,6 +105,9 @@ struct copy_args {
 };
 int run_copy(const context& ctx, const copy_args& args);
 
+/// `steadypg demo` (DESIGN §8).
+int run_demo(const context& ctx);
+
 /// A one-line progress bar on stderr, drawn only on a terminal and never with --json.
 class progress_bar {
  public:

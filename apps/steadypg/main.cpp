@@ -83,6 +83,10 @@ int main(int argc, char** argv) {
   copy->add_option("--columns", copy_a.columns, "Comma-separated target columns (default: all)");
   copy->add_flag("--header", copy_a.header, "Skip the file's first line");
 
+  auto* demo = app.add_subcommand(
+      "demo", "The whole story in one run against an embedded server (or DATABASE_URL/--dsn): pool, batch, outage "
+              "and circuit breaker, slow query, health, info, metrics");
+
   std::string action;
   std::string dir = default_sandbox_dir();
   int port = 0;
@@ -127,6 +131,7 @@ int main(int argc, char** argv) {
       rc = run_batch(ctx, batch_a);
     }
   } else if (*copy) rc = run_copy(ctx, copy_a);
+  else if (*demo) rc = run_demo(ctx);
   else if (*sandbox) rc = run_sandbox(ctx, action, dir, port, keep);
   if (!ctx.metrics_out.empty()) {
     std::ofstream out(ctx.metrics_out);

@@ -412,3 +412,36 @@ TEST(cli, copy_loads_a_file_and_reports_a_bad_line) {
   EXPECT_NE(e.at("message").get<std::string>().find("line 3"), std::string::npos) << r.out;
   EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_copy"), 5000) << "nothing of the bad file loaded";
 }
+
+TEST(cli, demo_tells_the_whole_story_against_its_own_server) {
+  auto r = run({"--json", "demo"}, {{"DATABASE_URL", ""}});
+  ASSERT_EQ(r.exit_code, 0) << r.out.substr(0, 3000) << r.err.substr(0, 3000);
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j.at("ok").get<bool>()) << j.at("problems").dump();
+  EXPECT_TRUE(j.at("server").at("embedded").get<bool>());
+  EXPECT_GT(j.at("workload").at("ops").get<long>(), 0);
+  EXPECT_EQ(j.at("batch").at("stats").at("failed"), 5);
+  EXPECT_EQ(j.at("batch").at("errors").size(), 5u);
+  const auto& outage = j.at("outage");
+  EXPECT_GT(outage.at("rejected_by_breaker").get<long>(), 0) << "the open breaker failed calls fast";
+  EXPECT_GT(outage.at("breaker_closed_ms").get<long>(), outage.at("server_back_ms").get<long>());
+  EXPECT_EQ(j.at("slow_query").at("counted"), 1);
+  EXPECT_EQ(j.at("health").at("status"), "healthy");
+  for (const char* seed : {"postgresql_slow_query_total", "postgresql_batch_operations_total",
+                           "postgresql_batch_errors_total", "postgresql_batch_duration_seconds_count"}) {
+    EXPECT_TRUE(j.at("metrics").contains(seed)) << seed;
+  }
+  EXPECT_EQ(j.at("metrics").at("postgresql_batch_operations_total"), 30000);
+  EXPECT_LT(j.at("duration_s").get<double>(), 120.0);
+}
+
+TEST(cli, demo_against_a_given_server_skips_the_outage_and_cleans_up) {
+  auto r = run({"demo"});
+  ASSERT_EQ(r.exit_code, 0) << r.out.substr(0, 3000) << r.err.substr(0, 3000);
+  EXPECT_NE(r.out.find("[6/6] Health, info and metrics"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("skipped: this needs the embedded server"), std::string::npos);
+  EXPECT_NE(r.out.find("everything behaved as described"), std::string::npos);
+  auto c = steadypg::test::connect();
+  EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'steadypg_demo_%'"), 0)
+      << "the demo drops the schema it created";
+}

@@ -30,6 +30,8 @@ struct temp_cluster_options {
   /// How long start() waits for the server to accept connections.
   std::chrono::milliseconds start_timeout{60000};
   /// Stop the server if the process that started it dies (not for a detached sandbox).
+  /// Linux ties this to the *thread* that started the server: call the constructor, start()
+  /// and restart() from a thread that outlives the server (or turn this off).
   bool die_with_parent = true;
 };
 
