@@ -548,10 +548,10 @@ class demo {
             m_events.note("server stopped (fast shutdown: sessions are terminated)");
             m_cluster->stop();
           } else if (stopped_at >= 0 && !restarted && elapsed >= stopped_at + 3000) {
+            started_at = ms_between(t0, clock_type::now());
             m_events.note("server starting");
             m_cluster->start();
             restarted = true;
-            started_at = ms_between(t0, clock_type::now());
             m_events.note("server accepts connections again");
           }
         },
@@ -587,19 +587,21 @@ class demo {
     m_out.line(fmt::format("{} calls succeeded, {} failed, {} of them rejected at once by the open breaker; {} retries",
                            r.ops, r.errors, r.rejected, m_events.retries()));
     if (closed_at > 0) {
-      m_out.line(fmt::format("recovered {:.0f} ms after the server accepted connections again", closed_at - started_at));
+      m_out.line(fmt::format("recovered {:.0f} ms after the server was started again (its startup included)",
+                             closed_at - started_at));
     }
     m_out.line(fmt::format("writes: {} acknowledged, {} rows written, {} with an unknown outcome (never re-sent)",
                            acknowledged, rows_written, unknown));
     expect(restarted, "the server did not come back");
     expect(m_events.transitions_to_open() >= 1, "the breaker never opened during the outage");
     expect(r.rejected > 0, "no call was rejected at once by the open breaker");
-    expect(m_db->breaker().state() == breaker_state::closed, "the breaker did not close after the server came back");
+    expect(m_db->breaker().state() == breaker_state::closed && closed_at > 0,
+           "the breaker did not close after the server came back");
     expect(rows_written >= static_cast<std::int64_t>(acknowledged) &&
                rows_written <= static_cast<std::int64_t>(acknowledged + unknown),
            "the rows written do not match the acknowledged writes");
     m_report["outage"] = {{"server_stopped_ms", std::lround(stopped_at)},
-                          {"server_back_ms", std::lround(started_at)},
+                          {"server_started_ms", std::lround(started_at)},
                           {"breaker_closed_ms", std::lround(closed_at)},
                           {"ok", r.ops},
                           {"errors", r.errors},

@@ -2,11 +2,14 @@
 
 /// Umbrella header: everything a program needs.
 
+#include "steadypg/batch.hpp"
 #include "steadypg/client.hpp"
 #include "steadypg/config.hpp"
 #include "steadypg/connection.hpp"
 #include "steadypg/copy.hpp"
 #include "steadypg/error.hpp"
+#include "steadypg/observe/log.hpp"
+#include "steadypg/observe/metrics.hpp"
 #include "steadypg/observer.hpp"
 #include "steadypg/params.hpp"
 #include "steadypg/pipeline.hpp"

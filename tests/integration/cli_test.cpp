@@ -424,7 +424,7 @@ TEST(cli, demo_tells_the_whole_story_against_its_own_server) {
   EXPECT_EQ(j.at("batch").at("errors").size(), 5u);
   const auto& outage = j.at("outage");
   EXPECT_GT(outage.at("rejected_by_breaker").get<long>(), 0) << "the open breaker failed calls fast";
-  EXPECT_GT(outage.at("breaker_closed_ms").get<long>(), outage.at("server_back_ms").get<long>());
+  EXPECT_GT(outage.at("breaker_closed_ms").get<long>(), outage.at("server_started_ms").get<long>());
   EXPECT_EQ(j.at("slow_query").at("counted"), 1);
   EXPECT_EQ(j.at("health").at("status"), "healthy");
   for (const char* seed : {"postgresql_slow_query_total", "postgresql_batch_operations_total",

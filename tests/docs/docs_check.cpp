@@ -1,0 +1,91 @@
+// Every ```cpp block in README.md and docs/*.md must be, line for line, a //[name … //]
+// region of a program in examples/ (which CI compiles and runs), so that the documentation
+// shows code that builds and works. Usage: steadypg_docs_check SOURCE_DIR
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> read_lines(const fs::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    out.push_back(line);
+  }
+  return out;
+}
+
+// Removes the indentation all non-empty lines share.
+std::string dedent(const std::vector<std::string>& lines) {
+  std::size_t common = std::string::npos;
+  for (const auto& l : lines) {
+    if (l.empty()) continue;
+    common = std::min(common, l.find_first_not_of(' '));
+  }
+  std::string out;
+  for (const auto& l : lines) {
+    out += l.empty() ? l : l.substr(common == std::string::npos ? 0 : common);
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::cerr << "usage: steadypg_docs_check SOURCE_DIR\n";
+    return 2;
+  }
+  const fs::path root = argv[1];
+  std::vector<std::pair<std::string, std::string>> regions;  // name, text
+  for (const auto& e : fs::directory_iterator(root / "examples")) {
+    if (e.path().extension() != ".cpp") continue;
+    const auto lines = read_lines(e.path());
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      const auto start = lines[i].find("//[");
+      if (start == std::string::npos) continue;
+      std::vector<std::string> body;
+      std::size_t j = i + 1;
+      for (; j < lines.size() && lines[j].find("//]") == std::string::npos; ++j) body.push_back(lines[j]);
+      regions.emplace_back(e.path().filename().string() + "#" + lines[i].substr(start + 3), dedent(body));
+      i = j;
+    }
+  }
+  std::vector<fs::path> docs{root / "README.md"};
+  for (const auto& e : fs::directory_iterator(root / "docs")) {
+    if (e.path().extension() == ".md") docs.push_back(e.path());
+  }
+  std::sort(docs.begin(), docs.end());
+  int blocks = 0, bad = 0;
+  for (const auto& doc : docs) {
+    const auto lines = read_lines(doc);
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      if (lines[i] != "```cpp") continue;
+      std::vector<std::string> body;
+      std::size_t j = i + 1;
+      for (; j < lines.size() && lines[j] != "```"; ++j) body.push_back(lines[j]);
+      ++blocks;
+      const std::string text = dedent(body);
+      const bool found = std::any_of(regions.begin(), regions.end(), [&](const auto& r) { return r.second == text; });
+      if (!found) {
+        ++bad;
+        std::cerr << fs::relative(doc, root).string() << ":" << i + 1
+                  << ": this C++ block is not a //[name … //] region of any program in examples/:\n"
+                  << text << "\n";
+      }
+      i = j;
+    }
+  }
+  std::cout << blocks << " C++ blocks in the docs, " << regions.size() << " example regions, " << bad
+            << " blocks without an example\n";
+  return bad == 0 && blocks > 0 ? 0 : 1;
+}
