@@ -334,7 +334,10 @@ TEST(cli, batch_from_a_statement_file) {
   for (const char* mode : {"independent", "pipeline", "transaction"}) {
     SCOPED_TRACE(mode);
     c.execute("TRUNCATE cli_batch");
-    auto r = run({"--json", "batch", "--file", f.path.string(), "--mode", mode, "--batch-size", "2"});
+    // One connection, so that line 2 surely runs before its duplicate on line 5 (chunks on
+    // several connections run in no particular order).
+    auto r = run({"--json", "batch", "--file", f.path.string(), "--mode", mode, "--batch-size", "2", "--concurrency",
+                  "1"});
     EXPECT_EQ(r.exit_code, 1) << "some operations failed: " << r.err;
     const auto j = nlohmann::json::parse(r.out);
     const auto& st = j.at("stats");
