@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -24,6 +25,15 @@ namespace steadypg::cli {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+
+// Ctrl-C or SIGTERM: finish the current step quickly, then clean up (schema, server, files).
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void on_interrupt(int) { g_interrupted = 1; }
+bool interrupted() { return g_interrupted != 0; }
+struct interrupted_error {};
+void check_interrupted() {
+  if (interrupted()) throw interrupted_error{};
+}
 
 double ms_between(clock_type::time_point a, clock_type::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
@@ -215,12 +225,12 @@ class demo {
     if (!m_ctx.json) std::cout << "steadypg demo: a resilient, observable PostgreSQL client at work\n";
     start_server();
     make_client();
-    step_connect();
-    step_workload();
-    step_batch();
-    step_outage();
-    step_slow_query();
-    step_report();
+    for (auto step : {&demo::step_connect, &demo::step_workload, &demo::step_batch, &demo::step_outage,
+                      &demo::step_slow_query, &demo::step_report}) {
+      check_interrupted();
+      (this->*step)();
+    }
+    check_interrupted();
     cleanup();
     m_report["duration_s"] = round2(std::chrono::duration<double>(clock_type::now() - t_start).count());
     m_report["ok"] = m_problems.empty();
@@ -428,7 +438,7 @@ class demo {
       r.ops = ops;
       r.errors = errors;
       r.rejected = rejected;
-      if (clock_type::now() - t0 >= length) break;
+      if (clock_type::now() - t0 >= length || interrupted()) break;
     }
     stop = true;
     for (auto& w : workers) w.join();
@@ -557,7 +567,7 @@ class demo {
         },
         true);
     m_events.stop_timeline();
-
+    check_interrupted();
     const auto events = m_events.events();
     m_out.line("timeline (ms after the workload started):");
     json_doc timeline = json_doc::array();
@@ -678,9 +688,17 @@ class demo {
   void cleanup() {
     if (m_cleaned) return;
     m_cleaned = true;
-    if (m_db && m_created_schema) {
+    // An embedded server that is down is about to be deleted with everything in it.
+    const bool server_gone = m_cluster && !m_cluster->running();
+    if (m_db && m_created_schema && !server_gone) {
       try {
-        m_db->execute(fmt::format("DROP SCHEMA {} CASCADE", m_schema));
+        // On a connection of its own: the client's breaker may still be open after an outage.
+        connection_options co;
+        co.dsn = m_dsn;
+        co.connect_timeout = std::chrono::milliseconds(3000);
+        co.query_timeout = std::chrono::milliseconds(10000);
+        connection c(co);
+        c.execute(fmt::format("DROP SCHEMA {} CASCADE", m_schema));
         m_out.line("");
         m_out.line(fmt::format("dropped schema {}", m_schema));
       } catch (const std::exception& e) {
@@ -722,9 +740,15 @@ class demo {
 }  // namespace
 
 int run_demo(const context& ctx) {
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
   try {
     demo d(ctx);
     return d.run();
+  } catch (const interrupted_error&) {
+    // The demo's destructor has dropped its schema and removed its server by now.
+    std::cerr << "demo interrupted; cleaned up\n";
+    return 130;
   } catch (...) {
     return report_error(ctx, "demo");
   }
