@@ -118,16 +118,8 @@ int run_bench(const context& ctx, const bench_args& args) {
     po.acquire_timeout = std::chrono::milliseconds(5000);
     resilience_options ro = resilience_options_from(co);
     ro.enabled = !args.no_resilience;
-    library_logging logging(ctx);
-    client db(co, po, ro, logging.events.get());
-    struct detach_metrics {  // the client dies before main() writes the file: snapshot then
-      const context& c;
-      client& d;
-      ~detach_metrics() {
-        const std::string text = d.metrics().render_prometheus();
-        c.metrics_source = [text] { return text; };
-      }
-    } snapshot_on_exit{ctx, db};
+    command_client cc(ctx, co, po, ro);
+    client& db = *cc;
     const int scale = static_cast<int>(db.query_value<int64_t>("SELECT count(*) FROM pgbench_branches"));
     if (scale < 1) throw usage_error("pgbench_branches is empty: run `steadypg bench --init --scale N` first");
     const int accounts = scale * 100000;

@@ -48,11 +48,22 @@ struct context {
   static void print_json(const json_doc& doc);
 };
 
-/// An observer that logs retries, breaker transitions, failures and slow queries through
-/// the context's logger.
-struct library_logging {
-  explicit library_logging(const context& ctx);
-  std::unique_ptr<steadypg::observe::log_observer> events;
+/// The client a command uses: the library's events are logged through the context's logger,
+/// and when it ends its metrics become what --metrics-out writes.
+class command_client {
+ public:
+  command_client(const context& ctx, const client_options& options, const pool_options& pool,
+                 const resilience_options& resilience);
+  ~command_client();
+  command_client(const command_client&) = delete;
+  command_client& operator=(const command_client&) = delete;
+  client& operator*() noexcept { return *m_db; }
+  client* operator->() noexcept { return m_db.get(); }
+
+ private:
+  const context& m_ctx;
+  std::unique_ptr<steadypg::observe::log_observer> m_events;
+  std::unique_ptr<client> m_db;
 };
 
 /// Maps an exception from the library to an exit code, logging it (and printing a JSON

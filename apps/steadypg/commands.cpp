@@ -147,31 +147,22 @@ int run_ping(const context& ctx) {
 
 namespace {
 
-// A one-connection client for the diagnostic commands; its metrics go to --metrics-out.
-struct diagnostic_client {
-  explicit diagnostic_client(const context& ctx) : c(ctx), logging(ctx) {
-    client_options o = ctx.options;
-    o.pool_max = 1;
-    o.pool_min = 0;
-    resilience_options r = resilience_options_from(o);
-    r.retry.max_retries = 0;  // report what is, do not wait it out
-    db.emplace(o, pool_options_from(o), r, logging.events.get());
-  }
-  ~diagnostic_client() {
-    const std::string text = db->metrics().render_prometheus();
-    c.metrics_source = [text] { return text; };
-  }
-  const context& c;
-  library_logging logging;
-  std::optional<client> db;
-};
+// A one-connection client for the diagnostic commands, without retries: report what is.
+command_client diagnostic_client(const context& ctx) {
+  client_options o = ctx.options;
+  o.pool_max = 1;
+  o.pool_min = 0;
+  resilience_options r = resilience_options_from(o);
+  r.retry.max_retries = 0;
+  return {ctx, o, pool_options_from(o), r};
+}
 
 }  // namespace
 
 int run_health(const context& ctx) {
   try {
-    diagnostic_client d(ctx);
-    const auto h = d.db->health_check();
+    auto d = diagnostic_client(ctx);
+    const auto h = d->health_check();
     if (ctx.json) {
       json_doc doc{{"status", std::string(to_string(h.status))},
                    {"latency_ms", round3(h.latency_ms)},
@@ -241,8 +232,8 @@ std::string info_text(const connection_info_report& i) {
 
 int run_info(const context& ctx) {
   try {
-    diagnostic_client d(ctx);
-    const auto i = d.db->connection_info();
+    auto d = diagnostic_client(ctx);
+    const auto i = d->connection_info();
     if (ctx.json) {
       context::print_json(info_json(i));
     } else {

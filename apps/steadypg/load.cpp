@@ -118,21 +118,12 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// The client for a load: enough connections for the concurrency, logging through the CLI.
-struct load_client {
-  load_client(const context& ctx, std::size_t connections) : c(ctx), logging(ctx) {
-    client_options o = ctx.options;
-    o.pool_max = std::max(o.pool_max, static_cast<int>(connections));
-    db.emplace(o, logging.events.get());
-  }
-  ~load_client() {
-    const std::string text = db->metrics().render_prometheus();
-    c.metrics_source = [text] { return text; };
-  }
-  const context& c;
-  library_logging logging;
-  std::optional<client> db;
-};
+// The client for a load: enough connections for the concurrency.
+command_client load_client(const context& ctx, std::size_t connections) {
+  client_options o = ctx.options;
+  o.pool_max = std::max(o.pool_max, static_cast<int>(connections));
+  return {ctx, o, pool_options_from(o), resilience_options_from(o)};
+}
 
 }  // namespace
 
@@ -179,8 +170,8 @@ int run_batch(const context& ctx, const batch_args& args) {
       }
     }
 
-    load_client lc(ctx, o.concurrency);
-    lc.db->ping();  // unreachable: exit 3 before doing anything
+    auto lc = load_client(ctx, o.concurrency);
+    lc->ping();  // unreachable: exit 3 before doing anything
     progress_bar bar(ctx, "batch");
     const auto started = std::chrono::steady_clock::now();
     o.on_progress = [&](const batch_progress& p) {
@@ -189,7 +180,7 @@ int run_batch(const context& ctx, const batch_args& args) {
                  fmt::format("{}/{} ops, {} failed, {:.0f} ops/s", p.processed, p.total, p.failed,
                              secs > 0 ? static_cast<double>(p.processed) / secs : 0.0));
     };
-    const auto report = lc.db->batch_execute(ops, o);
+    const auto report = lc->batch_execute(ops, o);
     bar.finish();
 
     const auto& st = report.stats;
@@ -249,10 +240,10 @@ int run_copy(const context& ctx, const copy_args& args) {
       p = comma + 1;
     }
 
-    load_client lc(ctx, 1);
+    auto lc = load_client(ctx, 1);
     progress_bar bar(ctx, "copy");
     const auto started = std::chrono::steady_clock::now();
-    const auto rows = lc.db->copy_from(args.table, columns, [&](copy_in& copy) {
+    const auto rows = lc->copy_from(args.table, columns, [&](copy_in& copy) {
       in.clear();
       in.seekg(0);  // a retry (nothing was sent) starts over
       std::string buf(1 << 20, '\0');

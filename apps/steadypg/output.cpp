@@ -52,8 +52,17 @@ void context::print_json(const json_doc& doc) {
   std::cout << doc.dump(-1, ' ', false, json_doc::error_handler_t::replace) << std::endl;
 }
 
-library_logging::library_logging(const context& ctx)
-    : events(std::make_unique<observe::log_observer>(ctx.logger())) {}
+command_client::command_client(const context& ctx, const client_options& options, const pool_options& pool,
+                               const resilience_options& resilience)
+    : m_ctx(ctx),
+      m_events(std::make_unique<observe::log_observer>(ctx.logger())),
+      m_db(std::make_unique<client>(options, pool, resilience, m_events.get())) {}
+
+command_client::~command_client() {
+  // main() writes --metrics-out after the command's client is gone: keep a snapshot.
+  const std::string text = m_db->metrics().render_prometheus();
+  m_ctx.metrics_source = [text] { return text; };
+}
 
 int report_error(const context& ctx, std::string_view command) {
   json_doc err{{"command", command}};

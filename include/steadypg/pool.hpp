@@ -551,9 +551,14 @@ class basic_pool {
           if (c) ++counters.closed_pool_closed;
           s->state.store(k_empty, std::memory_order_release);
           if (!c) ++counters.connect_failures;
-          nudge_waiter();
-          if (w.handed) break;  // someone returned one meanwhile: use it
+          if (w.handed) {  // someone returned one meanwhile: use it
+            nudge_waiter();
+            break;
+          }
+          // Leave the queue before waking the next caller to try: a wake-up sent to ourselves
+          // would be lost, and the others would sleep until their deadline.
           unlink_waiter(&w);
+          nudge_waiter();
           lk.unlock();
           c.reset();
           if (failure) std::rethrow_exception(failure);

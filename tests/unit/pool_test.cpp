@@ -437,6 +437,37 @@ TEST(pool, connect_failure_reaches_the_caller) {
   EXPECT_NO_THROW((void)pool.acquire());
 }
 
+TEST(pool, a_failed_connect_wakes_the_next_waiter) {
+  // Many callers, a connect limit of 2 and a server that refuses: every caller gets the
+  // connect error (each queued caller is woken to try in turn), none waits out its deadline.
+  auto f = std::make_shared<fake_factory>();
+  f->fail_connect = true;
+  f->connect_delay = 5ms;
+  auto o = small(10);
+  o.connecting_limit = 2;
+  o.acquire_timeout = 3000ms;
+  basic_pool<fake_conn> pool(o, f);
+  std::atomic<int> connect_errors{0}, timeouts{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      for (int k = 0; k < 5; ++k) {
+        try {
+          (void)pool.acquire();
+        } catch (const pool_timeout&) {
+          ++timeouts;
+        } catch (const connection_error&) {
+          ++connect_errors;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(timeouts.load(), 0) << "a queued caller was left asleep after a failed connect";
+  EXPECT_EQ(connect_errors.load(), 40);
+  EXPECT_EQ(pool.stats().waiting, 0u);
+}
+
 TEST(pool, connecting_limit_is_respected) {
   auto f = std::make_shared<fake_factory>();
   f->connect_delay = 30ms;
