@@ -126,7 +126,8 @@ class progress_bar {
   ~progress_bar();
   progress_bar(const progress_bar&) = delete;
   progress_bar& operator=(const progress_bar&) = delete;
-  /// Redraws (at most 10 times a second, and always at 100%).
+  /// Redraws (at most 10 times a second, and always at 100%); a negative fraction means the
+  /// total is unknown: only `detail` is shown.
   void update(double fraction, std::string_view detail);
   /// Ends the line.
   void finish();

@@ -23,8 +23,16 @@ progress_bar::~progress_bar() { finish(); }
 void progress_bar::update(double fraction, std::string_view detail) {
   if (!m_enabled) return;
   const auto now = std::chrono::steady_clock::now();
-  if (fraction < 1.0 && now - m_last < std::chrono::milliseconds(100)) return;  // 10 redraws a second at most
+  if (fraction != 1.0 && now - m_last < std::chrono::milliseconds(100)) return;  // 10 redraws a second at most
   m_last = now;
+  if (fraction < 0) {  // the total is unknown (standard input): no bar, just the figures
+    std::string line = fmt::format("\r{} {}", m_label, detail);
+    line.append("\x1b[K");
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
+    m_drawn = true;
+    return;
+  }
   fraction = std::clamp(fraction, 0.0, 1.0);
   constexpr int width = 30;
   const int filled = static_cast<int>(std::lround(fraction * width));
@@ -44,10 +52,15 @@ void progress_bar::finish() {
 
 namespace {
 
+// The whole file, or standard input for "-".
 std::string read_file(const std::string& path) {
+  std::ostringstream s;
+  if (path == "-") {
+    s << std::cin.rdbuf();
+    return s.str();
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw usage_error(fmt::format("cannot read {}", path));
-  std::ostringstream s;
   s << in.rdbuf();
   return s.str();
 }
@@ -228,11 +241,20 @@ int run_batch(const context& ctx, const batch_args& args) {
 int run_copy(const context& ctx, const copy_args& args) {
   try {
     const auto format = args.format == "csv" ? copy_format::csv : copy_format::text;
-    std::ifstream in(args.file, std::ios::binary);
-    if (!in) throw usage_error(fmt::format("cannot read {}", args.file));
-    in.seekg(0, std::ios::end);
-    const auto size = static_cast<double>(std::max<std::streamoff>(in.tellg(), 1));
-    in.seekg(0);
+    // A file streams with a percentage; "-" streams standard input (size unknown).
+    const bool from_stdin = args.file == "-";
+    std::ifstream file;
+    if (!from_stdin) {
+      file.open(args.file, std::ios::binary);
+      if (!file) throw usage_error(fmt::format("cannot read {}", args.file));
+    }
+    std::istream& in = from_stdin ? std::cin : file;
+    double size = 0;
+    if (!from_stdin) {
+      file.seekg(0, std::ios::end);
+      size = static_cast<double>(std::max<std::streamoff>(file.tellg(), 1));
+      file.seekg(0);
+    }
     std::vector<std::string> columns;
     for (std::size_t p = 0; !args.columns.empty() && p <= args.columns.size();) {
       const auto comma = std::min(args.columns.find(',', p), args.columns.size());
@@ -244,8 +266,11 @@ int run_copy(const context& ctx, const copy_args& args) {
     progress_bar bar(ctx, "copy");
     const auto started = std::chrono::steady_clock::now();
     const auto rows = lc->copy_from(args.table, columns, [&](copy_in& copy) {
-      in.clear();
-      in.seekg(0);  // a retry (nothing was sent) starts over
+      // `write` runs again only when the COPY could not even start, so nothing was read yet.
+      if (!from_stdin) {
+        file.clear();
+        file.seekg(0);
+      }
       std::string buf(1 << 20, '\0');
       std::uint64_t read = 0;
       while (in) {
@@ -255,7 +280,7 @@ int run_copy(const context& ctx, const copy_args& args) {
         read += n;
         copy.write_raw(std::string_view(buf.data(), n));
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        bar.update(static_cast<double>(read) / size,
+        bar.update(from_stdin ? -1.0 : static_cast<double>(read) / size,
                    fmt::format("{:.1f} MiB, {:.1f} MiB/s", static_cast<double>(read) / (1 << 20),
                                secs > 0 ? static_cast<double>(read) / (1 << 20) / secs : 0.0));
       }

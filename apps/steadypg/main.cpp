@@ -57,9 +57,11 @@ int main(int argc, char** argv) {
 
   batch_args batch_a;
   auto* batch = app.add_subcommand("batch", "Batch execution: statements from a file, or a template bound to CSV rows");
-  auto* batch_file = batch->add_option("--file", batch_a.file, "One statement per line (blank and -- lines skipped)");
+  auto* batch_file = batch->add_option("--file", batch_a.file,
+                                       "One statement per line (blank and -- lines skipped); - reads standard input");
   auto* batch_sql = batch->add_option("--sql", batch_a.sql, "Statement template; each CSV record binds $1…$n");
-  auto* batch_csv = batch->add_option("--csv", batch_a.csv, "CSV file for --sql (unquoted empty field = NULL)");
+  auto* batch_csv = batch->add_option("--csv", batch_a.csv,
+                                      "CSV file for --sql (unquoted empty field = NULL); - reads standard input");
   batch_file->excludes(batch_sql)->excludes(batch_csv);
   batch_sql->needs(batch_csv);
   batch_csv->needs(batch_sql);
@@ -78,7 +80,7 @@ int main(int argc, char** argv) {
   copy_args copy_a;
   auto* copy = app.add_subcommand("copy", "COPY bulk load of a file into a table");
   copy->add_option("table", copy_a.table, "Target table (may be schema-qualified)")->required();
-  copy->add_option("--file", copy_a.file, "Data file")->required();
+  copy->add_option("--file", copy_a.file, "Data file; - streams standard input")->required();
   copy->add_option("--format", copy_a.format, "csv | text")->check(CLI::IsMember({"csv", "text"}))->capture_default_str();
   copy->add_option("--columns", copy_a.columns, "Comma-separated target columns (default: all)");
   copy->add_flag("--header", copy_a.header, "Skip the file's first line");

@@ -33,7 +33,8 @@ std::string read_file(const fs::path& p) {
 }
 
 // Runs the CLI with `args` and extra environment; DATABASE_URL defaults to the test server.
-run_result run(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+run_result run(std::vector<std::string> args, std::map<std::string, std::string> env = {},
+               const std::string& stdin_file = "/dev/null") {
   const fs::path dir = fs::temp_directory_path() / fmt::format("steadypg-cli-{}", ::getpid());
   fs::create_directories(dir);
   const fs::path out = dir / "out", err = dir / "err";
@@ -44,7 +45,10 @@ run_result run(std::vector<std::string> args, std::map<std::string, std::string>
     std::vector<char*> argv{const_cast<char*>(STEADYPG_CLI_PATH)};
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) ::_exit(120);
+    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr) ||
+        !std::freopen(stdin_file.c_str(), "r", stdin)) {
+      ::_exit(120);
+    }
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
@@ -387,6 +391,11 @@ TEST(cli, batch_binds_csv_records_to_a_template) {
   const std::vector<std::pair<int, std::optional<std::string>>> want = {
       {1, "plain"}, {2, "comma, and \"quote\""}, {3, std::nullopt}, {4, ""}, {5, "two\nlines"}};
   EXPECT_EQ(got, want);
+  // "-" reads the CSV from standard input.
+  temp_file piped("piped.csv", "10,piped\n");
+  r = run({"--json", "batch", "--sql", "INSERT INTO cli_csv VALUES ($1, $2)", "--csv", "-"}, {}, piped.path.string());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(c.query_value<std::string>("SELECT v FROM cli_csv WHERE id = 10"), "piped");
   temp_file broken("broken.csv", "1,\"never closed\n");
   r = run({"batch", "--sql", "SELECT $1, $2", "--csv", broken.path.string()});
   EXPECT_EQ(r.exit_code, 2);
@@ -414,6 +423,13 @@ TEST(cli, copy_loads_a_file_and_reports_a_bad_line) {
   EXPECT_EQ(e.at("sqlstate"), "22P02");
   EXPECT_NE(e.at("message").get<std::string>().find("line 3"), std::string::npos) << r.out;
   EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_copy"), 5000) << "nothing of the bad file loaded";
+  // "-" streams standard input.
+  temp_file more("more.txt", "9001\tfrom stdin\n9002\t\\N\n");
+  r = run({"--json", "copy", "cli_copy", "--file", "-"}, {}, more.path.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("rows"), 2);
+  EXPECT_EQ(c.query_value<std::string>("SELECT v FROM cli_copy WHERE id = 9001"), "from stdin");
+  EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_copy WHERE id = 9002 AND v IS NULL"), 1);
 }
 
 TEST(cli, demo_tells_the_whole_story_against_its_own_server) {
