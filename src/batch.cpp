@@ -378,9 +378,8 @@ class client::batch_run {
     p.total = m_count;
     p.succeeded = m_succeeded.load(std::memory_order_relaxed);
     p.failed = m_failed.load(std::memory_order_relaxed);
+    // Both counters only grow, and reads under the mutex are ordered: processed never decreases.
     p.processed = p.succeeded + p.failed;
-    if (p.processed < m_last_reported) return;  // keep it monotonic across threads
-    m_last_reported = p.processed;
     m_o.on_progress(p);
   }
 
@@ -434,7 +433,6 @@ class client::batch_run {
   std::atomic<std::size_t> m_succeeded{0}, m_failed{0};
   std::mutex m_make_mutex;
   std::mutex m_progress_mutex;
-  std::size_t m_last_reported = 0;
 };
 
 batch_report client::batch_execute(std::span<const batch_operation> ops, const batch_options& options) {

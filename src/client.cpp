@@ -63,45 +63,6 @@ class connection_factory final : public pool_factory<connection> {
   client_options m_options;
 };
 
-// Forwards every event to the metrics and to the caller's observer.
-class observer_fanout final : public observer {
- public:
-  observer_fanout(observer* a, observer* b) : m_a(a), m_b(b) {}
-#define STEADYPG_FANOUT(call) \
-  if (m_a) m_a->call;        \
-  if (m_b) m_b->call;
-  void on_pool_acquired(std::chrono::nanoseconds w) noexcept override { STEADYPG_FANOUT(on_pool_acquired(w)) }
-  void on_pool_released(std::chrono::nanoseconds u) noexcept override { STEADYPG_FANOUT(on_pool_released(u)) }
-  void on_pool_connection_created(std::chrono::nanoseconds t) noexcept override {
-    STEADYPG_FANOUT(on_pool_connection_created(t))
-  }
-  void on_pool_connect_failed(const error& e) noexcept override { STEADYPG_FANOUT(on_pool_connect_failed(e)) }
-  void on_pool_connection_closed(close_reason r) noexcept override { STEADYPG_FANOUT(on_pool_connection_closed(r)) }
-  void on_pool_acquire_timeout(std::chrono::nanoseconds w) noexcept override {
-    STEADYPG_FANOUT(on_pool_acquire_timeout(w))
-  }
-  void on_pool_rejected() noexcept override { STEADYPG_FANOUT(on_pool_rejected()) }
-  void on_pool_leak_suspected(const leak_report& r) noexcept override { STEADYPG_FANOUT(on_pool_leak_suspected(r)) }
-  void on_retry(const retry_report& r) noexcept override { STEADYPG_FANOUT(on_retry(r)) }
-  void on_retry_budget_exhausted(std::string_view op) noexcept override {
-    STEADYPG_FANOUT(on_retry_budget_exhausted(op))
-  }
-  void on_breaker_transition(breaker_state from, breaker_state to) noexcept override {
-    STEADYPG_FANOUT(on_breaker_transition(from, to))
-  }
-  void on_breaker_rejected() noexcept override { STEADYPG_FANOUT(on_breaker_rejected()) }
-  void on_cancel_sent() noexcept override { STEADYPG_FANOUT(on_cancel_sent()) }
-  void on_indeterminate_commit(std::string_view op) noexcept override { STEADYPG_FANOUT(on_indeterminate_commit(op)) }
-  void on_call_finished(const call_report& r) noexcept override { STEADYPG_FANOUT(on_call_finished(r)) }
-  void on_batch_finished(const batch_summary& b) noexcept override { STEADYPG_FANOUT(on_batch_finished(b)) }
-  void on_health_changed(int from, int to) noexcept override { STEADYPG_FANOUT(on_health_changed(from, to)) }
-#undef STEADYPG_FANOUT
-
- private:
-  observer* m_a;
-  observer* m_b;
-};
-
 }  // namespace
 
 pool_options pool_options_from(const client_options& o) {
@@ -143,7 +104,7 @@ client::client(client_options options, pool_options pool, resilience_options res
       m_metrics(m_options.metrics_enabled
                     ? std::make_unique<observe::client_metrics>(*m_registry, m_options.slow_query_threshold)
                     : nullptr),
-      m_fanout(m_metrics ? std::make_unique<observer_fanout>(m_metrics.get(), obs) : nullptr),
+      m_fanout(m_metrics ? std::make_unique<observer_tee>(m_metrics.get(), obs) : nullptr),
       m_observer(m_fanout ? m_fanout.get() : obs),
       m_breaker(m_resilience.breaker, m_observer),
       m_budget(m_resilience.budget) {

@@ -212,8 +212,8 @@ int run_bench(const context& ctx, const bench_args& args) {
                            {"ops", total_ops.load()},
                            {"errors", total_errors.load()},
                            {"ops_per_s", std::round(ops_per_s * 10) / 10},
-                           {"p50_ms", std::round(all.percentile_ms(50) * 1000) / 1000},
-                           {"p99_ms", std::round(all.percentile_ms(99) * 1000) / 1000},
+                           {"p50_ms", round3(all.percentile_ms(50))},
+                           {"p99_ms", round3(all.percentile_ms(99))},
                            {"timeline", timeline}});
     } else {
       std::cout << fmt::format("workload {}, {} clients, {} s (scale {}): {} ops, {} errors, {:.1f} ops/s, "

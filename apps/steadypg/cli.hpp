@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <optional>
 #include <memory>
@@ -138,6 +139,9 @@ class progress_bar {
   std::string m_label;
   std::chrono::steady_clock::time_point m_last{};
 };
+
+/// A figure for --json output: three decimals.
+inline double round3(double v) { return std::round(v * 1000.0) / 1000.0; }
 
 /// Keeps a value alive so the compiler cannot drop the work that produced it.
 inline void benchmark_sink(int v) { asm volatile("" : : "g"(v) : "memory"); }

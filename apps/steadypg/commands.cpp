@@ -36,8 +36,6 @@ double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-double round3(double v) { return std::round(v * 1000.0) / 1000.0; }
-
 json_doc json_value(const field& f, oid type) {
   if (f.is_null()) return nullptr;
   const std::string_view t = f.text();

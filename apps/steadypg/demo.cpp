@@ -48,17 +48,19 @@ double percentile(std::vector<float>& v, double q) {
 }
 
 // Library log lines, captured as JSON lines in memory (the demo shows excerpts; stderr stays
-// for the display's progress lines).
-class captured_log {
+// for the display's progress lines). One mutex covers writing and reading the buffer.
+class captured_log final : public observe::logger {
  public:
-  captured_log() : m_file(::open_memstream(&m_buf, &m_size)), m_logger(m_file, observe::log_level::info) {}
-  ~captured_log() {
+  captured_log()
+      : logger(observe::log_level::info),
+        m_file(::open_memstream(&m_buf, &m_size)),
+        m_json(m_file, observe::log_level::info) {}
+  ~captured_log() override {
     std::fclose(m_file);
     std::free(m_buf);
   }
   captured_log(const captured_log&) = delete;
   captured_log& operator=(const captured_log&) = delete;
-  observe::logger& logger() { return m_logger; }
   /// The captured lines containing `needle`.
   std::vector<std::string> lines_with(std::string_view needle) {
     std::lock_guard lk(m_mutex);
@@ -71,12 +73,19 @@ class captured_log {
     return out;
   }
 
+ protected:
+  void write(observe::log_level l, std::string_view component, std::string_view msg,
+             std::span<const observe::log_field> fields) override {
+    std::lock_guard lk(m_mutex);
+    m_json.log(l, component, msg, fields);
+  }
+
  private:
+  std::mutex m_mutex;
   char* m_buf = nullptr;
   std::size_t m_size = 0;
   std::FILE* m_file;
-  observe::json_logger m_logger;
-  std::mutex m_mutex;
+  observe::json_logger m_json;
 };
 
 // A timestamped event of the outage step.
@@ -85,12 +94,10 @@ struct timeline_event {
   std::string what;
 };
 
-// Records breaker transitions and retries for the timeline, and forwards everything to the
-// log observer.
+// Records breaker transitions and retries for the timeline (the client gets it teed with the
+// log observer).
 class demo_observer final : public observer {
  public:
-  explicit demo_observer(observer& log) : m_log(log) {}
-
   void start_timeline(clock_type::time_point t0) {
     std::lock_guard lk(m_mutex);
     m_t0 = t0;
@@ -113,17 +120,8 @@ class demo_observer final : public observer {
   std::uint64_t retries() const { return m_retries.load(); }
   std::uint64_t transitions_to_open() const { return m_opened.load(); }
 
-  void on_pool_acquired(std::chrono::nanoseconds w) noexcept override { m_log.on_pool_acquired(w); }
-  void on_pool_released(std::chrono::nanoseconds u) noexcept override { m_log.on_pool_released(u); }
-  void on_pool_connection_created(std::chrono::nanoseconds t) noexcept override {
-    m_log.on_pool_connection_created(t);
-  }
-  void on_pool_connect_failed(const error& e) noexcept override { m_log.on_pool_connect_failed(e); }
-  void on_pool_connection_closed(close_reason r) noexcept override { m_log.on_pool_connection_closed(r); }
-  void on_pool_acquire_timeout(std::chrono::nanoseconds w) noexcept override { m_log.on_pool_acquire_timeout(w); }
   void on_retry(const retry_report& r) noexcept override {
     ++m_retries;
-    m_log.on_retry(r);
     try {
       std::lock_guard lk(m_mutex);
       // The first few retries tell the story; the rest are counted.
@@ -137,10 +135,8 @@ class demo_observer final : public observer {
     } catch (...) {
     }
   }
-  void on_retry_budget_exhausted(std::string_view op) noexcept override { m_log.on_retry_budget_exhausted(op); }
   void on_breaker_transition(breaker_state from, breaker_state to) noexcept override {
     if (to == breaker_state::open) ++m_opened;
-    m_log.on_breaker_transition(from, to);
     try {
       std::string why;
       if (to == breaker_state::open && from == breaker_state::closed) why = " (consecutive failures reached the threshold)";
@@ -151,15 +147,8 @@ class demo_observer final : public observer {
     } catch (...) {
     }
   }
-  void on_breaker_rejected() noexcept override { m_log.on_breaker_rejected(); }
-  void on_cancel_sent() noexcept override { m_log.on_cancel_sent(); }
-  void on_indeterminate_commit(std::string_view op) noexcept override { m_log.on_indeterminate_commit(op); }
-  void on_health_changed(int from, int to) noexcept override { m_log.on_health_changed(from, to); }
-  void on_call_finished(const call_report& r) noexcept override { m_log.on_call_finished(r); }
-  void on_batch_finished(const batch_summary& b) noexcept override { m_log.on_batch_finished(b); }
 
  private:
-  observer& m_log;
   std::mutex m_mutex;
   clock_type::time_point m_t0{};
   bool m_recording = false;
@@ -217,7 +206,8 @@ struct workload_result {
 
 class demo {
  public:
-  demo(const context& ctx) : m_ctx(ctx), m_out(ctx.json), m_log_observer(m_log.logger()), m_events(m_log_observer) {}
+  demo(const context& ctx) : m_ctx(ctx), m_out(ctx.json), m_log_observer(m_log),
+        m_observers(&m_log_observer, &m_events) {}
 
   int run() {
     const auto t_start = clock_type::now();
@@ -291,7 +281,7 @@ class demo {
     o.slow_query_threshold = std::chrono::milliseconds(200);
     o.metrics_enabled = true;
     m_options = o;
-    m_db = std::make_unique<client>(o, &m_events);
+    m_db = std::make_unique<client>(o, &m_observers);
     m_schema = fmt::format("steadypg_demo_{}", ::getpid());
   }
 
@@ -722,6 +712,7 @@ class demo {
   captured_log m_log;
   observe::log_observer m_log_observer;
   demo_observer m_events;
+  observer_tee m_observers;  // what the client reports to: logs, then the timeline
   std::unique_ptr<testing::temp_cluster> m_cluster;
   std::string m_dsn;
   double m_server_start_ms = 0;

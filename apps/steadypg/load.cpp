@@ -65,8 +65,6 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-double round3(double v) { return std::round(v * 1000.0) / 1000.0; }
-
 // One CSV record: its fields (nullopt = unquoted empty = NULL) and the line it starts on.
 struct csv_record {
   std::size_t line = 0;

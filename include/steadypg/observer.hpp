@@ -135,4 +135,32 @@ class observer {
   virtual void on_call_finished(const call_report& report) noexcept { (void)report; }
 };
 
+/// Forwards every event to two observers (either may be null), first `a`, then `b`: to log
+/// and to count, or to add your own observer next to a log_observer.
+class observer_tee final : public observer {
+ public:
+  observer_tee(observer* a, observer* b) noexcept : m_a(a), m_b(b) {}
+  void on_pool_acquired(std::chrono::nanoseconds wait) noexcept override;
+  void on_pool_released(std::chrono::nanoseconds use) noexcept override;
+  void on_pool_connection_created(std::chrono::nanoseconds connect_time) noexcept override;
+  void on_pool_connect_failed(const error& e) noexcept override;
+  void on_pool_connection_closed(close_reason reason) noexcept override;
+  void on_pool_acquire_timeout(std::chrono::nanoseconds waited) noexcept override;
+  void on_pool_rejected() noexcept override;
+  void on_pool_leak_suspected(const leak_report& report) noexcept override;
+  void on_retry(const retry_report& report) noexcept override;
+  void on_retry_budget_exhausted(std::string_view operation) noexcept override;
+  void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;
+  void on_breaker_rejected() noexcept override;
+  void on_cancel_sent() noexcept override;
+  void on_indeterminate_commit(std::string_view operation) noexcept override;
+  void on_health_changed(int from, int to) noexcept override;
+  void on_batch_finished(const batch_summary& summary) noexcept override;
+  void on_call_finished(const call_report& report) noexcept override;
+
+ private:
+  observer* m_a;
+  observer* m_b;
+};
+
 }  // namespace steadypg

@@ -1,0 +1,37 @@
+#include "steadypg/observer.hpp"
+
+namespace steadypg {
+
+#define STEADYPG_TEE(call) \
+  if (m_a) m_a->call;      \
+  if (m_b) m_b->call;
+
+void observer_tee::on_pool_acquired(std::chrono::nanoseconds w) noexcept { STEADYPG_TEE(on_pool_acquired(w)) }
+void observer_tee::on_pool_released(std::chrono::nanoseconds u) noexcept { STEADYPG_TEE(on_pool_released(u)) }
+void observer_tee::on_pool_connection_created(std::chrono::nanoseconds t) noexcept {
+  STEADYPG_TEE(on_pool_connection_created(t))
+}
+void observer_tee::on_pool_connect_failed(const error& e) noexcept { STEADYPG_TEE(on_pool_connect_failed(e)) }
+void observer_tee::on_pool_connection_closed(close_reason r) noexcept { STEADYPG_TEE(on_pool_connection_closed(r)) }
+void observer_tee::on_pool_acquire_timeout(std::chrono::nanoseconds w) noexcept {
+  STEADYPG_TEE(on_pool_acquire_timeout(w))
+}
+void observer_tee::on_pool_rejected() noexcept { STEADYPG_TEE(on_pool_rejected()) }
+void observer_tee::on_pool_leak_suspected(const leak_report& r) noexcept { STEADYPG_TEE(on_pool_leak_suspected(r)) }
+void observer_tee::on_retry(const retry_report& r) noexcept { STEADYPG_TEE(on_retry(r)) }
+void observer_tee::on_retry_budget_exhausted(std::string_view op) noexcept {
+  STEADYPG_TEE(on_retry_budget_exhausted(op))
+}
+void observer_tee::on_breaker_transition(breaker_state from, breaker_state to) noexcept {
+  STEADYPG_TEE(on_breaker_transition(from, to))
+}
+void observer_tee::on_breaker_rejected() noexcept { STEADYPG_TEE(on_breaker_rejected()) }
+void observer_tee::on_cancel_sent() noexcept { STEADYPG_TEE(on_cancel_sent()) }
+void observer_tee::on_indeterminate_commit(std::string_view op) noexcept { STEADYPG_TEE(on_indeterminate_commit(op)) }
+void observer_tee::on_health_changed(int from, int to) noexcept { STEADYPG_TEE(on_health_changed(from, to)) }
+void observer_tee::on_batch_finished(const batch_summary& b) noexcept { STEADYPG_TEE(on_batch_finished(b)) }
+void observer_tee::on_call_finished(const call_report& r) noexcept { STEADYPG_TEE(on_call_finished(r)) }
+
+#undef STEADYPG_TEE
+
+}  // namespace steadypg
