@@ -6,11 +6,13 @@
 #include <exception>
 #include <atomic>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "steadypg/client.hpp"
 #include "steadypg/pipeline.hpp"
 #include "steadypg/transaction.hpp"
+#include "connection_impl.hpp"
 
 namespace steadypg {
 
@@ -72,6 +74,34 @@ failure_info info_of(const error& e) {
   return {e.sqlstate(), e.what(), e.outcome(), e.kind() == failure_kind::timeout || e.sqlstate() == "57014"};
 }
 
+failure_info info_of(const error& e, outcome o) {
+  auto f = info_of(e);
+  f.result = o;
+  return f;
+}
+
+// A login the server refused: every later connect would be refused the same way.
+bool is_login_refusal(const error& e) {
+  return e.kind() == failure_kind::connect_failed && is_login_rejection(e.sqlstate());
+}
+
+// The connection failed in the middle of a pipelined chunk. When the server said why (a
+// FATAL message with a SQLSTATE, e.g. 57P01 from pg_terminate_backend) the stream ended
+// cleanly: it processed nothing after what it answered, so statements without a result were
+// never run. Anything else (a reset socket, a timeout) leaves them in doubt.
+bool server_ended_session(const error& e) {
+  return !e.sqlstate().empty() && e.kind() != failure_kind::timeout && e.poisons_connection();
+}
+
+// Rethrown so that client::run() takes the rest of the chunk to a new connection: nothing
+// of what is left was applied.
+[[noreturn]] void throw_resumable(const error& e, outcome o) {
+  connection_error again(e.what(), failure_kind::connection_lost, o, e.server());
+  again.set_operation("batch");
+  again.set_broken();
+  throw again;
+}
+
 }  // namespace
 
 // One batch: chunks of batch_size operations taken by up to `concurrency` workers.
@@ -107,43 +137,81 @@ class client::batch_run {
   struct worker_state {
     std::vector<batch_error> errors;
     std::vector<batch_operation> storage;  // operations made on demand for the current chunk
+    std::vector<char> skip;                // per operation of the chunk: rejected before sending
   };
 
+  // One chunk's operations and which of them were rejected before anything was sent.
+  struct chunk_view {
+    std::span<const batch_operation> ops;
+    const std::vector<char>& skip;
+  };
+
+  bool stopped() const noexcept { return m_stop.load(std::memory_order_relaxed); }
+
   void work(worker_state& w) {
-    while (!m_stop.load(std::memory_order_relaxed)) {
+    while (!stopped()) {
       const std::size_t chunk = m_next_chunk.fetch_add(1);
       const std::size_t begin = chunk * m_o.batch_size;
       if (begin >= m_count) return;
       if (clock::now() >= m_deadline) return;  // the rest is reported as timed out
       const std::size_t end = std::min(begin + m_o.batch_size, m_count);
-      std::span<const batch_operation> ops;
-      try {
-        ops = chunk_ops(begin, end, w);
-      } catch (const std::exception& e) {
-        for (std::size_t i = begin; i < end; ++i) {
-          fail(w, i, {"", fmt::format("could not make the operation: {}", e.what()), outcome::not_sent, false});
-        }
-        progress();
-        continue;
-      }
+      const auto ops = chunk_ops(begin, end, w);
+      const chunk_view view{ops, w.skip};
       switch (m_o.mode) {
-        case batch_mode::independent: run_independent(begin, ops, w); break;
-        case batch_mode::pipeline: run_pipeline(begin, ops, w); break;
-        case batch_mode::transaction: run_transaction(chunk, begin, ops, w); break;
+        case batch_mode::independent: run_independent(begin, view, w); break;
+        case batch_mode::pipeline: run_pipeline(begin, view, w); break;
+        case batch_mode::transaction: run_transaction(chunk, begin, view, w); break;
       }
       progress();
     }
   }
 
+  // Makes (when on demand) and checks the chunk's operations. One that cannot be made or
+  // could not be sent as it is (a NUL byte, a wrong parameter count) fails alone, now, with
+  // outcome not_sent, and is left out of its chunk.
   std::span<const batch_operation> chunk_ops(std::size_t begin, std::size_t end, worker_state& w) {
-    if (m_make == nullptr) return m_ops.subspan(begin, end - begin);
-    w.storage.clear();
-    std::lock_guard lk(m_make_mutex);
-    for (std::size_t i = begin; i < end; ++i) w.storage.push_back((*m_make)(i));
-    return w.storage;
+    const std::size_t n = end - begin;
+    w.skip.assign(n, 0);
+    std::span<const batch_operation> ops;
+    if (m_make == nullptr) {
+      ops = m_ops.subspan(begin, n);
+    } else {
+      w.storage.clear();
+      w.storage.reserve(n);
+      std::lock_guard lk(m_make_mutex);
+      for (std::size_t i = begin; i < end; ++i) {
+        try {
+          w.storage.push_back((*m_make)(i));
+        } catch (const std::exception& e) {
+          w.storage.push_back(batch_operation::call([](connection&) {}, "unmade"));
+          w.skip[i - begin] = 1;
+          fail(w, i, {"", fmt::format("could not make the operation: {}", e.what()), outcome::not_sent, false});
+        }
+      }
+      ops = w.storage;
+    }
+    // Pipelined statements always go through the extended protocol, which binds exactly
+    // $1…$n; independent ones without parameters may be several statements (simple protocol).
+    const bool extended_always = m_o.mode != batch_mode::independent;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (w.skip[i] || ops[i].is_call()) continue;
+      try {
+        const auto refs = ops[i].params().refs();
+        internal::connection_impl::check_sql(ops[i].sql());
+        internal::connection_impl::check_params(refs);
+        if (extended_always || !refs.empty()) {
+          internal::check_param_count(internal::placeholder_count(ops[i].sql()), refs.size());
+        }
+      } catch (const error& e) {
+        w.skip[i] = 1;
+        fail(w, begin + i, info_of(e, outcome::not_sent));
+      }
+    }
+    return ops;
   }
 
-  // The time left as a client-side timeout; throws timeout_error when none is left.
+  // The time left as a client-side timeout; throws timeout_error when none is left (before
+  // anything of the step is sent).
   void bound_by_deadline(connection& c) const {
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(m_deadline - clock::now());
     // Not a server failure: no retry, nothing for the breaker.
@@ -151,39 +219,88 @@ class client::batch_run {
     c.set_query_timeout(left);
   }
 
+  // Once statements are in flight the deadline only bounds the wait (a timeout leaves them in
+  // doubt, which the error's outcome says).
+  void bound_wait(connection& c) const {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(m_deadline - clock::now());
+    c.set_query_timeout(std::max(left, std::chrono::milliseconds(1)));
+  }
+
+  // An open breaker: wait until it lets calls through again rather than failing the rest of
+  // the batch at once. False when it will not within the deadline (or is forced open).
+  bool wait_for_breaker(bool& counted, std::size_t ops_waiting) {
+    const auto at = m_client.breaker().admits_at();
+    if (!at || *at >= m_deadline) return false;
+    if (!counted) {
+      counted = true;
+      m_breaker_waited.fetch_add(ops_waiting, std::memory_order_relaxed);
+    }
+    // Spread the workers a little so that they do not all knock at once.
+    static thread_local std::minstd_rand jitter{std::random_device{}()};
+    const auto until = *at + std::chrono::milliseconds(jitter() % 20);
+    while (!stopped()) {
+      const auto now = clock::now();
+      if (now >= until) return now < m_deadline;
+      std::this_thread::sleep_for(std::min<clock::duration>(until - now, std::chrono::milliseconds(100)));
+    }
+    return false;
+  }
+
+  // A refused login stops the whole batch: every other operation would be refused the same way
+  // (and repeated attempts can lock the account).
+  void abort_on_login_refusal(const error& e) {
+    if (!is_login_refusal(e)) return;
+    {
+      std::lock_guard lk(m_abort_mutex);
+      if (m_abort_message.empty()) m_abort_message = fmt::format("not run: the server refused the login: {}", e.what());
+    }
+    m_stop.store(true, std::memory_order_relaxed);
+  }
+
   // Prepares the statement most of [from, to) share so that the pipeline sends it by name.
-  static void warm(connection& c, std::span<const batch_operation> ops, std::size_t from, std::size_t to) {
-    if (to - from < 2) return;
-    const auto& sql = ops[from].sql();
+  static void warm(connection& c, const chunk_view& v, std::size_t from, std::size_t to) {
+    std::size_t first = from;
+    while (first < to && v.skip[first]) ++first;
+    if (to - first < 2) return;
+    const auto& sql = v.ops[first].sql();
     std::size_t same = 0;
-    for (std::size_t i = from; i < to; ++i) same += ops[i].sql() == sql;
-    if (same * 2 < to - from) return;
+    for (std::size_t i = first; i < to; ++i) same += !v.skip[i] && v.ops[i].sql() == sql;
+    if (same * 2 < to - first) return;
     try {
-      c.prepare(sql, ops[from].params());
+      c.prepare(sql, v.ops[first].params());
     } catch (const sql_error& e) {
       if (e.poisons_connection() || !c.is_idle()) throw;
       // A statement the server rejects fails per operation below.
     }
   }
 
-  void run_independent(std::size_t begin, std::span<const batch_operation> ops, worker_state& w) {
-    for (std::size_t i = 0; i < ops.size(); ++i) {
-      if (m_stop.load(std::memory_order_relaxed) || clock::now() >= m_deadline) return;
-      const auto& op = ops[i];
-      const call_info info{"batch", op.sql(), false, false, m_deadline, op.is_call() ? nullptr : &describe_param_list,
-                           &op.params()};
-      try {
-        if (op.is_call()) {
-          m_client.run(info, [&](connection& c) { op.callable()(c); });
-          succeed(begin + i, nullptr);
-        } else {
-          result r = m_client.run(info, [&](connection& c) { return c.execute(op.sql(), op.params()); });
-          succeed(begin + i, &r);
+  void run_independent(std::size_t begin, const chunk_view& v, worker_state& w) {
+    for (std::size_t i = 0; i < v.ops.size(); ++i) {
+      if (v.skip[i]) continue;
+      bool counted = false;
+      while (true) {
+        if (stopped() || clock::now() >= m_deadline) return;
+        const auto& op = v.ops[i];
+        const call_info info{"batch", op.sql(), false, false, m_deadline,
+                             op.is_call() ? nullptr : &describe_param_list, &op.params()};
+        try {
+          if (op.is_call()) {
+            m_client.run(info, [&](connection& c) { op.callable()(c); });
+            succeed(begin + i, nullptr);
+          } else {
+            result r = m_client.run(info, [&](connection& c) { return c.execute(op.sql(), op.params()); });
+            succeed(begin + i, &r);
+          }
+        } catch (const circuit_open& e) {
+          if (wait_for_breaker(counted, 1)) continue;
+          fail(w, begin + i, info_of(e));
+        } catch (const error& e) {
+          abort_on_login_refusal(e);
+          fail(w, begin + i, info_of(e));
+        } catch (const std::exception& e) {
+          fail(w, begin + i, {"", e.what(), outcome::fatal, false});
         }
-      } catch (const error& e) {
-        fail(w, begin + i, info_of(e));
-      } catch (const std::exception& e) {
-        fail(w, begin + i, {"", e.what(), outcome::fatal, false});
+        break;
       }
     }
   }
@@ -204,128 +321,183 @@ class client::batch_run {
     }
   }
 
-  void run_pipeline(std::size_t begin, std::span<const batch_operation> ops, worker_state& w) {
-    if (m_stop.load(std::memory_order_relaxed)) return;
+  // Pipeline mode: each statement is sent with its own sync point, so each is its own
+  // implicit transaction. A statement has succeeded only when its sync point has been
+  // confirmed: its result arrives before the server commits it.
+  void run_pipeline(std::size_t begin, const chunk_view& v, worker_state& w) {
+    if (stopped()) return;
+    const auto& ops = v.ops;
     std::size_t done = 0;  // operations of the chunk with a known outcome; a retry resumes here
     const call_info info{"batch", {}, false, false, m_deadline, nullptr, nullptr};
-    try {
-      m_client.run(info, [&](connection& c) {
-        while (done < ops.size()) {
-          if (ops[done].is_call()) {
-            bound_by_deadline(c);
-            run_call(c, begin + done, ops[done], w);
-            ++done;
-            continue;
-          }
-          std::size_t end = done;
-          while (end < ops.size() && !ops[end].is_call()) ++end;
-          bound_by_deadline(c);
-          warm(c, ops, done, end);
-          pipeline p(c);
-          for (std::size_t i = done; i < end; ++i) {
-            p.send(ops[i].sql(), ops[i].params());
-            p.sync();  // each statement succeeds or fails alone
-          }
-          for (; done < end; ++done) {
-            bound_by_deadline(c);
-            try {
-              result r = p.get_result();
-              succeed(begin + done, &r);
-            } catch (const sql_error& e) {
-              if (e.poisons_connection() || c.is_broken()) throw;
-              fail(w, begin + done, info_of(e));
+    bool counted = false;
+    while (true) {
+      try {
+        m_client.run(info, [&](connection& c) {
+          while (done < ops.size()) {
+            if (v.skip[done]) {
+              ++done;
+              continue;
             }
+            if (ops[done].is_call()) {
+              bound_by_deadline(c);
+              run_call(c, begin + done, ops[done], w);
+              ++done;
+              continue;
+            }
+            std::size_t end = done;
+            while (end < ops.size() && !ops[end].is_call()) ++end;
+            bound_by_deadline(c);
+            warm(c, v, done, end);
+            pipeline p(c);
+            for (std::size_t i = done; i < end; ++i) {
+              if (v.skip[i]) continue;
+              try {
+                p.send(ops[i].sql(), ops[i].params());
+                p.sync();
+              } catch (const error& e) {
+                // Nothing of this pipeline went out yet (preparing its first statement failed):
+                // the chunk can start again elsewhere.
+                if (p.pending() == 0 && p.syncs_pending() == 0 && e.outcome() == outcome::not_sent) throw;
+                // Nothing can be read back: what was queued may have reached the server.
+                mark_in_doubt(w, begin, v, done, i + 1, e);
+                done = i + 1;
+                if (done < ops.size()) throw_resumable(e, outcome::not_sent);
+                throw;
+              }
+            }
+            bound_wait(c);
+            while (done < end) {
+              if (v.skip[done]) {
+                ++done;
+                continue;
+              }
+              bool have_result = false;
+              std::optional<result> r;
+              try {
+                try {
+                  r.emplace(p.get_result());
+                  have_result = true;
+                } catch (const sql_error& e) {
+                  // The statement failed on its own; its implicit transaction rolled back.
+                  fail(w, begin + done, info_of(e));
+                  ++done;
+                  p.await_sync();
+                  continue;
+                }
+                p.await_sync();
+              } catch (const error& e) {
+                if (have_result) {
+                  fail(w, begin + done,
+                       {e.sqlstate(),
+                        fmt::format("the connection was lost before the statement's commit was confirmed: {}", e.what()),
+                        outcome::indeterminate, e.kind() == failure_kind::timeout});
+                  ++done;
+                }
+                if (server_ended_session(e)) {
+                  // The rest never ran: resume it on another connection.
+                  if (done < ops.size()) throw_resumable(e, outcome::rolled_back);
+                  throw;
+                }
+                mark_in_doubt(w, begin, v, done, end, e);
+                done = end;
+                if (done < ops.size()) throw_resumable(e, outcome::not_sent);
+                throw;
+              }
+              succeed(begin + done, &*r);
+              ++done;
+            }
+            p.finish();
           }
-          p.finish();
-        }
-      });
-    } catch (const error& e) {
-      const auto f = info_of(e);
-      for (; done < ops.size(); ++done) fail(w, begin + done, f);
-    } catch (const std::exception& e) {
-      for (; done < ops.size(); ++done) fail(w, begin + done, {"", e.what(), outcome::indeterminate, false});
+        });
+      } catch (const circuit_open& e) {
+        if (wait_for_breaker(counted, ops.size() - done)) continue;
+        fail_rest(w, begin, v, done, info_of(e));
+      } catch (const error& e) {
+        abort_on_login_refusal(e);
+        fail_rest(w, begin, v, done, info_of(e));
+      } catch (const std::exception& e) {
+        fail_rest(w, begin, v, done, {"", e.what(), outcome::indeterminate, false});
+      }
+      return;
     }
   }
 
-  void run_transaction(std::size_t chunk, std::size_t begin, std::span<const batch_operation> ops, worker_state& w) {
-    if (m_stop.load(std::memory_order_relaxed)) return;
+  // Statements [from, to) of the chunk were sent and nothing is known of them.
+  void mark_in_doubt(worker_state& w, std::size_t begin, const chunk_view& v, std::size_t from, std::size_t to,
+                     const error& e) {
+    const failure_info f{e.sqlstate(),
+                         fmt::format("outcome unknown: the connection was lost after the statement was sent: {}",
+                                     e.what()),
+                         outcome::indeterminate, e.kind() == failure_kind::timeout};
+    for (std::size_t i = from; i < to; ++i) {
+      if (!v.skip[i]) fail(w, begin + i, f);
+    }
+  }
+
+  void fail_rest(worker_state& w, std::size_t begin, const chunk_view& v, std::size_t from, const failure_info& f) {
+    for (std::size_t i = from; i < v.ops.size(); ++i) {
+      if (!v.skip[i]) fail(w, begin + i, f);
+    }
+  }
+
+  void run_transaction(std::size_t chunk, std::size_t begin, const chunk_view& v, worker_state& w) {
+    if (stopped()) return;
+    const auto& ops = v.ops;
     std::optional<std::size_t> failed_at;
     failure_info cause;
     std::vector<std::optional<result>> results;
     const call_info info{"batch", {}, false, true, m_deadline, nullptr, nullptr};
     const bool has_calls = std::any_of(ops.begin(), ops.end(), [](const batch_operation& op) { return op.is_call(); });
-    try {
-      m_client.run(info, [&](connection& c) {
-        failed_at.reset();
-        results.assign(m_o.keep_results ? ops.size() : 0, std::nullopt);
-        if (!has_calls) {
-          // BEGIN, the statements and COMMIT in one round trip.
-          bound_by_deadline(c);
-          warm(c, ops, 0, ops.size());
-          std::exception_ptr first_error;
-          {
-            pipeline p(c);
-            p.send("BEGIN");
-            for (const auto& op : ops) p.send(op.sql(), op.params());
-            p.send("COMMIT");
-            p.sync();
-            (void)p.get_result();
-            for (std::size_t i = 0; i <= ops.size(); ++i) {  // the statements, then COMMIT
-              try {
-                result r = p.get_result();
-                if (i < ops.size() && m_o.keep_results) results[i] = std::move(r);
-              } catch (const pipeline_aborted&) {
-                // Skipped after the first failure.
-              } catch (const sql_error& e) {
-                if (e.poisons_connection() || c.is_broken()) throw;
-                if (!first_error) {
-                  first_error = std::current_exception();
-                  if (i < ops.size()) failed_at = i;
-                  cause = info_of(e);
-                }
+    std::size_t live = 0;
+    for (std::size_t i = 0; i < ops.size(); ++i) live += !v.skip[i];
+    if (live == 0) return;
+    bool counted = false;
+    while (true) {
+      try {
+        m_client.run(info, [&](connection& c) {
+          failed_at.reset();
+          results.assign(m_o.keep_results ? ops.size() : 0, std::nullopt);
+          if (!has_calls) {
+            run_pipelined_transaction(c, v, results, failed_at, cause);
+            return;
+          }
+          steadypg::transaction tx(c);
+          for (std::size_t i = 0; i < ops.size(); ++i) {
+            if (v.skip[i]) continue;
+            try {
+              if (ops[i].is_call()) {
+                ops[i].callable()(c);
+              } else {
+                result r = c.execute(ops[i].sql(), ops[i].params());
+                if (m_o.keep_results) results[i] = std::move(r);
               }
+            } catch (const sql_error& e) {
+              // Serialization failures, deadlocks and lost connections re-run the chunk.
+              if (e.outcome() == outcome::rolled_back || e.poisons_connection() || c.is_broken()) throw;
+              failed_at = i;
+              cause = info_of(e);
+              return;  // the transaction rolls back
             }
-            p.finish();
           }
-          if (!first_error) return;
-          if (!c.is_idle()) (void)c.execute("ROLLBACK");
-          try {
-            std::rethrow_exception(first_error);
-          } catch (const sql_error& e) {
-            // Serialization failures and deadlocks re-run the chunk; a failing COMMIT fails it.
-            if (e.outcome() == outcome::rolled_back || !failed_at) throw;
-          }
-          return;
-        }
-        steadypg::transaction tx(c);
-        for (std::size_t i = 0; i < ops.size(); ++i) {
-          try {
-            if (ops[i].is_call()) {
-              ops[i].callable()(c);
-            } else {
-              result r = c.execute(ops[i].sql(), ops[i].params());
-              if (m_o.keep_results) results[i] = std::move(r);
-            }
-          } catch (const sql_error& e) {
-            // Serialization failures, deadlocks and lost connections re-run the chunk.
-            if (e.outcome() == outcome::rolled_back || e.poisons_connection() || c.is_broken()) throw;
-            failed_at = i;
-            cause = info_of(e);
-            return;  // the transaction rolls back
-          }
-        }
-        tx.commit();
-      });
-    } catch (const error& e) {
-      const auto f = info_of(e);
-      for (std::size_t i = 0; i < ops.size(); ++i) fail(w, begin + i, f, chunk);
-      return;
-    } catch (const std::exception& e) {
-      for (std::size_t i = 0; i < ops.size(); ++i) fail(w, begin + i, {"", e.what(), outcome::rolled_back, false}, chunk);
-      return;
+          tx.commit();
+        });
+      } catch (const circuit_open& e) {
+        if (wait_for_breaker(counted, live)) continue;
+        fail_chunk(w, chunk, begin, v, info_of(e));
+        return;
+      } catch (const error& e) {
+        abort_on_login_refusal(e);
+        fail_chunk(w, chunk, begin, v, info_of(e));
+        return;
+      } catch (const std::exception& e) {
+        fail_chunk(w, chunk, begin, v, {"", e.what(), outcome::rolled_back, false});
+        return;
+      }
+      break;
     }
     if (!failed_at) {
       for (std::size_t i = 0; i < ops.size(); ++i) {
+        if (v.skip[i]) continue;
         succeed(begin + i, m_o.keep_results && results[i] ? &*results[i] : nullptr);
       }
       return;
@@ -333,6 +505,7 @@ class client::batch_run {
     const std::size_t culprit = begin + *failed_at;
     const auto culprit_reason = reason_for(cause, batch_failure::failed);
     for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (v.skip[i]) continue;
       if (begin + i == culprit) {
         fail(w, culprit, cause, chunk, culprit, culprit_reason);
       } else {
@@ -343,6 +516,84 @@ class client::batch_run {
              chunk, culprit,
              culprit_reason == batch_failure::timed_out ? batch_failure::timed_out : batch_failure::rolled_back);
       }
+    }
+  }
+
+  // The whole chunk failed with one error and no culprit of its own: rolled back with it
+  // unless the error says the commit may have happened.
+  void fail_chunk(worker_state& w, std::size_t chunk, std::size_t begin, const chunk_view& v, const failure_info& f) {
+    const auto reason = f.result == outcome::rolled_back || f.result == outcome::not_sent ? batch_failure::rolled_back
+                                                                                          : batch_failure::failed;
+    failure_info g = f;
+    if (reason == batch_failure::rolled_back && f.result == outcome::rolled_back) {
+      g.message = fmt::format("rolled back with chunk {}: {}", chunk, f.message);
+    }
+    for (std::size_t i = 0; i < v.ops.size(); ++i) {
+      if (!v.skip[i]) fail(w, begin + i, g, chunk, std::nullopt, f.result == outcome::not_sent ? batch_failure::failed : reason);
+    }
+  }
+
+  // BEGIN, the statements and COMMIT in one round trip. COMMIT's own result arrives only
+  // after the commit, so it alone confirms the chunk.
+  void run_pipelined_transaction(connection& c, const chunk_view& v, std::vector<std::optional<result>>& results,
+                                 std::optional<std::size_t>& failed_at, failure_info& cause) {
+    const auto& ops = v.ops;
+    bound_by_deadline(c);
+    warm(c, v, 0, ops.size());
+    std::exception_ptr first_error;
+    bool committed = false;
+    {
+      pipeline p(c);
+      p.send("BEGIN");
+      for (std::size_t i = 0; i < ops.size(); ++i) {
+        if (!v.skip[i]) p.send(ops[i].sql(), ops[i].params());
+      }
+      p.send("COMMIT");
+      p.sync();
+      bound_wait(c);
+      try {
+        (void)p.get_result();  // BEGIN
+        for (std::size_t i = 0; i <= ops.size(); ++i) {  // the statements, then COMMIT
+          if (i < ops.size() && v.skip[i]) continue;
+          try {
+            result r = p.get_result();
+            if (i < ops.size() && m_o.keep_results) results[i] = std::move(r);
+            if (i == ops.size() && !first_error) committed = true;
+          } catch (const pipeline_aborted&) {
+            // Skipped after the first failure.
+          } catch (const sql_error& e) {
+            if (!first_error) {
+              first_error = std::current_exception();
+              if (i < ops.size()) failed_at = i;
+              cause = info_of(e);
+            }
+          }
+        }
+        p.finish();
+      } catch (const sql_error&) {
+        throw;
+      } catch (const error& e) {
+        if (committed) return;  // COMMIT answered: the chunk is in, whatever the rest of the stream
+        if (first_error && failed_at) return;  // a statement failed: the transaction was aborted
+        // No answer to COMMIT. A server that ended the session cleanly never committed;
+        // otherwise COMMIT may have been processed.
+        if (server_ended_session(e)) throw_resumable(e, outcome::rolled_back);
+        indeterminate_commit lost(
+            fmt::format("connection lost before COMMIT was confirmed; the chunk may or may not have committed: {}",
+                        e.what()),
+            failure_kind::connection_lost, outcome::indeterminate, e.server());
+        lost.set_operation("batch");
+        lost.set_broken();
+        throw lost;
+      }
+    }
+    if (!first_error) return;
+    if (!c.is_idle()) (void)c.execute("ROLLBACK");
+    try {
+      std::rethrow_exception(first_error);
+    } catch (const sql_error& e) {
+      // Serialization failures and deadlocks re-run the chunk; a failing COMMIT fails it.
+      if (e.outcome() == outcome::rolled_back || !failed_at) throw;
     }
   }
 
@@ -391,13 +642,15 @@ class client::batch_run {
     r.errors.reserve(errors);
     for (auto& s : states) std::move(s.errors.begin(), s.errors.end(), std::back_inserter(r.errors));
     std::size_t not_started = 0;
+    const bool aborted = !m_abort_message.empty();
     for (std::size_t i = 0; i < m_count; ++i) {
       if (m_state[i] != pending) continue;
       ++not_started;
-      const auto reason = m_stop.load() && !timed_out ? batch_failure::not_run : batch_failure::timed_out;
-      r.errors.push_back({i, "", reason == batch_failure::not_run ? "not run: an earlier operation failed"
-                                                                 : "not run: the batch timeout passed",
-                          reason, outcome::not_sent, std::nullopt, std::nullopt});
+      const auto reason = (m_stop.load() && !timed_out) || aborted ? batch_failure::not_run : batch_failure::timed_out;
+      std::string message = aborted ? m_abort_message
+                            : reason == batch_failure::not_run ? "not run: an earlier operation failed"
+                                                               : "not run: the batch timeout passed";
+      r.errors.push_back({i, "", std::move(message), reason, outcome::not_sent, std::nullopt, std::nullopt});
     }
     std::sort(r.errors.begin(), r.errors.end(),
               [](const batch_error& a, const batch_error& b) { return a.index < b.index; });
@@ -408,6 +661,9 @@ class client::batch_run {
     st.processed = m_count - not_started;
     st.timed_out = static_cast<std::size_t>(std::count_if(
         r.errors.begin(), r.errors.end(), [](const batch_error& e) { return e.reason == batch_failure::timed_out; }));
+    st.unknown = static_cast<std::size_t>(std::count_if(
+        r.errors.begin(), r.errors.end(), [](const batch_error& e) { return e.outcome == outcome::indeterminate; }));
+    st.breaker_waited = m_breaker_waited.load();
     st.success_rate = m_count == 0 ? 1.0 : static_cast<double>(st.succeeded) / static_cast<double>(m_count);
     st.duration = clock::now() - m_start;
     r.timed_out = st.timed_out > 0;
@@ -430,9 +686,11 @@ class client::batch_run {
   clock::time_point m_start, m_deadline;
   std::atomic<std::size_t> m_next_chunk{0};
   std::atomic<bool> m_stop{false};
-  std::atomic<std::size_t> m_succeeded{0}, m_failed{0};
+  std::atomic<std::size_t> m_succeeded{0}, m_failed{0}, m_breaker_waited{0};
   std::mutex m_make_mutex;
   std::mutex m_progress_mutex;
+  std::mutex m_abort_mutex;
+  std::string m_abort_message;  // set once, before m_stop, when a login was refused
 };
 
 batch_report client::batch_execute(std::span<const batch_operation> ops, const batch_options& options) {

@@ -116,6 +116,19 @@ void circuit_breaker::on_failure(permit p) noexcept {
   if (st == breaker_state::closed && n >= m_options.failure_threshold) transition(breaker_state::open, t);
 }
 
+std::optional<circuit_breaker::clock::time_point> circuit_breaker::admits_at() const {
+  std::lock_guard lk(m_mutex);
+  const auto t = now();
+  switch (m_state.load(std::memory_order_relaxed)) {
+    case breaker_state::closed: return t;
+    case breaker_state::open: return std::max(t, m_opened_at + m_options.open_duration);
+    case breaker_state::half_open:
+      return std::min(t + std::chrono::milliseconds(50), std::max(t, m_half_open_at + m_options.probe_timeout));
+    case breaker_state::forced_open: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 void circuit_breaker::force_open() {
   std::lock_guard lk(m_mutex);
   transition(breaker_state::forced_open, now());

@@ -6,6 +6,12 @@
 #include <thread>
 
 namespace steadypg {
+
+std::chrono::milliseconds statement_timeout_backstop(std::chrono::milliseconds statement_timeout) noexcept {
+  if (statement_timeout.count() <= 0) return std::chrono::milliseconds{0};
+  return statement_timeout + std::chrono::milliseconds{1000};
+}
+
 namespace {
 
 // Opens real connections for the pool and brings returned ones back to idle.
@@ -18,6 +24,9 @@ class connection_factory final : public pool_factory<connection> {
     co.dsn = m_options.dsn;
     co.connect_timeout = timeout;
     co.statement_cache_capacity = static_cast<std::size_t>(m_options.statement_cache_size);
+    // statement_timeout is enforced by the server; a server that stopped answering cannot
+    // enforce it, so the client gives up 1 s later (cancel, then drop the connection).
+    co.query_timeout = statement_timeout_backstop(m_options.statement_timeout);
     auto c = std::make_unique<connection>(co);
     c->set_statement_timeout(m_options.statement_timeout);
     return c;
@@ -339,12 +348,17 @@ client::timeout_scope::timeout_scope(connection& c, const std::optional<clock::t
     if (c.statement_timeout() != session_default) c.set_statement_timeout(session_default);
     return;
   }
-  const auto left = std::max(std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock::now()),
-                             std::chrono::milliseconds{1});
+  auto left = std::max(std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock::now()),
+                       std::chrono::milliseconds{1});
   // The server stops the statement a little before the deadline (statement_timeout); the
   // client-side timeout with a cancel request is the backstop. The SET is skipped while the
-  // session's value is already within a quarter of what is wanted.
-  const auto server = std::max(left * 9 / 10, std::chrono::milliseconds{1});
+  // session's value is already within a quarter of what is wanted. A configured
+  // statement_timeout shorter than the deadline stays in force.
+  auto server = std::max(left * 9 / 10, std::chrono::milliseconds{1});
+  if (session_default.count() > 0 && session_default < server) {
+    server = session_default;
+    left = std::min(left, statement_timeout_backstop(session_default));
+  }
   m_conn = &c;
   m_saved = c.options().query_timeout;
   c.set_query_timeout(left);  // first, so that the SET below is bounded too

@@ -41,11 +41,22 @@ std::string infer_connect_sqlstate(std::string_view msg) {
       {"the database system is in recovery mode", "57P03"},
       {"the database system is not yet accepting connections", "57P03"},
       {"password authentication failed", "28P01"},
+      {"authentication failed", "28000"},
       {"no pg_hba.conf entry", "28000"},
-      {"does not exist", "3D000"},
+      {"pg_hba.conf rejects connection", "28000"},
+      {"no password supplied", "28P01"},
+      {"SCRAM authentication", "28000"},
+      {"permission denied for database", "42501"},
+      {"not permitted to log in", "28000"},
+      {"too many connections for role", "53300"},
+      {"too many connections for database", "53300"},
   };
   for (const auto& p : patterns) {
     if (msg.find(p.text) != std::string_view::npos) return std::string(p.code);
+  }
+  if (msg.find("does not exist") != std::string_view::npos) {
+    if (msg.find("role \"") != std::string_view::npos) return "28000";
+    if (msg.find("database \"") != std::string_view::npos) return "3D000";
   }
   return "08001";
 }
@@ -507,6 +518,14 @@ const cached_statement& connection_impl::prepared(std::string_view sql, const pa
   return pos->second;
 }
 
+void connection_impl::check_sql(std::string_view sql, std::string_view what) {
+  const auto nul = sql.find('\0');
+  if (nul == std::string_view::npos) return;
+  throw usage_error(fmt::format("{} contains a NUL byte at offset {}; nothing was sent (the server would have run only "
+                                "the text before it)",
+                                what, nul));
+}
+
 void connection_impl::check_params(std::span<const param_ref> params) {
   for (std::size_t i = 0; i < params.size(); ++i) {
     const auto& p = params[i];
@@ -563,15 +582,23 @@ connection::connection(const connection_options& options) : m_impl(std::make_uni
   options.validate();
   auto& d = *m_impl;
   d.options = options;
-  const char* keywords[] = {"dbname", "fallback_application_name", nullptr};
-  const char* values[] = {options.dsn.c_str(), options.application_name.c_str(), nullptr};
+  // TCP keepalives and a user timeout, so that a peer that vanished (host down, network cut)
+  // is noticed within about 30 s even by a call without a deadline. They come before the
+  // DSN, so that a DSN setting any of them wins (libpq: later entries override earlier ones).
+  const char* keywords[] = {"keepalives",      "keepalives_idle", "keepalives_interval",       "keepalives_count",
+                            "tcp_user_timeout", "dbname",          "fallback_application_name", nullptr};
+  const char* values[] = {"1",  "15", "5", "3", "30000", options.dsn.c_str(), options.application_name.c_str(),
+                          nullptr};
   const auto until = internal::clock::now() + options.connect_timeout;
   auto fail = [&](std::string msg) {
     server_error_fields f;
     f.sqlstate = internal::infer_connect_sqlstate(msg);
     f.message = msg;
     d.close();
-    connection_error e("could not connect: " + msg, failure_kind::connect_failed, outcome::not_sent, std::move(f));
+    // A rejected login says nothing about the server's health and repeats the same way;
+    // retrying it can lock the account: fatal, one attempt.
+    const auto o = is_login_rejection(f.sqlstate) ? outcome::fatal : outcome::not_sent;
+    connection_error e("could not connect: " + msg, failure_kind::connect_failed, o, std::move(f));
     e.set_operation("connect");
     e.set_broken();
     throw e;
@@ -606,6 +633,7 @@ connection& connection::operator=(connection&&) noexcept = default;
 result connection::execute_refs(std::string_view sql, std::span<const param_ref> params, bool may_prepare) {
   auto& d = *m_impl;
   d.begin_request("execute");
+  connection_impl::check_sql(sql);
   connection_impl::check_params(params);
   const auto until = d.make_deadline();
   if (params.empty() && may_prepare) {
@@ -659,6 +687,7 @@ result connection::execute(std::string_view sql, const param_list& params) {
 
 void connection::prepare(std::string_view sql, const param_list& params) {
   auto& d = *m_impl;
+  connection_impl::check_sql(sql);
   if (d.options.statement_cache_capacity == 0) return;
   const auto refs = params.refs();
   const internal::param_arrays arrays(refs);

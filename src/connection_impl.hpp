@@ -115,6 +115,9 @@ struct connection_impl {
   void run_internal(const char* sql, const deadline& until, std::string_view op);
   /// Throws usage_error naming the parameter when a text parameter contains a NUL byte.
   static void check_params(std::span<const param_ref> params);
+  /// Throws usage_error when SQL text contains a NUL byte: libpq takes C strings, so the
+  /// server would run only the text before it (`DELETE FROM t<NUL> WHERE …`).
+  static void check_sql(std::string_view sql, std::string_view what = "SQL text");
   /// True when the text mentions COMMIT / END as a statement (conservative).
   static bool mentions_commit(std::string_view sql, bool single_statement) noexcept;
 };

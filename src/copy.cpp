@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
+
 #include "connection_impl.hpp"
 
 namespace steadypg {
@@ -36,6 +38,8 @@ copy_in::copy_in(connection& conn, std::string_view table, std::vector<std::stri
     : m_conn(&conn), m_format(format) {
   auto& d = *conn.m_impl;
   d.begin_request("copy");
+  internal::connection_impl::check_sql(table, "the COPY table name");
+  for (const auto& c : columns) internal::connection_impl::check_sql(c, "a COPY column name");
   std::string sql = fmt::format("COPY {}", table);
   if (!columns.empty()) {
     sql += " (";
@@ -82,9 +86,20 @@ copy_in::~copy_in() {
 void copy_in::begin_row() {
   if (!m_active) throw usage_error("the COPY is finished");
   m_first_field = true;
+  m_field = 0;
+  m_row_start = m_buffer.size();
 }
 
 void copy_in::append_field(const param_ref& value) {
+  ++m_field;
+  if (value.data != nullptr && value.format == 0 && value.length > 0 &&
+      std::memchr(value.data, 0, static_cast<std::size_t>(value.length)) != nullptr) {
+    // The row is not sent: what it had put in the buffer goes, the COPY stays usable.
+    m_buffer.resize(m_row_start);
+    throw usage_error(fmt::format("COPY row {}, field {} contains a NUL byte, which PostgreSQL text cannot hold; the "
+                                  "row was not sent (send binary data as steadypg::bytes)",
+                                  m_rows + 1, m_field));
+  }
   if (!m_first_field) m_buffer.push_back(m_format == copy_format::csv ? ',' : '\t');
   m_first_field = false;
   if (value.data == nullptr) {
@@ -136,6 +151,10 @@ void copy_in::write_row_refs(std::span<const param_ref> fields) {
 
 void copy_in::write_raw(std::string_view data) {
   if (!m_active) throw usage_error("the COPY is finished");
+  if (const auto nul = data.find('\0'); nul != std::string_view::npos) {
+    throw usage_error(fmt::format("COPY data contains a NUL byte (at offset {} of this write); nothing of it was sent",
+                                  nul));
+  }
   m_buffer.append(data);
   if (m_buffer.size() >= flush_threshold) flush_buffer();
 }

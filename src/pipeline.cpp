@@ -1,5 +1,7 @@
 #include "steadypg/pipeline.hpp"
 
+#include <fmt/format.h>
+
 #include "connection_impl.hpp"
 
 namespace steadypg {
@@ -32,14 +34,58 @@ void pipeline::send(std::string_view sql, const param_list& params) {
   send_refs(sql, refs);
 }
 
+void pipeline::lost() {
+  auto& d = *m_conn->m_impl;
+  m_pending = 0;
+  m_syncs = 0;
+  m_unsynced = 0;
+  m_groups.clear();
+  m_active = false;
+  d.in_pipeline = false;
+}
+
+void pipeline::consumed_statement() noexcept {
+  --m_pending;
+  if (!m_groups.empty() && m_groups.front() > 0) {
+    --m_groups.front();
+  } else if (m_unsynced > 0) {
+    --m_unsynced;
+  }
+}
+
 void pipeline::send_refs(std::string_view sql, std::span<const param_ref> params) {
   if (!m_active) throw usage_error("the pipeline is finished");
   auto& d = *m_conn->m_impl;
+  internal::connection_impl::check_sql(sql);
   internal::connection_impl::check_params(params);
   const internal::param_arrays arrays(params);
-  // A statement the connection already prepared goes by name (no parse on the server).
+  // A statement the connection already prepared goes by name (no parse or plan on the server).
   const auto* cached = d.find_prepared(sql, arrays);
   internal::check_param_count(cached ? cached->param_count : internal::placeholder_count(sql), params.size());
+  if (cached == nullptr && d.options.statement_cache_capacity > 0 && m_pending == 0 && m_syncs == 0 &&
+      !m_open_group) {
+    // Nothing is outstanding: leave pipeline mode for one round trip and prepare it, so that
+    // this and every later statement of this text on the connection shares one plan.
+    if (!PQexitPipelineMode(d.conn)) throw usage_error("cannot leave pipeline mode: " + internal::last_error_message(d.conn));
+    d.in_pipeline = false;
+    try {
+      cached = &d.prepared(sql, arrays, d.make_deadline());
+    } catch (const sql_error& e) {
+      // The server rejects the text: it goes unnamed and fails as this statement's result.
+      if (e.poisons_connection() || PQstatus(d.conn) != CONNECTION_OK) {
+        m_active = false;
+        throw;
+      }
+    } catch (...) {
+      m_active = false;  // nothing of this pipeline is outstanding: the error says not_sent
+      throw;
+    }
+    if (!PQenterPipelineMode(d.conn)) {
+      m_active = false;
+      throw usage_error("cannot enter pipeline mode: " + internal::last_error_message(d.conn));
+    }
+    d.in_pipeline = true;
+  }
   int sent;
   if (cached != nullptr) {
     sent = PQsendQueryPrepared(d.conn, cached->name.c_str(), arrays.size(), arrays.values(), arrays.lengths(),
@@ -49,10 +95,16 @@ void pipeline::send_refs(std::string_view sql, std::span<const param_ref> params
     sent = PQsendQueryParams(d.conn, d.sql_buf.c_str(), arrays.size(), arrays.types(), arrays.values(),
                              arrays.lengths(), arrays.formats(), 0);
   }
-  if (!sent) internal::throw_connection_lost(internal::last_error_message(d.conn), "pipeline", d.last);
+  if (!sent) {
+    const std::string msg = internal::last_error_message(d.conn);
+    if (PQstatus(d.conn) != CONNECTION_OK) lost();
+    internal::throw_connection_lost(msg, "pipeline", d.last);
+  }
   d.last.bytes_sent = true;
   ++m_pending;
+  ++m_unsynced;
   m_unsynced_sends = true;
+  m_open_group = true;
   // Keep the socket moving without blocking now and then (sync() flushes anyway): write what
   // fits, read what arrived, so that neither side's buffers fill up.
   if (++m_sends_since_flush >= 64) {
@@ -64,34 +116,53 @@ void pipeline::send_refs(std::string_view sql, std::span<const param_ref> params
 void pipeline::sync() {
   if (!m_active) throw usage_error("the pipeline is finished");
   auto& d = *m_conn->m_impl;
-  if (!PQpipelineSync(d.conn)) internal::throw_connection_lost(internal::last_error_message(d.conn), "pipeline", d.last);
+  if (!PQpipelineSync(d.conn)) {
+    const std::string msg = internal::last_error_message(d.conn);
+    if (PQstatus(d.conn) != CONNECTION_OK) lost();
+    internal::throw_connection_lost(msg, "pipeline", d.last);
+  }
   ++m_syncs;
+  m_groups.push_back(m_unsynced);
+  m_unsynced = 0;
   m_unsynced_sends = false;
+  m_open_group = false;
   m_sends_since_flush = 0;
-  d.flush(d.make_deadline(), "pipeline");
+  try {
+    d.flush(d.make_deadline(), "pipeline");
+  } catch (const error&) {
+    if (PQstatus(d.conn) != CONNECTION_OK) lost();
+    throw;
+  }
 }
 
 result pipeline::get_result() {
+  if (!m_active) throw usage_error("the pipeline is finished");
   if (m_pending == 0) throw usage_error("no pipeline results are outstanding");
   auto& d = *m_conn->m_impl;
   const auto until = d.make_deadline();
   if (m_unsynced_sends) {
-    if (!PQsendFlushRequest(d.conn)) internal::throw_connection_lost(internal::last_error_message(d.conn), "pipeline", d.last);
+    if (!PQsendFlushRequest(d.conn)) {
+      const std::string msg = internal::last_error_message(d.conn);
+      lost();
+      internal::throw_connection_lost(msg, "pipeline", d.last);
+    }
     m_unsynced_sends = false;
   }
-  d.flush(until, "pipeline");
+  try {
+    d.flush(until, "pipeline");
+  } catch (const error&) {
+    if (PQstatus(d.conn) != CONNECTION_OK) lost();
+    throw;
+  }
   while (true) {
     if (PQstatus(d.conn) != CONNECTION_OK) {
-      m_pending = 0;
-      m_syncs = 0;
-      m_active = false;
-      d.in_pipeline = false;
+      lost();
       internal::throw_connection_lost(internal::last_error_message(d.conn), "pipeline", d.last);
     }
     bool timed_out = false;
     PGresult* raw = d.next_result(until, timed_out);
     if (timed_out) {
-      m_active = false;
+      lost();
       d.handle_timeout("pipeline", false);
     }
     if (raw == nullptr) continue;  // the end of one statement's results
@@ -99,21 +170,28 @@ result pipeline::get_result() {
     switch (PQresultStatus(raw)) {
       case PGRES_PIPELINE_SYNC:
         if (m_syncs > 0) --m_syncs;
+        if (!m_groups.empty()) m_groups.pop_front();
         continue;
       case PGRES_PIPELINE_ABORTED:
-        --m_pending;
+        consumed_statement();
         throw pipeline_aborted();
       case PGRES_TUPLES_OK:
       case PGRES_COMMAND_OK:
       case PGRES_EMPTY_QUERY:
-        --m_pending;
+        consumed_statement();
         return result(r.release());
       default: {
-        --m_pending;
+        consumed_statement();
         auto fields = internal::read_error_fields(raw);
         const bool broken = PQstatus(d.conn) != CONNECTION_OK;
+        if (broken) lost();
         if (broken && fields.sqlstate.empty()) {
           internal::throw_connection_lost(std::move(fields.message), "pipeline", d.last);
+        }
+        // The server forgot our prepared statements (DISCARD ALL): prepare again next time.
+        if (fields.sqlstate == sqlstates::invalid_sql_statement_name) {
+          d.cache.clear();
+          d.stats.size = 0;
         }
         internal::throw_server_error(std::move(fields), "pipeline", d.last, broken);
       }
@@ -121,33 +199,69 @@ result pipeline::get_result() {
   }
 }
 
+void pipeline::await_sync() {
+  if (!m_active) throw usage_error("the pipeline is finished");
+  if (m_groups.empty()) throw usage_error("no sync point is outstanding: call sync() first");
+  if (m_groups.front() > 0) {
+    throw usage_error(fmt::format("collect the {} result(s) before the sync point first (get_result())",
+                                  m_groups.front()));
+  }
+  auto& d = *m_conn->m_impl;
+  const auto until = d.make_deadline();
+  try {
+    d.flush(until, "pipeline");
+  } catch (const error&) {
+    if (PQstatus(d.conn) != CONNECTION_OK) lost();
+    throw;
+  }
+  while (true) {
+    if (PQstatus(d.conn) != CONNECTION_OK) {
+      lost();
+      internal::throw_connection_lost(internal::last_error_message(d.conn), "pipeline", d.last);
+    }
+    bool timed_out = false;
+    PGresult* raw = d.next_result(until, timed_out);
+    if (timed_out) {
+      lost();
+      d.handle_timeout("pipeline", false);
+    }
+    if (raw == nullptr) continue;
+    internal::result_ptr r(raw);
+    const auto st = PQresultStatus(raw);
+    if (st == PGRES_PIPELINE_SYNC) {
+      --m_syncs;
+      m_groups.pop_front();
+      return;
+    }
+    // Only a failure can come where the sync point was due: the session ended (FATAL).
+    auto fields = internal::read_error_fields(raw);
+    const bool broken = PQstatus(d.conn) != CONNECTION_OK;
+    lost();
+    if (fields.sqlstate.empty()) {
+      internal::throw_connection_lost(fields.message.empty() ? internal::last_error_message(d.conn) : fields.message,
+                                      "pipeline", d.last);
+    }
+    if (!broken) m_conn->close();  // out of step with the server
+    internal::throw_server_error(std::move(fields), "pipeline", d.last, true);
+  }
+}
+
 void pipeline::finish() {
   if (!m_active) return;
   auto& d = *m_conn->m_impl;
-  if (m_unsynced_sends || m_syncs == 0) sync();
+  if (m_open_group || m_syncs == 0) sync();
   while (m_pending > 0) {
     try {
       (void)get_result();
     } catch (const sql_error&) {
-      // Results nobody collected: their errors are dropped with them.
+      // Results nobody collected: their errors are dropped with them. A lost connection is
+      // not an sql_error and propagates: the groups not yet confirmed are in doubt.
     }
   }
-  const auto until = d.make_deadline();
-  while (m_syncs > 0) {
-    bool timed_out = false;
-    PGresult* raw = d.next_result(until, timed_out);
-    if (timed_out) {
-      m_active = false;
-      d.handle_timeout("pipeline", false);
-    }
-    if (raw == nullptr) continue;
-    if (PQresultStatus(raw) == PGRES_PIPELINE_SYNC) --m_syncs;
-    PQclear(raw);
-    if (PQstatus(d.conn) != CONNECTION_OK) break;
-  }
+  while (m_syncs > 0) await_sync();
   m_active = false;
   d.in_pipeline = false;
-  if (PQstatus(d.conn) == CONNECTION_OK && !PQexitPipelineMode(d.conn)) {
+  if (!PQexitPipelineMode(d.conn)) {
     throw usage_error("cannot leave pipeline mode: " + internal::last_error_message(d.conn));
   }
 }

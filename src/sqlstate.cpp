@@ -115,7 +115,12 @@ outcome classify_outcome(std::string_view sqlstate, failure_kind kind, const req
   return outcome::fatal;
 }
 
+bool is_login_rejection(std::string_view sqlstate) noexcept {
+  return sqlstate.starts_with("28") || sqlstate == "3D000" || sqlstate == "42501";
+}
+
 bool is_health_failure(std::string_view sqlstate, failure_kind kind) noexcept {
+  if (kind == failure_kind::connect_failed && is_login_rejection(sqlstate)) return false;
   switch (kind) {
     case failure_kind::connect_failed:
     case failure_kind::connection_lost:

@@ -20,6 +20,9 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
+// How long past --seconds a call may still run before it times out (docs/cli.md).
+constexpr std::chrono::seconds bench_grace{1};
+
 // Log-linear latency histogram: 16 sub-buckets per power of two of nanoseconds (≤ 4 % error).
 class latency_histogram {
  public:
@@ -120,7 +123,8 @@ int run_bench(const context& ctx, const bench_args& args) {
     ro.enabled = !args.no_resilience;
     command_client cc(ctx, co, po, ro);
     client& db = *cc;
-    const int scale = static_cast<int>(db.query_value<int64_t>("SELECT count(*) FROM pgbench_branches"));
+    const int scale = static_cast<int>(db.query_value<int64_t>(
+        statement{"SELECT count(*) FROM pgbench_branches"}.timeout(co.connection_timeout + co.acquire_timeout)));
     if (scale < 1) throw usage_error("pgbench_branches is empty: run `steadypg bench --init --scale N` first");
     const int accounts = scale * 100000;
 
@@ -142,8 +146,18 @@ int run_bench(const context& ctx, const bench_args& args) {
       return std::min<std::size_t>(static_cast<std::size_t>((t - start) / std::chrono::seconds(1)), seconds);
     };
 
+    // Every call ends by the end of the run plus this grace, even on a server that stopped
+    // answering (then it times out: cancelled, its connection dropped, counted as an error).
+    const auto hard_end = end + bench_grace;
+    auto time_left = [&] {
+      return std::max(std::chrono::ceil<std::chrono::milliseconds>(hard_end - clock_type::now()),
+                      std::chrono::milliseconds(1));
+    };
     auto worker = [&](std::size_t index) {
       std::mt19937 rng(static_cast<unsigned>(index * 7919 + 17));
+      statement select_st{"SELECT abalance FROM pgbench_accounts WHERE aid = $1"};
+      statement insert_st{
+          "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)"};
       std::uniform_int_distribution<int> aid(1, accounts), tid(1, scale * 10), bid(1, scale), delta(-5000, 5000);
       auto& mine = per_worker[index];
       auto& hist = mine.hist;
@@ -153,20 +167,26 @@ int run_bench(const context& ctx, const bench_args& args) {
         if (t0 >= end) break;
         try {
           if (args.workload == "select") {
-            benchmark_sink(db.query_value<int>("SELECT abalance FROM pgbench_accounts WHERE aid = $1", aid(rng)));
+            benchmark_sink(db.query_value<int>(select_st.timeout(time_left()), aid(rng)));
             const auto t1 = clock_type::now();
             hist.record(t1 - t0);
             ++ops;
             ++mine.ops[second_of(t1)];
           } else if (args.workload == "insert") {
-            db.execute("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)",
-                       tid(rng), bid(rng), aid(rng), delta(rng));
+            db.execute(insert_st.timeout(time_left()), tid(rng), bid(rng), aid(rng), delta(rng));
             const auto t1 = clock_type::now();
             hist.record(t1 - t0);
             ++ops;
             ++mine.ops[second_of(t1)];
           } else {  // pipeline: `depth` selects per round trip
             auto c = db.acquire("bench");
+            const auto saved = c->options().query_timeout;
+            c->set_query_timeout(time_left());
+            struct restore {
+              connection& c;
+              std::chrono::milliseconds t;
+              ~restore() { c.set_query_timeout(t); }
+            } restore_timeout{*c, saved};
             pipeline p(*c);
             for (int i = 0; i < args.depth; ++i) p.send("SELECT abalance FROM pgbench_accounts WHERE aid = $1", aid(rng));
             p.sync();

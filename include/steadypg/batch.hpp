@@ -127,8 +127,10 @@ struct batch_error {
   std::string sqlstate;   ///< "" when there is none (connection lost, timeout, not run)
   std::string message;
   batch_failure reason = batch_failure::failed;
-  /// Whether it may have been applied anyway: indeterminate means the connection was lost
-  /// after it was sent (the report cannot know).
+  /// Whether it may have been applied: not_sent (never reached the server, or rejected
+  /// before its chunk was sent), rolled_back (the server undid it or never ran it), fatal (it
+  /// ran and failed), indeterminate (sent, then the connection was lost before its commit
+  /// was confirmed: it may have been applied). Only indeterminate ones may be in the database.
   steadypg::outcome outcome = steadypg::outcome::fatal;
   /// Transaction mode: the chunk that was rolled back and the operation that caused it.
   std::optional<std::size_t> chunk;
@@ -142,6 +144,12 @@ struct batch_stats {
   std::size_t succeeded = 0;
   std::size_t failed = 0;     ///< total − succeeded: errors, rollbacks, timeouts, not run
   std::size_t timed_out = 0;  ///< failed because of the batch deadline
+  /// Failed with outcome indeterminate: sent, then the connection was lost (or the deadline
+  /// passed) before the commit was confirmed. The only failures that may have been applied.
+  std::size_t unknown = 0;
+  /// Operations that waited for an open circuit breaker to let calls through again (instead
+  /// of failing at once with circuit_open).
+  std::size_t breaker_waited = 0;
   double success_rate = 1.0;  ///< succeeded / total (1 for an empty batch)
   std::chrono::nanoseconds duration{};
 };

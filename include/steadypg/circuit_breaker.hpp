@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string_view>
 
 namespace steadypg {
@@ -60,6 +61,10 @@ class circuit_breaker {
   /// The current state (an open breaker past open_duration reports half_open only once a
   /// call has moved it there).
   [[nodiscard]] breaker_state state() const noexcept;
+  /// When acquire() may let a call through again: now while closed; the end of the open
+  /// period while open; a little later while half-open (its probes decide); nullopt while
+  /// forced open. For callers that would rather wait than fail (batches).
+  [[nodiscard]] std::optional<clock::time_point> admits_at() const;
   /// Opens it until reset().
   void force_open();
   /// Closes it and clears the failure count.
@@ -75,7 +80,7 @@ class circuit_breaker {
   time_source m_now;
   std::atomic<breaker_state> m_state{breaker_state::closed};
   std::atomic<int> m_consecutive_failures{0};
-  std::mutex m_mutex;                 // transitions and half-open bookkeeping
+  mutable std::mutex m_mutex;         // transitions and half-open bookkeeping
   clock::time_point m_opened_at{};
   clock::time_point m_half_open_at{};
   int m_probes_in_flight = 0;

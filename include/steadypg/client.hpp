@@ -85,6 +85,10 @@ struct resilience_options {
 [[nodiscard]] resilience_options resilience_options_from(const client_options& options);
 /// The pool settings a client derives from client_options.
 [[nodiscard]] pool_options pool_options_from(const client_options& options);
+/// The client-side bound that goes with a server-side statement_timeout: 1 s after it (0 when
+/// it is off). A server that stopped answering cannot enforce its own timeout; at this bound
+/// the client cancels and drops the connection (timeout_error).
+[[nodiscard]] std::chrono::milliseconds statement_timeout_backstop(std::chrono::milliseconds statement_timeout) noexcept;
 
 /// The thread-safe entry point: a pool of connections behind one resilience pipeline
 /// (deadline → retry with budget → circuit breaker → attempt with timeout and cancel).

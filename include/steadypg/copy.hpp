@@ -70,6 +70,8 @@ class copy_in {
   std::uint64_t m_bytes_sent = 0;
   std::function<void(std::uint64_t)> m_progress;
   std::uint64_t m_progress_every = 10000;
+  std::size_t m_row_start = 0;  // where the row being written starts in m_buffer
+  int m_field = 0;
   bool m_first_field = true;
   bool m_active = false;
   copy_format m_format;

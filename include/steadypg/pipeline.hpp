@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <string_view>
 #include <tuple>
+#include <deque>
 
 #include "steadypg/connection.hpp"
 
@@ -19,6 +20,16 @@ namespace steadypg {
 ///     p.sync();
 ///     auto r1 = p.get_result();   // throws sql_error if statement 1 failed
 ///     auto r2 = p.get_result();   // throws pipeline_aborted if an earlier one failed in the same sync group
+///     p.await_sync();             // now both are committed
+///
+/// A statement's result is not its commit: outside BEGIN…COMMIT, the statements of a sync
+/// group commit when the server processes the sync point, after their results were sent.
+/// Only await_sync() (or finish()) returning says they did; a connection lost before that
+/// leaves them in doubt (connection_error with outcome indeterminate).
+///
+/// A statement text the connection has not prepared yet is prepared when it is sent at the
+/// start of a pipeline (one extra round trip, once per connection), so that every later
+/// statement of that text goes by name and shares one plan.
 class pipeline {
  public:
   /// Enters pipeline mode; the connection must be idle or in a transaction.
@@ -41,18 +52,33 @@ class pipeline {
   void sync();
   /// The result of the oldest statement not yet collected. Throws sql_error when that
   /// statement failed, and sql_error with SQLSTATE "" and the message "pipeline aborted"
-  /// when an earlier statement of the same sync group failed.
+  /// when an earlier statement of the same sync group failed. A success here is not yet a
+  /// commit (see await_sync()).
   result get_result();
+  /// Waits for the oldest sync point not yet confirmed; every result before it must have been
+  /// collected. When it returns, the server has processed the sync: the group's statements
+  /// outside an explicit transaction block are committed. Throws connection_error (outcome
+  /// indeterminate) when the connection is lost first, timeout_error at the deadline.
+  void await_sync();
   /// Statements sent whose results were not collected yet.
   [[nodiscard]] std::size_t pending() const noexcept { return m_pending; }
-  /// Collects everything outstanding (errors are discarded) and leaves pipeline mode.
+  /// Sync points sent and not yet confirmed.
+  [[nodiscard]] std::size_t syncs_pending() const noexcept { return m_syncs; }
+  /// Collects everything outstanding (statement errors are discarded), waits for every sync
+  /// point and leaves pipeline mode. Throws connection_error when the connection was lost
+  /// before every sync point was confirmed: what those groups did is unknown.
   void finish();
 
  private:
+  void lost();  // the connection failed: the pipeline is over
+  void consumed_statement() noexcept;
   connection* m_conn;
-  std::size_t m_pending = 0;      // statements whose results are not collected
-  std::size_t m_syncs = 0;        // sync markers not yet consumed
-  bool m_unsynced_sends = false;  // statements sent since the last sync/flush request
+  std::size_t m_pending = 0;            // statements whose results are not collected
+  std::size_t m_syncs = 0;              // sync markers not yet consumed (= m_groups.size())
+  std::size_t m_unsynced = 0;           // statements sent since the last sync, not collected
+  std::deque<std::size_t> m_groups;     // per pending sync: its statements not collected yet
+  bool m_unsynced_sends = false;        // statements sent since the last sync/flush request
+  bool m_open_group = false;            // statements sent since the last sync
   int m_sends_since_flush = 0;
   bool m_active = false;
 };

@@ -115,4 +115,9 @@ struct request_facts {
 /// (connect errors, lost connections, 57P0x, 53300, timeouts) — not 23xxx/42xxx/40001.
 [[nodiscard]] bool is_health_failure(std::string_view sqlstate, failure_kind kind) noexcept;
 
+/// True for a login the server refused for who is asking rather than how it is doing:
+/// authentication and authorization (28xxx), a missing database (3D000), no CONNECT
+/// privilege (42501). Fatal: never retried, never counted against the circuit breaker.
+[[nodiscard]] bool is_login_rejection(std::string_view sqlstate) noexcept;
+
 }  // namespace steadypg
