@@ -761,7 +761,16 @@ void connection::clear_statement_cache() noexcept {
 void connection::set_statement_timeout(std::chrono::milliseconds timeout) {
   if (timeout.count() < 0) timeout = std::chrono::milliseconds{0};
   if (timeout == m_impl->session_statement_timeout) return;
-  (void)execute(fmt::format("SET statement_timeout = {}", timeout.count()));
+  try {
+    (void)execute(fmt::format("SET statement_timeout = {}", timeout.count()));
+  } catch (const error& e) {
+    // A SET changes no data: whatever happened to it, the caller's own request was not sent.
+    if (!e.poisons_connection() && e.kind() != failure_kind::timeout) throw;
+    connection_error lost(e.what(), failure_kind::connection_lost, outcome::not_sent, e.server());
+    lost.set_operation("set statement_timeout");
+    lost.set_broken();
+    throw lost;
+  }
   m_impl->session_statement_timeout = timeout;
 }
 

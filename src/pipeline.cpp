@@ -183,8 +183,15 @@ result pipeline::get_result() {
       default: {
         consumed_statement();
         auto fields = internal::read_error_fields(raw);
-        const bool broken = PQstatus(d.conn) != CONNECTION_OK;
-        if (broken) lost();
+        // A FATAL error ends the session even while libpq has not seen the socket close yet.
+        const char* severity = PQresultErrorField(raw, PG_DIAG_SEVERITY_NONLOCALIZED);
+        const bool session_over = severity != nullptr && (std::string_view(severity) == "FATAL" ||
+                                                          std::string_view(severity) == "PANIC");
+        const bool broken = PQstatus(d.conn) != CONNECTION_OK || session_over;
+        if (broken) {
+          lost();
+          if (PQstatus(d.conn) == CONNECTION_OK) m_conn->close();
+        }
         if (broken && fields.sqlstate.empty()) {
           internal::throw_connection_lost(std::move(fields.message), "pipeline", d.last);
         }
