@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
@@ -25,10 +26,13 @@ std::string range_text(int_range r, std::string_view unit) {
 }
 
 long long parse_int(std::string_view name, const std::string& value, int_range r, std::string_view unit) {
+  // Plain decimal digits only: from_chars alone would take "-0" for a minimum of 0.
   long long v = 0;
   const char* end = value.data() + value.size();
-  auto res = std::from_chars(value.data(), end, v);
-  const bool ok = !value.empty() && res.ec == std::errc{} && res.ptr == end;
+  const bool digits =
+      !value.empty() && std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const auto res = std::from_chars(value.data(), end, v);
+  const bool ok = digits && res.ec == std::errc{} && res.ptr == end;
   if (!ok || v < r.min || v > r.max) {
     throw config_error(fmt::format("{}=\"{}\" is invalid: expected {}", name, value, range_text(r, unit)));
   }

@@ -188,3 +188,18 @@ TEST(config, redact_dsn_both_forms) {
   EXPECT_EQ(redact_dsn("host=db"), "host=db");
   EXPECT_EQ(redact_dsn(""), "");
 }
+
+TEST(config, integer_variables_reject_any_sign_even_on_zero) {
+  for (const char* var : {"POSTGRESQL_MAX_RETRIES", "POSTGRESQL_RETRY_DELAY", "POSTGRESQL_POOL_MIN",
+                          "POSTGRESQL_STATEMENT_TIMEOUT", "POSTGRESQL_STATEMENT_CACHE_SIZE", "POSTGRESQL_POOL_MAX"}) {
+    for (const char* value : {"-0", "+0", "-00", "+1", "+10", "\t1", "1\n", "1 0", "٣"}) {
+      const std::string msg = error_of({{var, value}});
+      ASSERT_FALSE(msg.empty()) << var << "=" << value << " was accepted";
+      EXPECT_NE(msg.find(var), std::string::npos) << msg;
+      EXPECT_NE(msg.find(std::string("\"") + value + "\""), std::string::npos) << msg;
+      EXPECT_NE(msg.find("expected an integer in"), std::string::npos) << msg;
+    }
+    EXPECT_NO_THROW((void)load({{var, "1"}})) << var;
+    EXPECT_NO_THROW((void)load({{var, "0010"}})) << var;  // leading zeros are still plain digits
+  }
+}
