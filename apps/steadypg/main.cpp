@@ -2,8 +2,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
+#include <string>
+#include <string_view>
 
 #include "cli.hpp"
 #include "steadypg/error.hpp"
@@ -109,8 +113,13 @@ int main(int argc, char** argv) {
   }
 
   // Configuration: environment, then flags. A bad value is a usage error (exit 2).
+  // --dsn replaces DATABASE_URL, so DATABASE_URL is not read (nor checked) when it is given.
   try {
-    ctx.options = steadypg::client_options::from_env();
+    ctx.options = steadypg::client_options::from_env([&](std::string_view name) -> std::optional<std::string> {
+      if (name == "DATABASE_URL" && !ctx.dsn_flag.empty()) return std::nullopt;
+      const char* v = std::getenv(std::string(name).c_str());
+      return v != nullptr ? std::optional<std::string>(v) : std::nullopt;
+    });
     if (!ctx.dsn_flag.empty()) {
       steadypg::validate_dsn(ctx.dsn_flag);
       ctx.options.dsn = ctx.dsn_flag;

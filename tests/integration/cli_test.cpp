@@ -464,3 +464,17 @@ TEST(cli, demo_against_a_given_server_skips_the_outage_and_cleans_up) {
   EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'steadypg_demo_%'"), 0)
       << "the demo drops the schema it created";
 }
+
+TEST(cli, dsn_flag_wins_over_a_malformed_database_url) {
+  for (const char* bad : {"postgresql://u:pw@[::1/db", "host=127.0.0.1 hots=x", "not a dsn"}) {
+    auto r = run({"--dsn", cluster_environment::dsn(), "ping"}, {{"DATABASE_URL", bad}});
+    EXPECT_EQ(r.exit_code, 0) << bad << ": " << r.err;
+    r = run({"ping"}, {{"DATABASE_URL", bad}});
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
+  }
+  // Other variables are still read and checked with --dsn.
+  auto r = run({"--dsn", cluster_environment::dsn(), "ping"},
+               {{"DATABASE_URL", "not a dsn"}, {"POSTGRESQL_MAX_RETRIES", "-0"}});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("POSTGRESQL_MAX_RETRIES"), std::string::npos) << r.err;
+}
