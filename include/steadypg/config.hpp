@@ -69,12 +69,13 @@ struct client_options {
   void validate() const;
 };
 
-/// Replaces the password in a DSN with "****", in both the URI form
-/// (postgresql://user:secret@host, ?password=secret) and the key=value form (password=secret).
-/// Works on malformed strings too; never throws.
+/// The DSN as libpq reads it (PQconninfoParse), normalized in its own form (key=value or URI),
+/// with every secret (password, sslpassword, any keyword libpq displays as "*") as "****".
+/// A string libpq cannot parse is shown conservatively (see docs/configuration.md). Never throws.
 [[nodiscard]] std::string redact_dsn(std::string_view dsn);
 
-/// Checks that libpq can parse the DSN; throws config_error with a redacted message if not.
+/// Throws config_error, with the DSN redacted, unless libpq parses it and every value libpq checks
+/// only when connecting (port, sslmode, connect_timeout, host/port counts, …) is valid.
 void validate_dsn(std::string_view dsn);
 
 }  // namespace steadypg

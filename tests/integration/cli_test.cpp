@@ -2,6 +2,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <chrono>
 #include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
@@ -465,8 +467,35 @@ TEST(cli, demo_against_a_given_server_skips_the_outage_and_cleans_up) {
       << "the demo drops the schema it created";
 }
 
+TEST(cli, bad_dsn_values_exit_2_before_connecting) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"host=127.0.0.1 port=abc user=postgres", "port=\\\"abc\\\""},
+      {"host=127.0.0.1 port=99999999 user=postgres", "port=\\\"99999999\\\""},
+      {"host=127.0.0.1 port=5432 sslmode=bogus", "sslmode=\\\"bogus\\\""},
+      {"postgresql://u@127.0.0.1:abc/db", "port=\\\"abc\\\""},
+      {"host=127.0.0.1 connect_timeout=xyz", "connect_timeout=\\\"xyz\\\""},
+      {"host=127.0.0.1 target_session_attrs=bogus", "target_session_attrs=\\\"bogus\\\""},
+      {"host=127.0.0.1 keepalives=x", "keepalives=\\\"x\\\""},
+      {"host=127.0.0.1 gssencmode=bogus", "gssencmode=\\\"bogus\\\""},
+      {"host=127.0.0.1,127.0.0.1 port=1,2,3", "3 ports for 2 hosts"},
+  };
+  for (const auto& [dsn, needle] : cases) {
+    const auto started = std::chrono::steady_clock::now();
+    auto r = run({"ping", "--json"}, {{"DATABASE_URL", dsn}});
+    EXPECT_EQ(r.exit_code, 2) << dsn << ": " << r.out << r.err;
+    EXPECT_NE(r.out.find(needle), std::string::npos) << dsn << ": " << r.out;
+    EXPECT_EQ(r.out.find("08001"), std::string::npos) << dsn << ": " << r.out;
+    EXPECT_EQ(r.err.find("retry"), std::string::npos) << dsn << ": " << r.err;
+    // No connect attempt, no backoff: a config error is immediate.
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2)) << dsn;
+    r = run({"--dsn", dsn, "ping"});
+    EXPECT_EQ(r.exit_code, 2) << dsn << ": " << r.err;
+  }
+}
+
 TEST(cli, dsn_flag_wins_over_a_malformed_database_url) {
-  for (const char* bad : {"postgresql://u:pw@[::1/db", "host=127.0.0.1 hots=x", "not a dsn"}) {
+  for (const char* bad :
+       {"postgresql://u:pw@[::1/db", "host=127.0.0.1 hots=x", "host=127.0.0.1 port=abc", "not a dsn"}) {
     auto r = run({"--dsn", cluster_environment::dsn(), "ping"}, {{"DATABASE_URL", bad}});
     EXPECT_EQ(r.exit_code, 0) << bad << ": " << r.err;
     r = run({"ping"}, {{"DATABASE_URL", bad}});
@@ -477,4 +506,74 @@ TEST(cli, dsn_flag_wins_over_a_malformed_database_url) {
                {{"DATABASE_URL", "not a dsn"}, {"POSTGRESQL_MAX_RETRIES", "-0"}});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("POSTGRESQL_MAX_RETRIES"), std::string::npos) << r.err;
+}
+
+namespace {
+
+std::string percent_encode(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') out.push_back(static_cast<char>(c));
+    else out += fmt::format("%{:02X}", c);
+  }
+  return out;
+}
+
+std::string quote_conninfo(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "'";
+}
+
+}  // namespace
+
+TEST(cli, passwords_with_special_characters_never_reach_the_output) {
+  // Every piece of the password carries the marker "Kp", so any fragment that shows up is a leak.
+  const std::string password = "Kp0?Kp1@Kp2:Kp3/Kp4#Kp5%Kp6&Kp7=Kp8'Kp9\\KpA KpB";
+  steadypg::testing::temp_cluster_options o;
+  o.password = password;
+  steadypg::testing::temp_cluster secured(o);
+  const std::string host = fmt::format("127.0.0.1:{}", secured.port());
+  const std::string kv = fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres password={}",
+                                     secured.port(), quote_conninfo(password));
+  const std::string uri = fmt::format("postgresql://postgres:{}@{}/postgres", percent_encode(password), host);
+  // libpq reads the user info up to the first '@', so '?', ':', '#', '&', '=', ''' and '\' may stay unencoded.
+  const std::string raw_uri =
+      fmt::format("postgresql://postgres:Kp0?Kp1:Kp2#Kp3&Kp4=Kp5'Kp6\\Kp7@{}/postgres", host);
+  auto check = [](const run_result& r, const std::string& what) {
+    std::istringstream lines(r.out + r.err);
+    for (std::string line; std::getline(lines, line);) {
+      EXPECT_EQ(line.find("Kp"), std::string::npos) << what << ": password leaked: " << line;
+    }
+  };
+  for (const auto& dsn : {kv, uri}) {
+    for (const std::string format : {"text", "json"}) {
+      auto r = run({"--log-format", format, "--log-level", "debug", "ping"}, {{"DATABASE_URL", dsn}});
+      EXPECT_EQ(r.exit_code, 0) << dsn << ": " << r.err;  // the password is right: the DSN was read as written
+      EXPECT_NE(r.err.find("connecting"), std::string::npos) << r.err;
+      check(r, dsn);
+      r = run({"--log-format", format, "--log-level", "debug", "--dsn", dsn, "ping", "--json"});
+      EXPECT_EQ(r.exit_code, 0) << dsn << ": " << r.err;
+      check(r, dsn);
+    }
+    // A config error in the same string is reported without the password.
+    const std::string bad = dsn + (dsn.starts_with("postgresql") ? "?connect_timeout=x" : " connect_timeout=x");
+    auto r = run({"--log-level", "debug", "ping", "--json"}, {{"DATABASE_URL", bad}});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    check(r, dsn);
+  }
+  // A wrong password written with unencoded specials: refused by the server, still not shown.
+  auto r = run({"--log-format", "json", "--log-level", "debug", "ping", "--json"}, {{"DATABASE_URL", raw_uri}});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("password authentication failed"), std::string::npos) << r.err;
+  check(r, raw_uri);
+  // Unquoted, the password ends at the space: libpq cannot parse the rest, and none of it is shown.
+  r = run({"--log-level", "debug", "ping"},
+          {{"DATABASE_URL", fmt::format("host=127.0.0.1 port={} user=postgres password=Kp0?Kp1 KpB",
+                                        secured.port())}});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  check(r, "unquoted");
 }

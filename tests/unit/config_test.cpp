@@ -1,6 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <libpq-fe.h>
+
+#include <cctype>
 #include <map>
+#include <tuple>
+#include <vector>
 
 #include "steadypg/config.hpp"
 #include "steadypg/error.hpp"
@@ -177,16 +182,113 @@ TEST(config, malformed_dsn_never_echoes_password) {
 }
 
 TEST(config, redact_dsn_both_forms) {
-  EXPECT_EQ(redact_dsn("host=db user=app password=s3cr3t dbname=x"), "host=db user=app password=**** dbname=x");
-  EXPECT_EQ(redact_dsn("host=db password='s3 cr\\'3t' dbname=x"), "host=db password=**** dbname=x");
-  EXPECT_EQ(redact_dsn("password = s3cr3t host=db"), "password = **** host=db");
+  // What libpq read, in libpq's keyword order, with the secrets replaced; URIs stay URIs.
+  EXPECT_EQ(redact_dsn("host=db user=app password=s3cr3t dbname=x"), "user=app password=**** dbname=x host=db");
+  EXPECT_EQ(redact_dsn("host=db password='s3 cr\\'3t' dbname=x"), "password=**** dbname=x host=db");
+  EXPECT_EQ(redact_dsn("password = s3cr3t host=db"), "password=**** host=db");
+  EXPECT_EQ(redact_dsn("host=db sslpassword=s3cr3t application_name='my app'"),
+            "host=db application_name='my app' sslpassword=****");
   EXPECT_EQ(redact_dsn("postgresql://app:s3cr3t@db:5432/x"), "postgresql://app:****@db:5432/x");
   EXPECT_EQ(redact_dsn("postgres://app@db/x"), "postgres://app@db/x");
   EXPECT_EQ(redact_dsn("postgresql://db/x?user=app&password=s3cr3t&sslmode=require"),
-            "postgresql://db/x?user=app&password=****&sslmode=require");
+            "postgresql://app:****@db/x?sslmode=require");
   EXPECT_EQ(redact_dsn("postgresql://a:b:c@h"), "postgresql://a:****@h");
+  EXPECT_EQ(redact_dsn("postgresql://a:s3?cr3t@h/x"), "postgresql://a:****@h/x");
+  EXPECT_EQ(redact_dsn("postgresql://u@[::1]:5432,h2:5433/x?target_session_attrs=read-write"),
+            "postgresql://u@[::1]:5432,h2:5433/x?target_session_attrs=read-write");
+  EXPECT_EQ(redact_dsn("postgresql://%2Ftmp/x"), "postgresql://%2Ftmp/x");
   EXPECT_EQ(redact_dsn("host=db"), "host=db");
   EXPECT_EQ(redact_dsn(""), "");
+  // A database name that is itself a connection string (libpq takes it literally here).
+  EXPECT_EQ(redact_dsn("host=db dbname='postgresql://u:s3cr3t@h/x'"), "dbname=postgresql://u:****@h/x host=db");
+  EXPECT_EQ(redact_dsn("postgresql://db/user%3Dx%20password%3Ds3cr3t"), "postgresql://db/user%3Dx%20password%3D****");
+  // Not parseable: only the well-formed, non-secret start is shown.
+  EXPECT_EQ(redact_dsn("host=db password=s3 cr3t"), "host=db password=****");
+  EXPECT_EQ(redact_dsn("host=db hots=x password=s3cr3t"), "host=db hots=****");
+  EXPECT_EQ(redact_dsn("postgresql://a:s3@cr3t@h/x"), "postgresql://****@h/x");
+}
+
+namespace {
+
+std::string dsn_error(const std::string& dsn) {
+  try {
+    validate_dsn(dsn);
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(config, dsn_values_libpq_checks_only_when_connecting_are_config_errors) {
+  // {DSN, text the message must contain: the keyword with its value, then the accepted values}
+  const std::tuple<const char*, const char*, const char*> cases[] = {
+      {"host=127.0.0.1 port=abc", "port=\"abc\"", "1–65535"},
+      {"host=127.0.0.1 port=99999999", "port=\"99999999\"", "1–65535"},
+      {"host=127.0.0.1 port=0", "port=\"0\"", "1–65535"},
+      {"host=127.0.0.1 port=-5432", "port=\"-5432\"", "1–65535"},
+      {"host=a,b port=5432,x", "port=\"5432,x\"", "1–65535"},
+      {"postgresql://u@127.0.0.1:abc/db", "port=\"abc\"", "1–65535"},
+      {"postgresql://u@127.0.0.1:5432,127.0.0.1:70000/db", "port=\"5432,70000\"", "1–65535"},
+      {"host=h sslmode=bogus", "sslmode=\"bogus\"", "disable, allow, prefer, require, verify-ca, verify-full"},
+      {"host=h sslmode=Require", "sslmode=\"Require\"", "verify-full"},
+      {"postgresql://h/db?sslmode=", "sslmode=\"\"", "verify-full"},
+      {"host=h gssencmode=always", "gssencmode=\"always\"", "disable, prefer, require"},
+      {"host=h channel_binding=maybe", "channel_binding=\"maybe\"", "disable, prefer, require"},
+      {"host=h target_session_attrs=bogus", "target_session_attrs=\"bogus\"",
+       "any, read-write, read-only, primary, standby, prefer-standby"},
+      {"host=h connect_timeout=xyz", "connect_timeout=\"xyz\"", "an integer"},
+      {"host=h connect_timeout=", "connect_timeout=\"\"", "an integer"},
+      {"host=h connect_timeout=99999999999", "connect_timeout=\"99999999999\"", "an integer"},
+      {"postgresql://h/db?connect_timeout=1.5", "connect_timeout=\"1.5\"", "an integer"},
+      {"host=h keepalives=x", "keepalives=\"x\"", "an integer"},
+      {"host=h keepalives_idle=10s", "keepalives_idle=\"10s\"", "an integer"},
+      {"host=h keepalives_interval=+-1", "keepalives_interval=\"+-1\"", "an integer"},
+      {"host=h keepalives_count=0x10", "keepalives_count=\"0x10\"", "an integer"},
+      {"host=h tcp_user_timeout=soon", "tcp_user_timeout=\"soon\"", "an integer"},
+      {"host=h ssl_min_protocol_version=TLSv9", "ssl_min_protocol_version=\"TLSv9\"", "TLSv1.2"},
+      {"host=h ssl_max_protocol_version=ssl3", "ssl_max_protocol_version=\"ssl3\"", "TLSv1.3"},
+      {"host=h ssl_min_protocol_version=TLSv1.3 ssl_max_protocol_version=TLSv1.2", "ssl_min_protocol_version",
+       "ssl_max_protocol_version"},
+      {"hostaddr=db.example", "hostaddr=\"db.example\"", "numeric"},
+      {"host=a,b,c port=1,2", "port", "3 hosts"},
+      {"postgresql://a:1,b:2/db?port=1,2,3", "port", "2 hosts"},
+      {"host=a hostaddr=127.0.0.1,127.0.0.2", "host", "hostaddr"},
+  };
+  for (const auto& [dsn, keyword, accepted] : cases) {
+    const std::string msg = dsn_error(dsn);
+    ASSERT_FALSE(msg.empty()) << dsn << " was accepted";
+    EXPECT_NE(msg.find(keyword), std::string::npos) << dsn << ": " << msg;
+    EXPECT_NE(msg.find(accepted), std::string::npos) << dsn << ": " << msg;
+    EXPECT_NE(msg.find("invalid connection string"), std::string::npos) << msg;
+    // The same through the environment and through validate().
+    EXPECT_THROW((void)load({{"DATABASE_URL", dsn}}), config_error) << dsn;
+    client_options o;
+    o.dsn = dsn;
+    EXPECT_THROW(o.validate(), config_error) << dsn;
+  }
+}
+
+TEST(config, dsn_values_libpq_accepts_stay_accepted) {
+  for (const char* dsn : {"host=h port=5432", "host=h port=1", "host=h port=65535", "host=h port=+5432",
+                          "host=h port=' 5432 '", "host=h port=", "host=a,b port=5432", "host=a,b port=5432,5433",
+                          "host=a,b port=,5433", "host=a,b,c", "port=5433", "hostaddr=127.0.0.1,::1 port=1,2",
+                          "host=a,b hostaddr=127.0.0.1,", "postgresql://u@a:5432,b/db",
+                          "postgresql://u@[::1]:5432/db?target_session_attrs=read-write",
+                          "host=h connect_timeout=-1 keepalives=0 keepalives_idle=0 tcp_user_timeout=-5",
+                          "host=h connect_timeout=' 10 ' keepalives=1 keepalives_idle=30 keepalives_interval=5 "
+                          "keepalives_count=3 tcp_user_timeout=0",
+                          "host=h sslmode=disable", "host=h sslmode=allow", "host=h sslmode=prefer",
+                          "host=h sslmode=require", "host=h sslmode=verify-ca", "host=h sslmode=verify-full",
+                          "host=h gssencmode=disable", "host=h gssencmode=prefer", "host=h channel_binding=require",
+                          "host=h target_session_attrs=any", "host=h target_session_attrs=read-only",
+                          "host=h target_session_attrs=primary", "host=h target_session_attrs=standby",
+                          "host=h target_session_attrs=prefer-standby", "host=h ssl_min_protocol_version=tlsv1.2",
+                          "host=h ssl_min_protocol_version=TLSv1.2 ssl_max_protocol_version=TLSv1.3",
+                          "host=h ssl_max_protocol_version=", "postgresql://h/db%40x", ""}) {
+    EXPECT_EQ(dsn_error(dsn), "") << dsn;
+  }
 }
 
 TEST(config, integer_variables_reject_any_sign_even_on_zero) {
@@ -201,5 +303,126 @@ TEST(config, integer_variables_reject_any_sign_even_on_zero) {
     }
     EXPECT_NO_THROW((void)load({{var, "1"}})) << var;
     EXPECT_NO_THROW((void)load({{var, "0010"}})) << var;  // leading zeros are still plain digits
+  }
+}
+
+namespace {
+
+// A password whose every segment carries the marker "Kp": any piece of it that shows up is a leak.
+std::string marked_password(std::string_view specials) {
+  std::string pw = "Kp0";
+  for (char c : specials) pw += std::string(1, c) + "Kp" + std::string(1, static_cast<char>('a' + pw.size() % 26));
+  return pw;
+}
+
+std::string percent_encode(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') out.push_back(static_cast<char>(c));
+    else {
+      static constexpr char hex[] = "0123456789ABCDEF";
+      out += {'%', hex[c >> 4], hex[c & 15]};
+    }
+  }
+  return out;
+}
+
+std::string quote_conninfo(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "'";
+}
+
+// Every way a password can be written in a DSN libpq parses, for one password.
+std::vector<std::string> dsns_with_password(const std::string& pw) {
+  std::vector<std::string> v{
+      "host=db user=app password=" + quote_conninfo(pw) + " dbname=x",
+      "host=db sslpassword=" + quote_conninfo(pw) + " dbname=x",
+      "password = " + quote_conninfo(pw) + " host=db",
+      "postgresql://app:" + percent_encode(pw) + "@db:5432/x",
+      "postgres://app:" + percent_encode(pw) + "@db/x?sslmode=require",
+      "postgresql://db/x?user=app&password=" + percent_encode(pw) + "&sslmode=require",
+      "postgresql://db/x?sslpassword=" + percent_encode(pw),
+  };
+  if (pw.find_first_of(" '\\") == std::string::npos) v.push_back("host=db password=" + pw + " dbname=x");
+  // In the user info libpq takes everything up to the first '@' (or '/'), '%' starts an escape.
+  if (pw.find_first_of("@/%") == std::string::npos) v.push_back("postgresql://app:" + pw + "@db:5432/x");
+  return v;
+}
+
+}  // namespace
+
+TEST(config, redact_dsn_hides_passwords_with_every_special_character) {
+  const std::string specials = "?@:/#%&='\\ ";
+  std::vector<std::string> passwords{marked_password(specials)};
+  for (char c : specials) passwords.push_back(marked_password(std::string(1, c)));
+  for (const auto& pw : passwords) {
+    for (const auto& dsn : dsns_with_password(pw)) {
+      const std::string shown = redact_dsn(dsn);
+      EXPECT_EQ(shown.find("Kp"), std::string::npos) << dsn << " -> " << shown;
+      EXPECT_NE(shown.find("****"), std::string::npos) << dsn << " -> " << shown;
+      EXPECT_NE(shown.find("db"), std::string::npos) << dsn << " -> " << shown;
+      // A DSN that is otherwise wrong reports the error without the password.
+      const bool has_query = dsn.find('?', dsn.rfind('/')) != std::string::npos;  // after the path, not in user info
+      const std::string bad = !dsn.starts_with("postgres") ? dsn + " port=abc"
+                              : has_query                  ? dsn + "&port=abc"
+                                                           : dsn + "?port=abc";
+      const std::string msg = dsn_error(bad);
+      EXPECT_NE(msg.find("port=\"abc\""), std::string::npos) << bad << ": " << msg;
+      EXPECT_EQ(msg.find("Kp"), std::string::npos) << bad << ": " << msg;
+    }
+  }
+}
+
+TEST(config, redact_dsn_keeps_everything_else_as_libpq_reads_it) {
+  // The redacted form parses to the same options, with "****" for each secret.
+  for (const auto& dsn : dsns_with_password(marked_password("?@:/#%&='\\ "))) {
+    const std::string shown = redact_dsn(dsn);
+    char* err = nullptr;
+    PQconninfoOption* before = PQconninfoParse(dsn.c_str(), &err);
+    PQconninfoOption* after = PQconninfoParse(shown.c_str(), &err);
+    ASSERT_NE(before, nullptr) << dsn;
+    ASSERT_NE(after, nullptr) << shown;
+    for (int i = 0; before[i].keyword != nullptr; ++i) {
+      const std::string keyword = before[i].keyword;
+      ASSERT_EQ(keyword, after[i].keyword);
+      const bool secret = keyword == "password" || keyword == "sslpassword";
+      if (before[i].val == nullptr) {
+        EXPECT_EQ(after[i].val, nullptr) << keyword << " in " << shown;
+      } else {
+        ASSERT_NE(after[i].val, nullptr) << keyword << " in " << shown;
+        EXPECT_EQ(std::string(after[i].val), secret ? "****" : before[i].val) << keyword << " in " << shown;
+      }
+    }
+    PQconninfoFree(before);
+    PQconninfoFree(after);
+  }
+}
+
+TEST(config, redact_dsn_hides_what_libpq_cannot_parse) {
+  const char* cases[] = {
+      "host=db password=Kp1 Kp2 dbname=x",          // an unquoted space: libpq stops at "Kp2"
+      "host=db password='Kp1 Kp2",                  // unterminated quote
+      "host=db password Kp1",                       // no '='
+      "host=db Password=Kp1",                       // not a keyword libpq knows
+      "host=db pasword=Kp1 sslmode=require",        // nor this one
+      "postgresql://u:Kp1@Kp2@db/x",                // an unencoded '@' in the password
+      "postgresql://u:Kp1/Kp2@db/x",                // an unencoded '/' in the password
+      "postgresql://u:Kp1%zzKp2@db/x",              // a broken escape
+      "postgresql://u:Kp1@[::1/x",                  // broken IPv6 host
+      "postgresql://u:Kp1/K?p2@db/x",               // '/' and '?' unencoded
+      "POSTGRESQL://u:Kp1@db/x",                    // libpq only knows the lower-case scheme
+      "postgresql:/u:Kp1@db/x",                     // one slash
+      "postgresql://db/x?password=Kp1&nope",        // a query parameter without '='
+  };
+  for (const char* dsn : cases) {
+    const std::string shown = redact_dsn(dsn);
+    EXPECT_EQ(shown.find("Kp"), std::string::npos) << dsn << " -> " << shown;
+    const std::string msg = dsn_error(dsn);
+    EXPECT_FALSE(msg.empty()) << dsn << " was accepted";
+    EXPECT_EQ(msg.find("Kp"), std::string::npos) << dsn << ": " << msg;
   }
 }
