@@ -20,6 +20,7 @@ int main() try {
       } catch (const steadypg::unique_violation& e) {
         std::cout << "statement " << i << " failed: " << e.server().detail << "\n";
       }
+      p.await_sync();  // statement i is committed now (or was rolled back)
     }
   }
   //]

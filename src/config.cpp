@@ -234,12 +234,16 @@ std::string emit_uri(std::string_view scheme, const PQconninfoOption* opts) {
       if (i > 0) out.push_back(',');
       out += hosts[i].find(':') != std::string_view::npos ? fmt::format("[{}]", percent_encode(hosts[i], ":"))
                                                           : percent_encode(hosts[i]);
-      if (port && !ports[i].empty()) out += ":" + percent_encode(ports[i]);
+      if (port && !ports[i].empty()) {
+        out.push_back(':');
+        out += percent_encode(ports[i]);
+      }
     }
   }
   for (const auto* o = opts; o->keyword != nullptr; ++o) {
     if (o->val != nullptr && std::string_view(o->keyword) == "dbname") {
-      out += "/" + percent_encode(redact_value(*o), "*");
+      out.push_back('/');
+      out += percent_encode(redact_value(*o), "*");
     }
   }
   char separator = '?';
