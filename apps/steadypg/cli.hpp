@@ -47,6 +47,10 @@ struct context {
   void log(log_level lvl, std::string_view msg, const json_doc& fields = json_doc::object()) const;
   /// Prints a JSON document on stdout.
   static void print_json(const json_doc& doc);
+  /// Prints a JSON object on stdout with the member `raw_member` written as `raw_json`
+  /// (JSON text the caller built and checked, e.g. around the server's json values) instead
+  /// of its value in `doc`; every other member is written as print_json(doc) writes it.
+  static void print_json(const json_doc& doc, std::string_view raw_member, std::string_view raw_json);
 };
 
 /// The client a command uses: the library's events are logged through the context's logger,
@@ -78,6 +82,8 @@ std::string info_text(const connection_info_report& info);
 int run_ping(const context& ctx);
 int run_health(const context& ctx);
 int run_info(const context& ctx);
+/// `exec`: `null_marker` (when `use_null_marker`) is the --null string: a -p value equal to it
+/// binds NULL, and NULLs in the text output are printed as it.
 int run_exec(const context& ctx, const std::string& sql, const std::vector<std::string>& params,
              const std::string& null_marker, bool use_null_marker);
 int run_sandbox(const context& ctx, const std::string& action, const std::string& dir, int port, bool keep);

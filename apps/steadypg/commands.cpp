@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "cli.hpp"
+#include "json_text.hpp"
 #include "steadypg/steadypg.hpp"
 #include "steadypg/testing/temp_cluster.hpp"
 
@@ -32,36 +33,89 @@ connection open_connection(const context& ctx) {
   return c;
 }
 
+// The aligned table's NULL marker (unless --null).
+constexpr std::string_view table_null = "\xE2\x88\x85";  // ∅ (U+2205) in UTF-8
+
 double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-json_doc json_value(const field& f, oid type) {
-  if (f.is_null()) return nullptr;
+// One value for --json, as JSON text. Numbers and json/jsonb are the server's text as it is
+// (no round trip through a double, duplicate keys kept); what is not valid JSON there
+// (NaN, Infinity) becomes a string.
+std::string json_cell(const field& f, oid type) {
+  if (f.is_null()) return "null";
   const std::string_view t = f.text();
-  try {
-    switch (type) {
-      case oids::int2:
-      case oids::int4:
-      case oids::int8:
-        return f.as<int64_t>();
-      case oids::float4:
-      case oids::float8: {
-        const double d = f.as<double>();
-        if (std::isfinite(d)) return d;
-        return std::string(t);
-      }
-      case oids::boolean:
-        return f.as<bool>();
-      case 114:   // json
-      case 3802:  // jsonb
-        return json_doc::parse(t);
-      default:
-        break;
-    }
-  } catch (const std::exception&) {
+  switch (type) {
+    case oids::int2:
+    case oids::int4:
+    case oids::int8:
+    case oids::numeric:
+    case oids::float4:
+    case oids::float8:
+      if (is_json_number(t)) return std::string(t);
+      break;
+    case oids::boolean:
+      if (t == "t") return "true";
+      if (t == "f") return "false";
+      break;
+    case 114:   // json
+    case 3802:  // jsonb
+      if (is_json_text(t)) return std::string(t);
+      break;
+    default:
+      break;
   }
-  return std::string(t);
+  return json_string(t);
+}
+
+// The `rows` member of exec --json: [[cell, …], …].
+std::string json_rows(const result& rs) {
+  std::vector<oid> types;
+  for (std::size_t c = 0; c < rs.columns(); ++c) types.push_back(rs.column_type(c));
+  std::string out = "[";
+  for (const auto row : rs) {
+    if (out.size() > 1) out += ',';
+    out += '[';
+    for (std::size_t c = 0; c < types.size(); ++c) {
+      if (c) out += ',';
+      out += json_cell(row[c], types[c]);
+    }
+    out += ']';
+  }
+  out += ']';
+  return out;
+}
+
+// How the text output shows a value: COPY text format escapes (backslash, \b \f \n \r \t \v,
+// other control characters as \xHH), so that a value is one cell on one line and the NULL
+// marker (\N by default) cannot be mistaken for text. COPY ... FROM reads the rows back.
+// `escape_default_null` (the table's default marker ∅) also writes a text ∅ as \u2205.
+std::string escape_text(std::string_view s, bool escape_default_null = false) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    switch (c) {
+      case '\\': out += "\\\\"; continue;
+      case '\b': out += "\\b"; continue;
+      case '\f': out += "\\f"; continue;
+      case '\n': out += "\\n"; continue;
+      case '\r': out += "\\r"; continue;
+      case '\t': out += "\\t"; continue;
+      case '\v': out += "\\v"; continue;
+      default: break;
+    }
+    if (c < 0x20 || c == 0x7F) {
+      out += fmt::format("\\x{:02x}", c);
+    } else if (escape_default_null && s.substr(i).starts_with(table_null)) {
+      out += "\\u2205";
+      i += table_null.size() - 1;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
 }
 
 // Display width in terminal columns, counting UTF-8 code points.
@@ -71,48 +125,64 @@ std::size_t display_width(std::string_view s) {
   return n;
 }
 
-void print_table(const result& rs) {
+// On a terminal: an aligned table; NULL shows as `null_marker` (∅ unless --null).
+void print_table(const result& rs, const std::optional<std::string>& null_marker) {
   const std::size_t cols = rs.columns();
   if (cols == 0) {
     std::cout << rs.command() << "\n";
     return;
   }
-  std::vector<std::size_t> width(cols);
-  for (std::size_t c = 0; c < cols; ++c) width[c] = display_width(rs.column_name(c));
+  const bool default_marker = !null_marker;
+  const std::string null_shown = null_marker.value_or(std::string(table_null));
+  // Every cell as shown, header first.
+  std::vector<std::vector<std::string>> cells;
+  cells.emplace_back();
+  for (std::size_t c = 0; c < cols; ++c) cells.back().push_back(escape_text(rs.column_name(c), default_marker));
   for (const auto row : rs) {
+    cells.emplace_back();
     for (std::size_t c = 0; c < cols; ++c) {
-      width[c] = std::max(width[c], display_width(row[c].is_null() ? "NULL" : row[c].text()));
+      cells.back().push_back(row[c].is_null() ? null_shown : escape_text(row[c].text(), default_marker));
     }
   }
-  auto cell = [&](std::string_view s, std::size_t c) {
-    return std::string(s) + std::string(width[c] - display_width(s), ' ');
+  std::vector<std::size_t> width(cols);
+  for (const auto& line : cells) {
+    for (std::size_t c = 0; c < cols; ++c) width[c] = std::max(width[c], display_width(line[c]));
+  }
+  auto cell = [&](const std::string& s, std::size_t c) {
+    return s + std::string(width[c] - display_width(s), ' ');
   };
+  auto print_line = [&](const std::vector<std::string>& line) {
+    std::string out;
+    for (std::size_t c = 0; c < cols; ++c) out += (c ? " | " : " ") + cell(line[c], c);
+    std::cout << out << "\n";
+  };
+  print_line(cells.front());
   std::string line;
-  for (std::size_t c = 0; c < cols; ++c) line += (c ? " | " : " ") + cell(rs.column_name(c), c);
-  std::cout << line << "\n";
-  line.clear();
   for (std::size_t c = 0; c < cols; ++c) line += (c ? "-+-" : "-") + std::string(width[c], '-');
   std::cout << line << "-\n";
-  for (const auto row : rs) {
-    line.clear();
-    for (std::size_t c = 0; c < cols; ++c) line += (c ? " | " : " ") + cell(row[c].is_null() ? "NULL" : row[c].text(), c);
-    std::cout << line << "\n";
-  }
+  for (std::size_t r = 1; r < cells.size(); ++r) print_line(cells[r]);
   std::cout << fmt::format("({} row{})\n", rs.size(), rs.size() == 1 ? "" : "s");
 }
 
-void print_tsv(const result& rs) {
+// Not on a terminal: a header line, then the rows in COPY text format (\N unless --null).
+void print_tsv(const result& rs, const std::optional<std::string>& null_marker) {
   const std::size_t cols = rs.columns();
   if (cols == 0) {
     std::cout << rs.command() << "\n";
     return;
   }
-  for (std::size_t c = 0; c < cols; ++c) std::cout << (c ? "\t" : "") << rs.column_name(c);
-  std::cout << "\n";
+  const std::string null_shown = null_marker.value_or("\\N");
+  std::string out;
+  for (std::size_t c = 0; c < cols; ++c) (out += (c ? "\t" : "")) += escape_text(rs.column_name(c));
+  out += '\n';
   for (const auto row : rs) {
-    for (std::size_t c = 0; c < cols; ++c) std::cout << (c ? "\t" : "") << (row[c].is_null() ? "NULL" : row[c].text());
-    std::cout << "\n";
+    for (std::size_t c = 0; c < cols; ++c) {
+      if (c) out += '\t';
+      out += row[c].is_null() ? null_shown : escape_text(row[c].text());
+    }
+    out += '\n';
   }
+  std::cout << out;
 }
 
 }  // namespace
@@ -256,27 +326,20 @@ int run_exec(const context& ctx, const std::string& sql, const std::vector<std::
     const result rs = c.execute(sql, p);
     ctx.log(log_level::info, "statement done",
             {{"op", "exec"}, {"duration_ms", round3(ms_since(start))}, {"rows", rs.size()}});
+    const std::optional<std::string> output_null =
+        use_null_marker ? std::optional<std::string>(null_marker) : std::nullopt;
     if (ctx.json) {
       json_doc columns = json_doc::array();
-      std::vector<oid> types;
-      for (std::size_t i = 0; i < rs.columns(); ++i) {
-        columns.push_back(std::string(rs.column_name(i)));
-        types.push_back(rs.column_type(i));
-      }
-      json_doc rows = json_doc::array();
-      for (const auto row : rs) {
-        json_doc r = json_doc::array();
-        for (std::size_t i = 0; i < rs.columns(); ++i) r.push_back(json_value(row[i], types[i]));
-        rows.push_back(std::move(r));
-      }
+      for (std::size_t i = 0; i < rs.columns(); ++i) columns.push_back(std::string(rs.column_name(i)));
       context::print_json({{"columns", columns},
-                           {"rows", rows},
+                           {"rows", nullptr},  // written from the server's text: json_rows
                            {"command", std::string(rs.command())},
-                           {"rows_affected", rs.rows_affected()}});
+                           {"rows_affected", rs.rows_affected()}},
+                          "rows", json_rows(rs));
     } else if (::isatty(STDOUT_FILENO)) {
-      print_table(rs);
+      print_table(rs, output_null);
     } else {
-      print_tsv(rs);
+      print_tsv(rs, output_null);
     }
     return ok;
   } catch (...) {

@@ -38,7 +38,9 @@ int main(int argc, char** argv) {
   auto* exec = app.add_subcommand("exec", "Run one parameterized statement");
   exec->add_option("sql", sql, "SQL text; $1…$n bind the -p values in order")->required();
   exec->add_option("-p,--param", params, "A parameter value (repeatable)");
-  auto* null_opt = exec->add_option("--null", null_marker, "A -p value equal to this string is sent as NULL");
+  auto* null_opt = exec->add_option("--null", null_marker,
+                                    "The string for NULL: a -p value equal to it is sent as NULL, and NULLs print "
+                                    "as it (default \\N, or ∅ on a terminal)");
 
   bench_args bargs;
   auto* bench = app.add_subcommand("bench", "Load on pgbench's schema through the pool (select, pipeline, insert)");

@@ -48,8 +48,26 @@ void context::log(log_level lvl, std::string_view msg, const json_doc& fields) c
   logger().log(lvl, "cli", msg, out);
 }
 
-void context::print_json(const json_doc& doc) {
-  std::cout << doc.dump(-1, ' ', false, json_doc::error_handler_t::replace) << std::endl;
+namespace {
+
+std::string dump(const json_doc& doc) { return doc.dump(-1, ' ', false, json_doc::error_handler_t::replace); }
+
+}  // namespace
+
+void context::print_json(const json_doc& doc) { std::cout << dump(doc) << std::endl; }
+
+void context::print_json(const json_doc& doc, std::string_view raw_member, std::string_view raw_json) {
+  // The object's members in order, as dump() writes them ({"k":v,…} without spaces).
+  std::string out = "{";
+  for (const auto& [key, value] : doc.items()) {
+    if (out.size() > 1) out += ',';
+    out += dump(json_doc(key));
+    out += ':';
+    if (key == raw_member) out += raw_json;
+    else out += dump(value);
+  }
+  out += '}';
+  std::cout << out << std::endl;
 }
 
 command_client::command_client(const context& ctx, const client_options& options, const pool_options& pool,

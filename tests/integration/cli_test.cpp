@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
+#include <pty.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <chrono>
+#include <algorithm>
 #include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
@@ -34,17 +36,16 @@ std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
-// Runs the CLI with `args` and extra environment; DATABASE_URL defaults to the test server.
-run_result run(std::vector<std::string> args, std::map<std::string, std::string> env = {},
-               const std::string& stdin_file = "/dev/null") {
+// Runs `program` with `args` and extra environment, capturing stdout and stderr.
+run_result run_program(const std::string& program, std::vector<std::string> args,
+                       const std::map<std::string, std::string>& env, const std::string& stdin_file) {
   const fs::path dir = fs::temp_directory_path() / fmt::format("steadypg-cli-{}", ::getpid());
   fs::create_directories(dir);
   const fs::path out = dir / "out", err = dir / "err";
-  if (!env.count("DATABASE_URL")) env["DATABASE_URL"] = cluster_environment::dsn();
   const pid_t pid = ::fork();
   if (pid == 0) {
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> argv{const_cast<char*>(STEADYPG_CLI_PATH)};
+    std::vector<char*> argv{const_cast<char*>(program.c_str())};
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr) ||
@@ -62,6 +63,13 @@ run_result run(std::vector<std::string> args, std::map<std::string, std::string>
   r.err = read_file(err);
   fs::remove_all(dir);
   return r;
+}
+
+// Runs the CLI with `args` and extra environment; DATABASE_URL defaults to the test server.
+run_result run(std::vector<std::string> args, std::map<std::string, std::string> env = {},
+               const std::string& stdin_file = "/dev/null") {
+  if (!env.count("DATABASE_URL")) env["DATABASE_URL"] = cluster_environment::dsn();
+  return run_program(STEADYPG_CLI_PATH, std::move(args), env, stdin_file);
 }
 
 }  // namespace
@@ -530,6 +538,47 @@ std::string quote_conninfo(std::string_view s) {
 
 }  // namespace
 
+namespace {
+
+// psql, to compare the CLI with what the server's own client prints.
+std::string psql_path() {
+  if (const char* dir = std::getenv("STEADYPG_PG_BINDIR"); dir && *dir && fs::exists(fs::path(dir) / "psql")) {
+    return (fs::path(dir) / "psql").string();
+  }
+  std::vector<fs::path> found;
+  if (fs::exists("/usr/lib/postgresql")) {
+    for (const auto& e : fs::directory_iterator("/usr/lib/postgresql")) {
+      if (fs::exists(e.path() / "bin" / "psql")) found.push_back(e.path() / "bin" / "psql");
+    }
+  }
+  std::sort(found.begin(), found.end(), [](const fs::path& a, const fs::path& b) {
+    return std::stoi(a.parent_path().parent_path().filename().string()) <
+           std::stoi(b.parent_path().parent_path().filename().string());
+  });
+  if (!found.empty()) return found.back().string();
+  for (const char* dir : {"/usr/bin", "/usr/local/bin"}) {
+    if (fs::exists(fs::path(dir) / "psql")) return (fs::path(dir) / "psql").string();
+  }
+  return {};
+}
+
+// The value of `SELECT expr` as `psql -At` prints it (without the final newline).
+std::string psql_value(const std::string& psql, const std::string& expr) {
+  auto r = run_program(psql, {"-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", cluster_environment::dsn(), "-c",
+                              "SELECT " + expr},
+                       {{"PGCLIENTENCODING", "UTF8"}}, "/dev/null");
+  EXPECT_EQ(r.exit_code, 0) << expr << ": " << r.err;
+  EXPECT_TRUE(r.out.ends_with("\n")) << r.out;
+  return r.out.substr(0, r.out.size() - 1);
+}
+
+// `steadypg --json exec "SELECT expr AS v"` as one document for a one-row, one-column result.
+std::string exec_json_document(const std::string& cell) {
+  return "{\"columns\":[\"v\"],\"rows\":[[" + cell + "]],\"command\":\"SELECT 1\",\"rows_affected\":1}\n";
+}
+
+}  // namespace
+
 TEST(cli, passwords_with_special_characters_never_reach_the_output) {
   // Every piece of the password carries the marker "Kp", so any fragment that shows up is a leak.
   const std::string password = "Kp0?Kp1@Kp2:Kp3/Kp4#Kp5%Kp6&Kp7=Kp8'Kp9\\KpA KpB";
@@ -576,4 +625,147 @@ TEST(cli, passwords_with_special_characters_never_reach_the_output) {
                                         secured.port())}});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   check(r, "unquoted");
+}
+
+TEST(cli, exec_json_embeds_server_text_exactly) {
+  const std::string psql = psql_path();
+  ASSERT_FALSE(psql.empty()) << "psql is needed as the reference (set STEADYPG_PG_BINDIR)";
+  // Values whose JSON form is the server's text byte for byte.
+  const std::vector<std::string> verbatim = {
+      "'-9223372036854775808'::int8",
+      "9223372036854775807::int8",
+      "(-32768)::int2",
+      "2147483647::int4",
+      "'1234567890123456789012345678901234567890.0123456789'::numeric",
+      "'-0.0000000000000000000000000000000000000001'::numeric",
+      "'123.4500'::numeric",
+      "0.1::float8",
+      "1e300::float8",
+      "'-0'::float8",
+      "'1.5e-7'::float4",
+      "'123456789012345678901234567890'::jsonb",
+      "'12345678901234567890.12345678901234567890123'::json",
+      "'{\"big\": 1e400, \"tiny\": -1E-400}'::jsonb",
+      "'[1e400, 2.50]'::json",
+      "'{\"a\":1,\"a\":2}'::json",
+      "E' {\"a\" :\\t[1,  2,\\n 3] }  '::json",
+      "'\"\\u00e9\\ud83d\\ude00 \\u0000 \\\"q\\\" \\\\\"'::json",
+      "'\"\\u00e9\\ud83d\\ude00\"'::jsonb",
+      "'[[1,[2,[3,[]]]],{},[{\"k\":[null,true,false]}]]'::jsonb",
+      "'null'::json",
+      "'\"null\"'::jsonb",
+      "'{\"\":\"\\u2028 é\"}'::jsonb",
+  };
+  for (const auto& expr : verbatim) {
+    SCOPED_TRACE(expr);
+    const std::string text = psql_value(psql, expr);
+    ASSERT_FALSE(text.empty());
+    auto r = run({"--json", "exec", "SELECT " + expr + " AS v"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, exec_json_document(text));
+  }
+  // Not JSON numbers: strings holding the server's text.
+  for (const std::string expr : {"'NaN'::numeric", "'Infinity'::numeric", "'-Infinity'::numeric", "'NaN'::float4",
+                                 "'-Infinity'::float8", "'NULL'::text", "'null'::text"}) {
+    SCOPED_TRACE(expr);
+    const std::string text = psql_value(psql, expr);
+    auto r = run({"--json", "exec", "SELECT " + expr + " AS v"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, exec_json_document(nlohmann::json(text).dump()));
+  }
+  // SQL NULL of any type is null; JSON null is null too, the text 'null' a string.
+  EXPECT_EQ(psql_value(psql, "NULL::jsonb IS NULL, 'null'::jsonb IS NULL"), "t|f");
+  auto r = run({"--json", "exec", "SELECT NULL::jsonb AS a, 'null'::jsonb AS b, NULL::int8 AS c, 'null' AS d"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"columns\":[\"a\",\"b\",\"c\",\"d\"],\"rows\":[[null,null,null,\"null\"]],\"command\":\"SELECT 1\","
+                   "\"rows_affected\":1}\n");
+  // Several rows and columns stay one valid document.
+  r = run({"--json", "exec",
+           "SELECT g AS \"n\"\"q\", ('{\"g\":' || g || '}')::json AS j, g::numeric / 3 AS d FROM generate_series(1, 3) g"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto doc = nlohmann::ordered_json::parse(r.out);
+  EXPECT_EQ(doc.at("columns"), nlohmann::json::array({"n\"q", "j", "d"}));
+  EXPECT_EQ(doc.at("rows").size(), 3u);
+  EXPECT_EQ(doc.at("rows")[2][1].at("g"), 3);
+  EXPECT_NE(r.out.find(",0.33333333333333333333]"), std::string::npos) << r.out;
+  EXPECT_EQ(doc.at("command"), "SELECT 3");
+  EXPECT_EQ(doc.at("rows_affected"), 3);
+}
+
+namespace {
+
+// Runs the CLI with stdout, stderr and stdin on a pseudo-terminal; returns what the terminal
+// showed, with the terminal's CR LF line ends turned back into LF.
+run_result run_on_terminal(std::vector<std::string> args) {
+  int master = -1;
+  const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+  if (pid == 0) {
+    ::setenv("DATABASE_URL", cluster_environment::dsn().c_str(), 1);
+    std::vector<char*> argv{const_cast<char*>(STEADYPG_CLI_PATH)};
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  run_result r;
+  if (pid < 0) return r;
+  std::string shown;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(master, buf, sizeof buf)) > 0;) shown.append(buf, static_cast<std::size_t>(n));
+  ::close(master);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  for (std::size_t i = 0; i < shown.size(); ++i) {
+    if (shown[i] == '\r' && i + 1 < shown.size() && shown[i + 1] == '\n') continue;
+    r.out.push_back(shown[i]);
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST(cli, exec_text_output_tells_null_from_text_and_escapes_like_copy) {
+  const std::string select =
+      "SELECT 'NULL'::text AS a, NULL::text AS b, E'tab\\there' AS c, E'line\\nbreak\\r' AS d, "
+      "E'back\\\\slash' AS e, '\\N' AS f, E'\\x1b[31mred' AS \"g\th\", '' AS i, NULL::int AS j";
+  // Not a terminal: COPY text format (\N for NULL; backslash, tab, newline, CR and other
+  // control characters escaped), with a header line escaped the same way.
+  auto r = run({"exec", select});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "a\tb\tc\td\te\tf\tg\\th\ti\tj\n"
+            "NULL\t\\N\ttab\\there\tline\\nbreak\\r\tback\\\\slash\t\\\\N\t\\x1b[31mred\t\t\\N\n");
+  // COPY reads the rows back exactly.
+  auto c = steadypg::test::connect();
+  c.execute("DROP TABLE IF EXISTS cli_tsv");
+  c.execute("CREATE TABLE cli_tsv (a text, b text, c text, d text, e text, f text, g text, i text, j int)");
+  temp_file rows("rows.tsv", r.out.substr(r.out.find('\n') + 1));
+  auto copied = run({"copy", "cli_tsv", "--file", rows.path.string()});
+  ASSERT_EQ(copied.exit_code, 0) << copied.err;
+  EXPECT_EQ(c.query_value<std::int64_t>(
+                "SELECT count(*) FROM cli_tsv WHERE a = 'NULL' AND b IS NULL AND c = E'tab\\there' AND "
+                "d = E'line\\nbreak\\r' AND e = E'back\\\\slash' AND f = '\\N' AND g = E'\\x1b[31mred' AND i = '' "
+                "AND j IS NULL"),
+            1);
+  // --null sets the output marker too (and still binds -p values equal to it as NULL).
+  r = run({"exec", "SELECT $1::text AS a, 'x' AS b, NULL AS c", "-p", "(nil)", "--null", "(nil)"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "a\tb\tc\n(nil)\tx\t(nil)\n");
+  // --json is unaffected by --null.
+  r = run({"--json", "exec", "SELECT NULL AS c", "--null", "(nil)"});
+  EXPECT_EQ(r.out, "{\"columns\":[\"c\"],\"rows\":[[null]],\"command\":\"SELECT 1\",\"rows_affected\":1}\n");
+
+  // On a terminal: an aligned table, ∅ for NULL, control characters and backslashes escaped,
+  // and a text ∅ written as \u2205 so that ∅ alone always means NULL.
+  r = run_on_terminal({"exec", "SELECT 'NULL'::text AS a, NULL::text AS b, E'x\\ny\\\\' AS c, '∅' AS d, "
+                               "E'\\x1b[2J' AS e"});
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out,
+            " a    | b | c      | d      | e      \n"
+            "------+---+--------+--------+---------\n"
+            " NULL | ∅ | x\\ny\\\\ | \\u2205 | \\x1b[2J\n"
+            "(1 row)\n");
+  r = run_on_terminal({"exec", "SELECT NULL AS a", "--null", "<null>"});
+  EXPECT_EQ(r.out, " a     \n--------\n <null>\n(1 row)\n");
 }
