@@ -4,14 +4,18 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "cli.hpp"
 #include "steadypg/steadypg.hpp"
+
+namespace fs = std::filesystem;
 
 namespace steadypg::cli {
 
@@ -52,17 +56,66 @@ void progress_bar::finish() {
 
 namespace {
 
-// The whole file, or standard input for "-".
-std::string read_file(const std::string& path) {
-  std::ostringstream s;
-  if (path == "-") {
-    s << std::cin.rdbuf();
-    return s.str();
+// A file named on the command line, or standard input for "-". A directory, a missing or
+// unreadable file is a usage error naming the path, raised before anything is sent.
+class input_file {
+ public:
+  explicit input_file(const std::string& path) : m_path(path) {
+    if (path == "-") return;
+    std::error_code ec;
+    const auto status = fs::status(path, ec);
+    if (fs::is_directory(status)) throw usage_error(fmt::format("cannot read {}: it is a directory", path));
+    m_file.open(path, std::ios::binary);
+    if (!m_file) throw usage_error(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+    if (fs::is_regular_file(status)) m_size = fs::file_size(path, ec);
+    if (ec) m_size.reset();
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw usage_error(fmt::format("cannot read {}", path));
-  s << in.rdbuf();
-  return s.str();
+
+  /// The name for messages.
+  [[nodiscard]] const std::string& path() const noexcept { return m_path; }
+  /// The size of a regular file; unknown for standard input and pipes.
+  [[nodiscard]] std::optional<std::uintmax_t> size() const noexcept { return m_size; }
+  /// Back to the start, where the input can seek (a regular file); false otherwise.
+  bool rewind() {
+    if (!m_size) return false;
+    m_file.clear();
+    m_file.seekg(0);
+    return true;
+  }
+  /// Up to n bytes into buf; 0 at the end. A read error is a usage error naming the path.
+  std::size_t read(char* buf, std::size_t n) {
+    std::istream& in = m_path == "-" ? std::cin : m_file;
+    in.read(buf, static_cast<std::streamsize>(n));
+    if (in.bad()) throw usage_error(fmt::format("cannot read {}: {}", m_path, std::strerror(errno)));
+    return static_cast<std::size_t>(in.gcount());
+  }
+  /// Everything that is left.
+  std::string read_all() {
+    std::string out;
+    std::string buf(1 << 16, '\0');
+    while (const std::size_t n = read(buf.data(), buf.size())) out.append(buf.data(), n);
+    return out;
+  }
+
+ private:
+  std::string m_path;
+  std::ifstream m_file;
+  std::optional<std::uintmax_t> m_size;
+};
+
+// The whole input, refused when it holds a NUL byte: statements and CSV fields reach the
+// server as C strings, where a NUL would silently cut them short (`DELETE FROM t<NUL> WHERE
+// id = 1` would run as `DELETE FROM t`). Lines are 1-based, counting every line.
+std::string read_statement_input(const std::string& path) {
+  input_file in(path);
+  std::string text = in.read_all();
+  if (const auto nul = text.find('\0'); nul != std::string::npos) {
+    const auto line = 1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(nul),
+                                                               '\n'));
+    throw usage_error(fmt::format("{}:{}: a NUL byte (0x00) in line {}; nothing was run",
+                                  path == "-" ? "standard input" : path, line, line));
+  }
+  return text;
 }
 
 // One CSV record: its fields (nullopt = unquoted empty = NULL) and the line it starts on.
@@ -154,7 +207,7 @@ int run_batch(const context& ctx, const batch_args& args) {
     std::vector<batch_operation> ops;
     std::vector<std::size_t> line_of;
     if (!args.file.empty()) {
-      const std::string text = read_file(args.file);
+      const std::string text = read_statement_input(args.file);
       std::size_t line = 0, pos = 0;
       while (pos < text.size()) {
         const std::size_t nl = text.find('\n', pos);
@@ -167,7 +220,7 @@ int run_batch(const context& ctx, const batch_args& args) {
         line_of.push_back(line);
       }
     } else {
-      auto records = parse_csv(read_file(args.csv), args.csv);
+      auto records = parse_csv(read_statement_input(args.csv), args.csv);
       std::size_t first = args.header && !records.empty() ? 1 : 0;
       ops.reserve(records.size());
       for (std::size_t r = first; r < records.size(); ++r) {
@@ -239,20 +292,9 @@ int run_batch(const context& ctx, const batch_args& args) {
 int run_copy(const context& ctx, const copy_args& args) {
   try {
     const auto format = args.format == "csv" ? copy_format::csv : copy_format::text;
-    // A file streams with a percentage; "-" streams standard input (size unknown).
-    const bool from_stdin = args.file == "-";
-    std::ifstream file;
-    if (!from_stdin) {
-      file.open(args.file, std::ios::binary);
-      if (!file) throw usage_error(fmt::format("cannot read {}", args.file));
-    }
-    std::istream& in = from_stdin ? std::cin : file;
-    double size = 0;
-    if (!from_stdin) {
-      file.seekg(0, std::ios::end);
-      size = static_cast<double>(std::max<std::streamoff>(file.tellg(), 1));
-      file.seekg(0);
-    }
+    // A file streams with a percentage; "-" and pipes stream without (size unknown).
+    input_file in(args.file);
+    const double size = in.size() ? static_cast<double>(std::max<std::uintmax_t>(*in.size(), 1)) : -1.0;
     std::vector<std::string> columns;
     for (std::size_t p = 0; !args.columns.empty() && p <= args.columns.size();) {
       const auto comma = std::min(args.columns.find(',', p), args.columns.size());
@@ -265,20 +307,14 @@ int run_copy(const context& ctx, const copy_args& args) {
     const auto started = std::chrono::steady_clock::now();
     const auto rows = lc->copy_from(args.table, columns, [&](copy_in& copy) {
       // `write` runs again only when the COPY could not even start, so nothing was read yet.
-      if (!from_stdin) {
-        file.clear();
-        file.seekg(0);
-      }
+      in.rewind();
       std::string buf(1 << 20, '\0');
       std::uint64_t read = 0;
-      while (in) {
-        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-        const auto n = static_cast<std::size_t>(in.gcount());
-        if (n == 0) break;
+      while (const std::size_t n = in.read(buf.data(), buf.size())) {
         read += n;
         copy.write_raw(std::string_view(buf.data(), n));
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        bar.update(from_stdin ? -1.0 : static_cast<double>(read) / size,
+        bar.update(size < 0 ? -1.0 : static_cast<double>(read) / size,
                    fmt::format("{:.1f} MiB, {:.1f} MiB/s", static_cast<double>(read) / (1 << 20),
                                secs > 0 ? static_cast<double>(read) / (1 << 20) / secs : 0.0));
       }

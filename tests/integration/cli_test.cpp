@@ -1,5 +1,7 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pty.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -768,4 +771,100 @@ TEST(cli, exec_text_output_tells_null_from_text_and_escapes_like_copy) {
             "(1 row)\n");
   r = run_on_terminal({"exec", "SELECT NULL AS a", "--null", "<null>"});
   EXPECT_EQ(r.out, " a     \n--------\n <null>\n(1 row)\n");
+}
+
+TEST(cli, a_directory_or_unreadable_file_is_a_usage_error_naming_it) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("steadypg-cli-dir-{}", ::getpid());
+  fs::create_directories(dir);
+  const fs::path missing = dir / "missing.sql";
+  std::vector<std::vector<std::string>> commands;
+  for (const fs::path& p : {dir, missing}) {
+    commands.push_back({"batch", "--file", p.string()});
+    commands.push_back({"batch", "--sql", "SELECT $1", "--csv", p.string()});
+    commands.push_back({"copy", "cli_dir_t", "--file", p.string()});
+  }
+  temp_file locked("locked.sql", "SELECT 1\n");
+  if (::geteuid() != 0) {  // root reads whatever the mode says
+    fs::permissions(locked.path, fs::perms::none);
+    commands.push_back({"batch", "--file", locked.path.string()});
+    commands.push_back({"copy", "cli_dir_t", "--file", locked.path.string()});
+  }
+  auto c = steadypg::test::connect();
+  c.execute("DROP TABLE IF EXISTS cli_dir_t");
+  c.execute("CREATE TABLE cli_dir_t (v text)");
+  for (const auto& args : commands) {
+    SCOPED_TRACE(fmt::format("{}", fmt::join(args, " ")));
+    auto r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find(args.back()), std::string::npos) << "names the path: " << r.err;
+    r = run([&] {
+      auto a = args;
+      a.insert(a.begin(), "--json");
+      return a;
+    }());
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.out.find(args.back()), std::string::npos) << r.out;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(cli, batch_file_with_a_nul_byte_runs_nothing) {
+  auto c = steadypg::test::connect();
+  c.execute("DROP TABLE IF EXISTS cli_nul");
+  c.execute("CREATE TABLE cli_nul (id int, v text)");
+  c.execute("INSERT INTO cli_nul VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+  using namespace std::string_literals;
+  temp_file f("nul.sql",
+              "-- line 1\n"
+              "INSERT INTO cli_nul VALUES (4, 'd')\n"
+              "\n"
+              "DELETE FROM cli_nul\0 WHERE id = 1\n"
+              "INSERT INTO cli_nul VALUES (5, 'e')\n"s);
+  for (const char* mode : {"independent", "pipeline", "transaction"}) {
+    SCOPED_TRACE(mode);
+    auto r = run({"batch", "--file", f.path.string(), "--mode", mode});
+    EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("line 4"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("NUL"), std::string::npos) << r.err;
+    EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_nul"), 3) << "nothing ran";
+  }
+  // In a comment line, and from standard input, it is refused all the same.
+  temp_file comment("nul-comment.sql", "INSERT INTO cli_nul VALUES (6, 'f')\n--\0\n"s);
+  auto r = run({"--json", "batch", "--file", "-"}, {}, comment.path.string());
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.out.find("line 2"), std::string::npos) << r.out;
+  // A CSV record is bound as text, where a NUL would cut the value short: refused too.
+  temp_file csv("nul.csv", "7,ok\n8,\"cut\0here\"\n"s);
+  r = run({"batch", "--sql", "INSERT INTO cli_nul VALUES ($1, $2)", "--csv", csv.path.string()});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("line 2"), std::string::npos) << r.err;
+  EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_nul"), 3) << "nothing ran";
+}
+
+TEST(cli, copy_streams_a_named_pipe) {
+  auto c = steadypg::test::connect();
+  c.execute("DROP TABLE IF EXISTS cli_fifo");
+  c.execute("CREATE TABLE cli_fifo (id int, v text)");
+  const fs::path fifo = fs::temp_directory_path() / fmt::format("steadypg-cli-fifo-{}", ::getpid());
+  fs::remove(fifo);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // The writer waits (at most 30 s, never forever) for the CLI to open the pipe for reading.
+  std::thread writer([&] {
+    int fd = -1;
+    for (int i = 0; i < 3000 && fd < 0; ++i) {
+      fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd < 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (fd < 0) return;
+    ::fcntl(fd, F_SETFL, 0);
+    const std::string data = "1\tone\n2\ttwo\n3\tthree\n";
+    EXPECT_EQ(::write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+    ::close(fd);
+  });
+  auto r = run({"--json", "copy", "cli_fifo", "--file", fifo.string()});
+  writer.join();
+  fs::remove(fifo);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("rows"), 3) << "a pipe cannot seek: it streams like standard input";
+  EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_fifo"), 3);
 }
