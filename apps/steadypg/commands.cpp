@@ -24,6 +24,8 @@ connection open_connection(const context& ctx) {
   o.dsn = ctx.options.dsn;
   o.connect_timeout = ctx.options.connection_timeout;
   o.statement_cache_capacity = static_cast<std::size_t>(ctx.options.statement_cache_size);
+  // The server enforces statement_timeout only while it answers: the client gives up 1 s later.
+  o.query_timeout = statement_timeout_backstop(ctx.options.statement_timeout);
   ctx.log(log_level::debug, "connecting", {{"dsn", redact_dsn(o.dsn)}});
   connection c(o);
   if (ctx.options.statement_timeout.count() > 0) {
@@ -198,6 +200,8 @@ int run_ping(const context& ctx) {
     auto c = open_connection(ctx);
     const double connect_ms = ms_since(connect_start);
     const auto start = std::chrono::steady_clock::now();
+    // A server that does not answer a ping within the connect timeout is unavailable.
+    if (c.options().query_timeout.count() == 0) c.set_query_timeout(ctx.options.connection_timeout);
     c.ping();
     const double latency = ms_since(start);
     if (ctx.json) {

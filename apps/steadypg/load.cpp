@@ -252,8 +252,12 @@ int run_batch(const context& ctx, const batch_args& args) {
     if (ctx.json) {
       json_doc errors = json_doc::array();
       for (const auto& e : report.errors) {
-        json_doc j{{"index", line_of[e.index]}, {"sqlstate", e.sqlstate}, {"message", e.message}};
+        json_doc j{{"index", line_of[e.index]},
+                   {"sqlstate", e.sqlstate},
+                   {"message", e.message},
+                   {"outcome", std::string(to_string(e.outcome))}};
         if (e.reason != batch_failure::failed) j["reason"] = std::string(to_string(e.reason));
+        if (e.cause) j["cause"] = line_of[*e.cause];
         errors.push_back(std::move(j));
       }
       context::print_json({{"mode", std::string(to_string(o.mode))},
@@ -262,6 +266,9 @@ int run_batch(const context& ctx, const batch_args& args) {
                              {"processed", st.processed},
                              {"succeeded", st.succeeded},
                              {"failed", st.failed},
+                             {"unknown", st.unknown},
+                             {"timed_out", st.timed_out},
+                             {"breaker_waited", st.breaker_waited},
                              {"success_rate", round3(st.success_rate)},
                              {"duration_ms", round3(duration_ms)}}},
                            {"timed_out", report.timed_out},
@@ -282,7 +289,20 @@ int run_batch(const context& ctx, const batch_args& args) {
       if (report.errors.size() > shown) {
         std::cout << fmt::format("  … and {} more (--json lists them all)\n", report.errors.size() - shown);
       }
+      if (st.unknown > 0) {
+        std::cout << fmt::format(
+            "  {} failed with an unknown outcome (the connection was lost before the commit was confirmed): only "
+            "these may have been applied\n",
+            st.unknown);
+      }
+      if (st.breaker_waited > 0) {
+        std::cout << fmt::format("  {} waited for the circuit breaker to close\n", st.breaker_waited);
+      }
     }
+    // A login the server refused stopped the batch: as for any command that cannot connect.
+    const bool refused = std::any_of(report.errors.begin(), report.errors.end(),
+                                     [](const batch_error& e) { return is_login_rejection(e.sqlstate); });
+    if (report.stopped && refused) return unavailable;
     return st.failed == 0 ? ok : sql_failure;
   } catch (...) {
     return report_error(ctx, "batch");

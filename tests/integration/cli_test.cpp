@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pty.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -867,4 +868,160 @@ TEST(cli, copy_streams_a_named_pipe) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out).at("rows"), 3) << "a pipe cannot seek: it streams like standard input";
   EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_fifo"), 3);
+}
+
+namespace {
+
+// The pids of the backends whose application_name is `app`.
+std::vector<int> backends_named(const std::string& app) {
+  auto c = steadypg::test::connect();
+  const auto rs = c.execute("SELECT pid FROM pg_stat_activity WHERE application_name = $1", app);
+  std::vector<int> out;
+  for (auto [pid] : rs.rows<int>()) out.push_back(pid);
+  return out;
+}
+
+// Waits (bounded) until a backend named `app` runs a statement containing `text`; its pid or 0.
+int wait_for_backend_running(const std::string& app, const std::string& text, std::chrono::seconds patience) {
+  auto c = steadypg::test::connect();
+  const auto until = std::chrono::steady_clock::now() + patience;
+  while (std::chrono::steady_clock::now() < until) {
+    const auto pid = c.query_value<std::optional<int>>(
+        "SELECT max(pid) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' "
+        "AND position($2 in query) > 0",
+        app, text);
+    if (pid) return *pid;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST(cli, batch_json_reports_each_failures_outcome) {
+  auto c = steadypg::test::connect();
+  c.execute("DROP TABLE IF EXISTS cli_outcome");
+  c.execute("CREATE TABLE cli_outcome (id int PRIMARY KEY, v text)");
+  // Line 4 has one field too few: it fails alone, before its chunk is sent; line 5 collides.
+  temp_file f("outcome.csv", "1,a\n2,b\n3\n1,dup\n5,e\n");
+  for (const std::string mode : {"pipeline", "transaction", "independent"}) {
+    c.execute("TRUNCATE cli_outcome");
+    auto r = run({"--json", "batch", "--sql", "INSERT INTO cli_outcome VALUES ($1, $2)", "--csv", f.path.string(),
+                  "--mode", mode, "--batch-size", "10"});
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j.at("stats").at("unknown"), 0) << r.out;
+    EXPECT_EQ(j.at("stats").at("breaker_waited"), 0) << r.out;
+    for (const auto& e : j.at("errors")) ASSERT_TRUE(e.contains("outcome")) << e;
+    const auto& errors = j.at("errors");
+    ASSERT_GE(errors.size(), 2u) << r.out;
+    const auto short_row = std::find_if(errors.begin(), errors.end(), [](const auto& e) { return e.at("index") == 3; });
+    ASSERT_NE(short_row, errors.end()) << mode << ": " << r.out;
+    EXPECT_EQ(short_row->at("outcome"), "not_sent") << mode;
+    EXPECT_NE(short_row->at("message").get<std::string>().find("wrong number of parameters"), std::string::npos);
+    if (mode == "transaction") {
+      // The chunk rolled back: the culprit is line 4, the others say so.
+      EXPECT_EQ(j.at("stats").at("succeeded"), 0) << r.out;
+      for (const auto& e : errors) {
+        if (e.at("index") == 3) continue;
+        if (e.at("index") == 4) {
+          EXPECT_EQ(e.at("sqlstate"), "23505");
+          EXPECT_EQ(e.at("outcome"), "fatal");
+        } else {
+          EXPECT_EQ(e.at("reason"), "rolled_back") << e;
+          EXPECT_EQ(e.at("outcome"), "rolled_back") << e;
+          EXPECT_EQ(e.at("cause"), 4) << e;
+        }
+      }
+      EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_outcome"), 0);
+    } else {
+      ASSERT_EQ(errors.size(), 2u) << r.out;
+      EXPECT_EQ(errors[0].at("index"), 3);
+      EXPECT_EQ(errors[1].at("index"), 4);
+      EXPECT_EQ(errors[1].at("outcome"), "fatal");
+      EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_outcome"), 3) << mode;
+    }
+  }
+}
+
+TEST(cli, exec_ends_on_a_silent_server_with_statement_timeout) {
+  if (cluster_environment::cluster() == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  run_result r;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread cli([&] {
+    r = run({"exec", "SELECT 1 FROM pg_sleep(0.5)"},
+            {{"DATABASE_URL", cluster_environment::dsn() + " application_name=cli_silent"},
+             {"POSTGRESQL_STATEMENT_TIMEOUT", "1000"}});
+  });
+  const int pid = wait_for_backend_running("cli_silent", "pg_sleep", std::chrono::seconds(20));
+  if (pid != 0) ::kill(pid, SIGSTOP);  // the server goes silent mid-statement
+  cli.join();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  if (pid != 0) {
+    ::kill(pid, SIGCONT);
+    (void)steadypg::test::connect().query_value<bool>("SELECT pg_terminate_backend($1, 5000)", pid);
+  }
+  ASSERT_NE(pid, 0) << "the statement was never seen running";
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("timed out"), std::string::npos) << r.err;
+  // 1 s of statement_timeout, its 1 s backstop, at most 2 s for the cancel: generous room here.
+  EXPECT_LT(took, std::chrono::seconds(20));
+}
+
+TEST(cli, bench_ends_on_time_while_the_server_is_silent) {
+  if (cluster_environment::cluster() == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  ASSERT_EQ(run({"bench", "--init", "--scale", "1"}).exit_code, 0);
+  run_result r;
+  std::thread bench([&] {
+    r = run({"bench", "--json", "--workload", "select", "--clients", "2", "--seconds", "3"},
+            {{"DATABASE_URL", cluster_environment::dsn() + " application_name=cli_bench_silent"}});
+  });
+  std::vector<int> stopped;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (stopped.size() < 2 && std::chrono::steady_clock::now() < until) {
+    stopped = backends_named("cli_bench_silent");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  for (int pid : stopped) ::kill(pid, SIGSTOP);
+  const auto t0 = std::chrono::steady_clock::now();
+  bench.join();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  for (int pid : stopped) {
+    ::kill(pid, SIGCONT);
+    (void)steadypg::test::connect().query_value<bool>("SELECT pg_terminate_backend($1, 5000)", pid);
+  }
+  ASSERT_EQ(stopped.size(), 2u);
+  EXPECT_EQ(r.exit_code, 1) << "the calls that timed out are errors: " << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_GE(j.at("errors").get<int>(), 2) << r.out;
+  // The run had at most 2.5 s left: it ends within that plus the 1 s grace and the cancel's bound.
+  EXPECT_LT(took, std::chrono::seconds(15));
+}
+
+TEST(cli, a_refused_login_is_tried_once_by_every_command) {
+  steadypg::testing::temp_cluster_options o;
+  o.password = "right-pw";
+  steadypg::testing::temp_cluster secured(o);
+  const std::string dsn =
+      fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres password=wrong-pw", secured.port());
+  temp_file data("login.csv", "1,a\n");
+  const std::vector<std::vector<std::string>> commands = {
+      {"copy", "some_table", "--file", data.path.string(), "--format", "csv"},
+      {"batch", "--sql", "SELECT $1, $2", "--csv", data.path.string()},
+      {"bench", "--workload", "select", "--clients", "2", "--seconds", "2"},
+      {"exec", "SELECT 1"},
+      {"ping"}};
+  std::size_t seen = 0;
+  for (const auto& args : commands) {
+    auto r = run(args, {{"DATABASE_URL", dsn}, {"POSTGRESQL_MAX_RETRIES", "5"}, {"POSTGRESQL_RETRY_DELAY", "10"}});
+    EXPECT_EQ(r.exit_code, 3) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("password authentication failed"), std::string::npos) << r.err;
+    // One login attempt per command: the server logs each one.
+    const auto log = secured.log_tail(1 << 20);
+    std::size_t n = 0;
+    for (std::size_t p = 0; (p = log.find("password authentication failed", p)) != std::string::npos; ++p) ++n;
+    EXPECT_EQ(n - seen, 1u) << args[0] << " tried to log in " << (n - seen) << " times";
+    seen = n;
+  }
 }
