@@ -20,9 +20,10 @@ start_sandbox
 
 pipeline_script=$sandbox_dir/pipeline.sql
 {
-  echo '\set aid random(1, 100000 * :scale)'
+  # A random aid per statement, as steadypg bench draws one per statement.
+  for ((i = 0; i < depth; i++)); do echo "\\set aid$i random(1, 100000 * :scale)"; done
   echo '\startpipeline'
-  for ((i = 0; i < depth; i++)); do echo 'SELECT abalance FROM pgbench_accounts WHERE aid = :aid;'; done
+  for ((i = 0; i < depth; i++)); do echo "SELECT abalance FROM pgbench_accounts WHERE aid = :aid$i;"; done
   echo '\endpipeline'
 } >"$pipeline_script"
 
