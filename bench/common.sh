@@ -10,7 +10,8 @@ start_sandbox() {
   trap '"$cli" sandbox stop --dir "$sandbox_dir" >/dev/null 2>&1 || true; rm -rf "$sandbox_dir"' EXIT
   DATABASE_URL=$("$cli" sandbox start --dir "$sandbox_dir")
   export DATABASE_URL
-  "$cli" bench --init --scale 10 >/dev/null
+  bench_scale=10
+  "$cli" bench --init --scale "$bench_scale" >/dev/null
 }
 
 # median: the median of the numbers on stdin.

@@ -20,8 +20,9 @@ start_sandbox
 
 pipeline_script=$sandbox_dir/pipeline.sql
 {
-  # A random aid per statement, as steadypg bench draws one per statement.
-  for ((i = 0; i < depth; i++)); do echo "\\set aid$i random(1, 100000 * :scale)"; done
+  # A random aid per statement over every account, as steadypg bench draws them (pgbench sets
+  # :scale to 1 for a custom script, so the range is written out).
+  for ((i = 0; i < depth; i++)); do echo "\\set aid$i random(1, $((100000 * bench_scale)))"; done
   echo '\startpipeline'
   for ((i = 0; i < depth; i++)); do echo "SELECT abalance FROM pgbench_accounts WHERE aid = :aid$i;"; done
   echo '\endpipeline'
