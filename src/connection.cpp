@@ -765,7 +765,13 @@ void connection::set_statement_timeout(std::chrono::milliseconds timeout) {
     (void)execute(fmt::format("SET statement_timeout = {}", timeout.count()));
   } catch (const error& e) {
     // A SET changes no data: whatever happened to it, the caller's own request was not sent.
-    if (!e.poisons_connection() && e.kind() != failure_kind::timeout) throw;
+    if (e.kind() == failure_kind::timeout) {
+      timeout_error late(e.what(), failure_kind::timeout, outcome::not_sent, e.server());
+      late.set_operation("set statement_timeout");
+      late.set_broken(e.poisons_connection());
+      throw late;
+    }
+    if (!e.poisons_connection()) throw;
     connection_error lost(e.what(), failure_kind::connection_lost, outcome::not_sent, e.server());
     lost.set_operation("set statement_timeout");
     lost.set_broken();

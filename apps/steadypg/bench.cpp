@@ -115,6 +115,13 @@ int run_bench(const context& ctx, const bench_args& args) {
       return ok;
     }
     client_options co = ctx.options;
+    {
+      // One login first: a refused one ends the bench here, before the pool opens N at once.
+      connection_options probe;
+      probe.dsn = co.dsn;
+      probe.connect_timeout = co.connection_timeout;
+      connection c(probe);
+    }
     pool_options po = pool_options_from(co);
     po.max_size = static_cast<std::size_t>(args.clients);
     po.min_size = static_cast<std::size_t>(args.clients);

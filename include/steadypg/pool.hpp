@@ -272,6 +272,7 @@ class basic_pool {
 
     std::condition_variable maintenance_cv;
     bool stop_maintenance = false;
+    std::atomic<bool> login_refused{false};  // the last connect was a refused login
     std::thread maintenance;
 
     clock::time_point now(clock::time_point fallback) const { return now_fn ? now_fn() : fallback; }
@@ -446,9 +447,15 @@ class basic_pool {
       const auto t0 = clock::now();
       try {
         auto c = factory->connect(timeout);
+        login_refused.store(false, std::memory_order_relaxed);
         if (observer* o = obs()) o->on_pool_connection_created(clock::now() - t0);
         return c;
       } catch (const error& e) {
+        // A refused login would be refused again: no more background logins until a caller's
+        // connect succeeds (repeated failed logins can lock the account).
+        if (e.kind() == failure_kind::connect_failed && is_login_rejection(e.sqlstate())) {
+          login_refused.store(true, std::memory_order_relaxed);
+        }
         if (observer* o = obs()) o->on_pool_connect_failed(e);
         failure = std::current_exception();
       } catch (...) {
@@ -691,8 +698,8 @@ class basic_pool {
         slot* s = nullptr;
         {
           std::lock_guard lk(mu);
-          if (closed.load() || stop_maintenance || connecting >= opts.connecting_limit ||
-              open_slots() + connecting >= opts.min_size) {
+          if (closed.load() || stop_maintenance || login_refused.load(std::memory_order_relaxed) ||
+              connecting >= opts.connecting_limit || open_slots() + connecting >= opts.min_size) {
             break;
           }
           s = claim_empty();

@@ -26,6 +26,8 @@ struct fake_factory : pool_factory<fake_conn> {
   std::atomic<int> validations{0};
   std::atomic<int> rollbacks{0};
   std::atomic<bool> fail_connect{false};
+  std::atomic<bool> refuse_login{false};
+  std::atomic<int> attempts{0};
   std::atomic<bool> rollback_fails{false};
   std::chrono::milliseconds connect_delay{0};
   std::atomic<int> connecting_now{0};
@@ -38,6 +40,12 @@ struct fake_factory : pool_factory<fake_conn> {
     }
     if (connect_delay.count() > 0) std::this_thread::sleep_for(connect_delay);
     --connecting_now;
+    ++attempts;
+    if (refuse_login) {
+      server_error_fields f;
+      f.sqlstate = "28P01";
+      throw connection_error("password authentication failed", failure_kind::connect_failed, outcome::fatal, f);
+    }
     if (fail_connect) throw connection_error("simulated connect failure", failure_kind::connect_failed, outcome::not_sent);
     auto c = std::make_unique<fake_conn>();
     c->id = ++created;
@@ -539,4 +547,22 @@ TEST(pool, options_are_validated) {
   } catch (const config_error& e) {
     EXPECT_NE(std::string(e.what()).find("min_size"), std::string::npos) << e.what();
   }
+}
+
+TEST(pool, a_refused_login_stops_background_logins_until_a_caller_connects) {
+  auto f = std::make_shared<fake_factory>();
+  f->refuse_login = true;
+  fake_clock clk;
+  auto o = small(4);
+  o.min_size = 2;
+  basic_pool<fake_conn> pool(o, f, nullptr, clk.source());
+  ASSERT_TRUE(eventually([&] { return f->attempts.load() >= 1; }));
+  for (int i = 0; i < 5; ++i) pool.maintain();
+  EXPECT_EQ(f->attempts.load(), 1) << "the prefill tried to log in again after a refusal";
+  EXPECT_THROW((void)pool.acquire(), connection_error);  // a caller still gets its own attempt
+  EXPECT_EQ(f->attempts.load(), 2);
+  f->refuse_login = false;
+  { auto h = pool.acquire(); }  // the password was fixed: a caller's connect succeeds
+  pool.maintain();
+  EXPECT_TRUE(eventually([&] { return pool.stats().total >= 2; }));
 }
