@@ -202,6 +202,14 @@ class client::batch_run {
         if (extended_always || !refs.empty()) {
           internal::check_param_count(internal::placeholder_count(ops[i].sql()), refs.size());
         }
+        // Each operation is its own transaction (pipeline) or part of its chunk's (transaction):
+        // one that opens or ends a transaction itself would make the report lie.
+        if (extended_always && internal::is_transaction_control(ops[i].sql())) {
+          throw usage_error(fmt::format("transaction control ({}) is not allowed in a {} mode batch: the batch runs "
+                                        "each {} in a transaction of its own",
+                                        ops[i].sql().substr(0, 40), to_string(m_o.mode),
+                                        m_o.mode == batch_mode::pipeline ? "operation" : "chunk"));
+        }
       } catch (const error& e) {
         w.skip[i] = 1;
         fail(w, begin + i, info_of(e, outcome::not_sent));
@@ -217,13 +225,6 @@ class client::batch_run {
     // Not a server failure: no retry, nothing for the breaker.
     if (left.count() <= 0) throw timeout_error("the batch timeout passed", failure_kind::usage, outcome::not_sent);
     c.set_query_timeout(left);
-  }
-
-  // Once statements are in flight the deadline only bounds the wait (a timeout leaves them in
-  // doubt, which the error's outcome says).
-  void bound_wait(connection& c) const {
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(m_deadline - clock::now());
-    c.set_query_timeout(std::max(left, std::chrono::milliseconds(1)));
   }
 
   // An open breaker: wait until it lets calls through again rather than failing the rest of
@@ -285,7 +286,14 @@ class client::batch_run {
                              op.is_call() ? nullptr : &describe_param_list, &op.params()};
         try {
           if (op.is_call()) {
-            m_client.run(info, [&](connection& c) { op.callable()(c); });
+            m_client.run(info, [&](connection& c) {
+              const auto before = c.request_count();
+              try {
+                op.callable()(c);
+              } catch (const error& e) {
+                throw_call_failure(c, before, e);
+              }
+            });
             succeed(begin + i, nullptr);
           } else {
             result r = m_client.run(info, [&](connection& c) { return c.execute(op.sql(), op.params()); });
@@ -305,20 +313,45 @@ class client::batch_run {
     }
   }
 
-  // A callable inside a pipeline chunk: its own SQL errors are its own failure.
+  // A callable inside a pipeline chunk: its own SQL errors are its own failure. It runs in
+  // autocommit and must leave no transaction open (what it left open is rolled back).
   void run_call(connection& c, std::size_t index, const batch_operation& op, worker_state& w) {
+    const auto before = c.request_count();
     try {
       op.callable()(c);
+      if (c.status() == connection_status::in_transaction || c.status() == connection_status::failed_transaction) {
+        (void)c.execute("ROLLBACK");
+        fail(w, index,
+             {"", "the callable left a transaction block open; it was rolled back (in pipeline mode each operation "
+                  "runs in autocommit: use transaction mode for a transaction)",
+              outcome::rolled_back, false});
+        return;
+      }
       succeed(index, nullptr);
     } catch (const sql_error& e) {
-      if (e.poisons_connection() || !c.is_idle()) throw;
-      fail(w, index, info_of(e));
-    } catch (const error&) {
-      throw;
+      if (e.poisons_connection() || !c.is_idle()) throw_call_failure(c, before, e);
+      // Statements it ran before the failing one may have committed.
+      fail(w, index, c.request_count() > before + 1 ? info_of(e, outcome::indeterminate) : info_of(e));
+    } catch (const error& e) {
+      throw_call_failure(c, before, e);
     } catch (const std::exception& e) {
       if (!c.is_idle()) throw;
       fail(w, index, {"", e.what(), outcome::fatal, false});
     }
+  }
+
+  // A callable failed after it had started (call from a catch block): when its earlier
+  // statements ran, what they did is not known to the report (they may have committed), so the
+  // failure becomes one a retry must not repeat; otherwise the error goes on as it is.
+  [[noreturn]] static void throw_call_failure(const connection& c, std::uint64_t before, const error& e) {
+    const bool ran_earlier = c.request_count() > before + 1;
+    if (!ran_earlier || e.outcome() == outcome::indeterminate) throw;
+    connection_error doubt(fmt::format("the callable failed after some of its statements had run: {}", e.what()),
+                           e.kind() == failure_kind::server_error ? failure_kind::connection_lost : e.kind(),
+                           outcome::indeterminate, e.server());
+    doubt.set_operation("batch");
+    doubt.set_broken(e.poisons_connection());
+    throw doubt;
   }
 
   // Pipeline mode: each statement is sent with its own sync point, so each is its own
@@ -365,7 +398,6 @@ class client::batch_run {
                 throw;
               }
             }
-            bound_wait(c);
             while (done < end) {
               if (v.skip[done]) {
                 ++done;
@@ -381,10 +413,22 @@ class client::batch_run {
                   // The statement failed on its own; its implicit transaction rolled back.
                   fail(w, begin + done, info_of(e));
                   ++done;
-                  p.await_sync();
+                  try {
+                    p.await_sync();
+                  } catch (const sql_error&) {
+                    // Its group was already aborted: nothing more to learn.
+                  }
                   continue;
                 }
-                p.await_sync();
+                try {
+                  p.await_sync();
+                } catch (const sql_error& e) {
+                  // Its commit failed at the sync point (a deferred constraint, a serialization
+                  // failure): rolled back, and the session goes on.
+                  fail(w, begin + done, info_of(e));
+                  ++done;
+                  continue;
+                }
               } catch (const error& e) {
                 if (have_result) {
                   fail(w, begin + done,
@@ -467,6 +511,17 @@ class client::batch_run {
             try {
               if (ops[i].is_call()) {
                 ops[i].callable()(c);
+                const auto st = c.status();
+                if (st != connection_status::in_transaction && st != connection_status::failed_transaction) {
+                  // It committed or rolled back the chunk's transaction itself: what ran before it
+                  // may be in the database, what follows would run outside any transaction.
+                  indeterminate_commit ended(
+                      "a callable ended the chunk's transaction itself (COMMIT or ROLLBACK inside a transaction mode "
+                      "batch); what ran before it may or may not be in the database",
+                      failure_kind::usage, outcome::indeterminate);
+                  ended.set_operation("batch");
+                  throw ended;
+                }
               } else {
                 result r = c.execute(ops[i].sql(), ops[i].params());
                 if (m_o.keep_results) results[i] = std::move(r);
@@ -550,7 +605,6 @@ class client::batch_run {
       }
       p.send("COMMIT");
       p.sync();
-      bound_wait(c);
       try {
         (void)p.get_result();  // BEGIN
         for (std::size_t i = 0; i <= ops.size(); ++i) {  // the statements, then COMMIT

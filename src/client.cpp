@@ -361,6 +361,9 @@ client::timeout_scope::timeout_scope(connection& c, const std::optional<clock::t
   }
   m_conn = &c;
   m_saved = c.options().query_timeout;
+  m_saved_deadline = c.deadline();
+  // Every request of the attempt ends by the deadline, however many it makes.
+  c.set_deadline(m_saved_deadline && *m_saved_deadline < *deadline ? m_saved_deadline : deadline);
   c.set_query_timeout(left);  // first, so that the SET below is bounded too
   const auto current = c.statement_timeout();
   if (current.count() == 0 || current > server || current < server * 3 / 4) {
@@ -368,13 +371,17 @@ client::timeout_scope::timeout_scope(connection& c, const std::optional<clock::t
       c.set_statement_timeout(server);
     } catch (...) {
       c.set_query_timeout(m_saved);
+      c.set_deadline(m_saved_deadline);
       throw;
     }
   }
 }
 
 client::timeout_scope::~timeout_scope() {
-  if (m_conn) m_conn->set_query_timeout(m_saved);
+  if (m_conn) {
+    m_conn->set_query_timeout(m_saved);
+    m_conn->set_deadline(m_saved_deadline);
+  }
 }
 
 void client::succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit,

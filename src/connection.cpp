@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <cstdlib>
 #include <fmt/format.h>
 
 #include "connection_impl.hpp"
@@ -41,7 +42,8 @@ std::string infer_connect_sqlstate(std::string_view msg) {
       {"the database system is in recovery mode", "57P03"},
       {"the database system is not yet accepting connections", "57P03"},
       {"password authentication failed", "28P01"},
-      {"authentication failed", "28000"},
+      {"Peer authentication failed", "28000"},
+      {"Ident authentication failed", "28000"},
       {"no pg_hba.conf entry", "28000"},
       {"pg_hba.conf rejects connection", "28000"},
       {"no password supplied", "28P01"},
@@ -149,6 +151,45 @@ int placeholder_count(std::string_view sql) noexcept {
   return highest;
 }
 
+bool names_a_service(const std::string& dsn) noexcept {
+  if (const char* env = std::getenv("PGSERVICE"); env != nullptr && *env != '\0') return true;
+  if (dsn.find("service") == std::string::npos) return false;
+  bool found = false;
+  if (PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), nullptr)) {
+    for (auto* o = opts; o->keyword != nullptr; ++o) {
+      if (std::string_view(o->keyword) == "service" && o->val != nullptr && *o->val != '\0') found = true;
+    }
+    PQconninfoFree(opts);
+  }
+  return found;
+}
+
+bool is_transaction_control(std::string_view sql) noexcept {
+  std::size_t i = 0;
+  while (i < sql.size()) {
+    const char c = sql[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '(') {
+      ++i;
+    } else if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
+      while (i < sql.size() && sql[i] != '\n') ++i;
+    } else if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
+      const auto close = sql.find("*/", i + 2);
+      i = close == std::string_view::npos ? sql.size() : close + 2;
+    } else {
+      break;
+    }
+  }
+  for (std::string_view w : {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"}) {
+    if (word_at(sql, i, w)) return true;
+  }
+  if (word_at(sql, i, "prepare")) {
+    std::size_t j = i + 7;
+    while (j < sql.size() && (sql[j] == ' ' || sql[j] == '\t' || sql[j] == '\n' || sql[j] == '\r')) ++j;
+    return word_at(sql, j, "transaction");
+  }
+  return false;
+}
+
 void check_param_count(int expected, std::size_t given) {
   if (static_cast<std::size_t>(expected) != given) {
     throw usage_error(fmt::format("wrong number of parameters: the statement uses {} ($1…${}), {} given", expected,
@@ -234,11 +275,14 @@ void connection_impl::begin_request(std::string_view op) {
   if (in_copy) throw usage_error("the connection is in COPY mode; finish or abort the steadypg::copy_in first");
   const auto tx = PQtransactionStatus(conn);
   last = request_facts{false, false, tx == PQTRANS_INTRANS || tx == PQTRANS_INERROR};
+  ++requests;
 }
 
 deadline connection_impl::make_deadline() const {
-  if (options.query_timeout.count() <= 0) return std::nullopt;
-  return clock::now() + options.query_timeout;
+  deadline d;
+  if (options.query_timeout.count() > 0) d = clock::now() + options.query_timeout;
+  if (hard_deadline && (!d || *hard_deadline < *d)) d = hard_deadline;
+  return d;
 }
 
 bool connection_impl::wait_socket(bool for_read, bool for_write, const deadline& until) {
@@ -260,7 +304,8 @@ void connection_impl::flush(const deadline& until, std::string_view op) {
     const int rc = PQflush(conn);
     if (rc == 0) return;
     if (rc < 0) throw_connection_lost(last_error_message(conn), op, last);
-    if (!wait_socket(true, true, until)) handle_timeout(op);
+    // In pipeline or COPY mode the results in flight belong to others: close, never drain.
+    if (!wait_socket(true, true, until)) handle_timeout(op, !in_pipeline && !in_copy);
     // Read what the server sent meanwhile so that it can keep accepting our data.
     if (!PQconsumeInput(conn)) throw_connection_lost(last_error_message(conn), op, last);
   }
@@ -432,7 +477,10 @@ void connection_impl::handle_timeout(std::string_view op, bool can_drain) {
   }
   auto o = classify_outcome("", failure_kind::timeout, last);
   if (server_cancelled && !last.commit_sent) o = outcome::rolled_back;
-  std::string msg = fmt::format("{} timed out after {} ms; {}", op, timeout.count(),
+  const bool at_deadline = hard_deadline && clock::now() >= *hard_deadline;
+  std::string msg = fmt::format("{} timed out {}; {}", op,
+                                at_deadline || timeout.count() <= 0 ? std::string("at its deadline")
+                                                                    : fmt::format("after {} ms", timeout.count()),
                                 drained ? "the statement was cancelled and the connection is idle again"
                                         : "the connection could not be recovered and was closed");
   if (!drained) close();
@@ -585,10 +633,12 @@ connection::connection(const connection_options& options) : m_impl(std::make_uni
   // TCP keepalives and a user timeout, so that a peer that vanished (host down, network cut)
   // is noticed within about 30 s even by a call without a deadline. They come before the
   // DSN, so that a DSN setting any of them wins (libpq: later entries override earlier ones).
+  // A service file's settings apply only to keywords not given here: with a service, give none.
   const char* keywords[] = {"keepalives",      "keepalives_idle", "keepalives_interval",       "keepalives_count",
                             "tcp_user_timeout", "dbname",          "fallback_application_name", nullptr};
   const char* values[] = {"1",  "15", "5", "3", "30000", options.dsn.c_str(), options.application_name.c_str(),
                           nullptr};
+  const int first = internal::names_a_service(options.dsn) ? 5 : 0;
   const auto until = internal::clock::now() + options.connect_timeout;
   auto fail = [&](std::string msg) {
     server_error_fields f;
@@ -603,7 +653,7 @@ connection::connection(const connection_options& options) : m_impl(std::make_uni
     e.set_broken();
     throw e;
   };
-  d.conn = PQconnectStartParams(keywords, values, 1);
+  d.conn = PQconnectStartParams(keywords + first, values + first, 1);
   if (d.conn == nullptr) fail("out of memory");
   if (PQstatus(d.conn) == CONNECTION_BAD) fail(internal::last_error_message(d.conn));
   PostgresPollingStatusType st = PGRES_POLLING_WRITING;
@@ -735,7 +785,9 @@ bool connection::check_alive() noexcept {
 
 connection_status connection::status() const noexcept {
   if (!m_impl || m_impl->conn == nullptr || PQstatus(m_impl->conn) != CONNECTION_OK) return connection_status::broken;
-  if (m_impl->in_pipeline || m_impl->in_copy) return connection_status::active;
+  if (m_impl->in_pipeline || m_impl->in_copy || PQpipelineStatus(m_impl->conn) != PQ_PIPELINE_OFF) {
+    return connection_status::active;
+  }
   switch (PQtransactionStatus(m_impl->conn)) {
     case PQTRANS_IDLE: return connection_status::idle;
     case PQTRANS_INTRANS: return connection_status::in_transaction;
@@ -783,6 +835,13 @@ void connection::set_statement_timeout(std::chrono::milliseconds timeout) {
 std::chrono::milliseconds connection::statement_timeout() const noexcept { return m_impl->session_statement_timeout; }
 
 void connection::set_query_timeout(std::chrono::milliseconds timeout) noexcept { m_impl->options.query_timeout = timeout; }
+void connection::set_deadline(std::optional<std::chrono::steady_clock::time_point> until) noexcept {
+  m_impl->hard_deadline = until;
+}
+std::optional<std::chrono::steady_clock::time_point> connection::deadline() const noexcept {
+  return m_impl->hard_deadline;
+}
+std::uint64_t connection::request_count() const noexcept { return m_impl->requests; }
 void connection::close() noexcept { m_impl->close(); }
 pg_conn* connection::native_handle() const noexcept { return m_impl->conn; }
 

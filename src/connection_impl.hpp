@@ -80,6 +80,8 @@ struct connection_impl {
   // Adaptive read-before-poll: under load the answer is often there already, and a poll()
   // would be a wasted syscall; when it keeps not being there, stop trying for a while.
   std::chrono::milliseconds session_statement_timeout{0};
+  deadline hard_deadline;         // an absolute bound for every request (a call's deadline)
+  std::uint64_t requests = 0;     // requests started (begin_request)
   unsigned eager_misses = 0;
   unsigned eager_skip = 0;
   statement_cache_stats stats;
@@ -89,7 +91,8 @@ struct connection_impl {
 
   /// Throws if the connection cannot take a request now; resets `last`.
   void begin_request(std::string_view op);
-  /// A deadline from options.query_timeout (none when 0).
+  /// The deadline of a request starting now: options.query_timeout from now (none when 0),
+  /// and never later than hard_deadline.
   [[nodiscard]] deadline make_deadline() const;
   /// Waits for the socket; false on deadline.
   bool wait_socket(bool for_read, bool for_write, const deadline& until);
@@ -127,6 +130,14 @@ struct connection_impl {
 int placeholder_count(std::string_view sql) noexcept;
 /// Throws usage_error unless `given` parameters match the statement's `expected`.
 void check_param_count(int expected, std::size_t given);
+
+/// True when the statement's first keyword ends, starts or nests a transaction (BEGIN, START,
+/// COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION), after leading
+/// whitespace and comments.
+bool is_transaction_control(std::string_view sql) noexcept;
+
+/// True when the connection settings come from a service file (service= or PGSERVICE).
+bool names_a_service(const std::string& dsn) noexcept;
 
 /// libpq's last error message without the trailing newline.
 std::string last_error_message(PGconn* conn);

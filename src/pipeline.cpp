@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+
 #include "connection_impl.hpp"
 
 namespace steadypg {
@@ -44,6 +46,26 @@ void pipeline::lost() {
   d.in_pipeline = false;
 }
 
+namespace {
+
+bool is_session_ending(const PGresult* raw) {
+  const char* severity = PQresultErrorField(raw, PG_DIAG_SEVERITY_NONLOCALIZED);
+  return severity != nullptr && (std::string_view(severity) == "FATAL" || std::string_view(severity) == "PANIC");
+}
+
+}  // namespace
+
+void pipeline::out_of_step(std::string_view what) {
+  auto& d = *m_conn->m_impl;
+  lost();
+  m_conn->close();
+  connection_error e(fmt::format("pipeline out of step with the server ({}); the connection was closed", what),
+                     failure_kind::connection_lost, d.last.bytes_sent ? outcome::indeterminate : outcome::not_sent);
+  e.set_operation("pipeline");
+  e.set_broken();
+  throw e;
+}
+
 void pipeline::consumed_statement() noexcept {
   --m_pending;
   if (!m_groups.empty() && m_groups.front() > 0) {
@@ -63,7 +85,7 @@ void pipeline::send_refs(std::string_view sql, std::span<const param_ref> params
   const auto* cached = d.find_prepared(sql, arrays);
   internal::check_param_count(cached ? cached->param_count : internal::placeholder_count(sql), params.size());
   if (cached == nullptr && d.options.statement_cache_capacity > 0 && m_pending == 0 && m_syncs == 0 &&
-      !m_open_group) {
+      !m_open_group && !internal::is_transaction_control(sql)) {
     // Nothing is outstanding: leave pipeline mode for one round trip and prepare it, so that
     // this and every later statement of this text on the connection shares one plan.
     if (!PQexitPipelineMode(d.conn)) throw usage_error("cannot leave pipeline mode: " + internal::last_error_message(d.conn));
@@ -154,6 +176,7 @@ result pipeline::get_result() {
     if (PQstatus(d.conn) != CONNECTION_OK) lost();
     throw;
   }
+  int nulls = 0;
   while (true) {
     if (PQstatus(d.conn) != CONNECTION_OK) {
       lost();
@@ -165,7 +188,12 @@ result pipeline::get_result() {
       lost();
       d.handle_timeout("pipeline", false);
     }
-    if (raw == nullptr) continue;  // the end of one statement's results
+    if (raw == nullptr) {
+      // One NULL ends a statement's results; a second in a row means libpq has nothing queued.
+      if (++nulls > 1) out_of_step("no result where one was due");
+      continue;
+    }
+    nulls = 0;
     internal::result_ptr r(raw);
     switch (PQresultStatus(raw)) {
       case PGRES_PIPELINE_SYNC:
@@ -184,10 +212,7 @@ result pipeline::get_result() {
         consumed_statement();
         auto fields = internal::read_error_fields(raw);
         // A FATAL error ends the session even while libpq has not seen the socket close yet.
-        const char* severity = PQresultErrorField(raw, PG_DIAG_SEVERITY_NONLOCALIZED);
-        const bool session_over = severity != nullptr && (std::string_view(severity) == "FATAL" ||
-                                                          std::string_view(severity) == "PANIC");
-        const bool broken = PQstatus(d.conn) != CONNECTION_OK || session_over;
+        const bool broken = PQstatus(d.conn) != CONNECTION_OK || is_session_ending(raw);
         if (broken) {
           lost();
           if (PQstatus(d.conn) == CONNECTION_OK) m_conn->close();
@@ -221,6 +246,8 @@ void pipeline::await_sync() {
     if (PQstatus(d.conn) != CONNECTION_OK) lost();
     throw;
   }
+  std::optional<server_error_fields> commit_failed;  // the group's commit failed at the sync
+  int nulls = 0;
   while (true) {
     if (PQstatus(d.conn) != CONNECTION_OK) {
       lost();
@@ -232,23 +259,37 @@ void pipeline::await_sync() {
       lost();
       d.handle_timeout("pipeline", false);
     }
-    if (raw == nullptr) continue;
+    if (raw == nullptr) {
+      if (++nulls > 1) out_of_step("no sync point where one was due");
+      continue;
+    }
+    nulls = 0;
     internal::result_ptr r(raw);
     const auto st = PQresultStatus(raw);
     if (st == PGRES_PIPELINE_SYNC) {
       --m_syncs;
       m_groups.pop_front();
+      // The commit at the sync failed (a deferred constraint, a serialization failure): the
+      // group rolled back, the session goes on.
+      if (commit_failed) internal::throw_server_error(std::move(*commit_failed), "pipeline", d.last, false);
       return;
     }
-    // Only a failure can come where the sync point was due: the session ended (FATAL).
+    if (st == PGRES_FATAL_ERROR && !is_session_ending(raw) && PQstatus(d.conn) == CONNECTION_OK && !commit_failed) {
+      commit_failed = internal::read_error_fields(raw);
+      continue;  // its NULL, then the sync point, follow
+    }
+    // Anything else where the sync point was due: the session ended (FATAL), or the stream is
+    // not what this pipeline sent (COPY started by a statement, …).
     auto fields = internal::read_error_fields(raw);
-    const bool broken = PQstatus(d.conn) != CONNECTION_OK;
+    if (st != PGRES_FATAL_ERROR && st != PGRES_NONFATAL_ERROR) {
+      out_of_step(fmt::format("{} where a sync point was due", PQresStatus(st)));
+    }
     lost();
+    if (PQstatus(d.conn) == CONNECTION_OK) m_conn->close();
     if (fields.sqlstate.empty()) {
-      internal::throw_connection_lost(fields.message.empty() ? internal::last_error_message(d.conn) : fields.message,
+      internal::throw_connection_lost(fields.message.empty() ? "the server closed the connection" : fields.message,
                                       "pipeline", d.last);
     }
-    if (!broken) m_conn->close();  // out of step with the server
     internal::throw_server_error(std::move(fields), "pipeline", d.last, true);
   }
 }

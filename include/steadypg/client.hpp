@@ -292,6 +292,7 @@ class client {
    private:
     connection* m_conn = nullptr;
     std::chrono::milliseconds m_saved{0};
+    std::optional<clock::time_point> m_saved_deadline;
   };
 
   static std::optional<clock::time_point> deadline_of(const statement& st);

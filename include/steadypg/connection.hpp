@@ -196,6 +196,14 @@ class connection {
   [[nodiscard]] std::chrono::milliseconds statement_timeout() const noexcept;
   /// Changes the client-side per-statement deadline (0 = none).
   void set_query_timeout(std::chrono::milliseconds timeout) noexcept;
+  /// An absolute bound for every request from now on (nullopt clears it): each request ends by
+  /// then, however many a call makes (statements of a transaction, results of a pipeline).
+  void set_deadline(std::optional<std::chrono::steady_clock::time_point> until) noexcept;
+  /// The bound set by set_deadline().
+  [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> deadline() const noexcept;
+  /// Requests started on this connection so far (statements, pings, pipelines, COPYs): tells a
+  /// caller whether work ran before a failure.
+  [[nodiscard]] std::uint64_t request_count() const noexcept;
   /// Closes the connection now; status() becomes broken.
   void close() noexcept;
 

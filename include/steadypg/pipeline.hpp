@@ -71,6 +71,7 @@ class pipeline {
 
  private:
   void lost();  // the connection failed: the pipeline is over
+  [[noreturn]] void out_of_step(std::string_view what);  // closes the connection and throws
   void consumed_statement() noexcept;
   connection* m_conn;
   std::size_t m_pending = 0;            // statements whose results are not collected

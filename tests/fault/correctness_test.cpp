@@ -490,3 +490,153 @@ TEST(correctness, pipeline_prepares_a_new_statement_once) {
   EXPECT_EQ(p.get_result().as<int>(), 2);
   p.finish();
 }
+
+// ---- What a hostile review found ------------------------------------------------------------
+
+TEST(correctness, a_commit_that_fails_at_the_sync_point_fails_that_operation_only) {
+  auto c = connect();
+  c.execute("DROP TABLE IF EXISTS ct_deferred, ct_after");
+  c.execute("CREATE TABLE ct_deferred (k int UNIQUE DEFERRABLE INITIALLY DEFERRED)");
+  c.execute("INSERT INTO ct_deferred VALUES (1)");
+  c.execute("CREATE TABLE ct_after (id int)");
+  client db(options());
+  std::vector<batch_operation> ops;
+  ops.emplace_back("INSERT INTO ct_deferred VALUES (1)");  // fails when it commits, at its sync point
+  for (int i = 0; i < 3; ++i) ops.emplace_back("INSERT INTO ct_after VALUES ($1)", i);
+  const auto r = db.batch_execute(ops, bopts(4, 1, batch_mode::pipeline, 30s));
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].index, 0u);
+  EXPECT_EQ(r.errors[0].sqlstate, "23505");
+  EXPECT_EQ(r.errors[0].outcome, outcome::fatal);
+  EXPECT_EQ(r.stats.succeeded, 3u);
+  // Each of the others exactly once: nothing was sent again.
+  EXPECT_EQ(c.query_value<int64_t>("SELECT count(*) FROM ct_after"), 3);
+  EXPECT_EQ(c.query_value<int64_t>("SELECT count(DISTINCT id) FROM ct_after"), 3);
+  // The pipeline itself: await_sync reports the failed commit and the session goes on.
+  pipeline p(c);
+  p.send("INSERT INTO ct_deferred VALUES (1)");
+  p.sync();
+  p.send("SELECT 42");
+  p.sync();
+  (void)p.get_result();
+  EXPECT_THROW(p.await_sync(), unique_violation);
+  EXPECT_EQ(p.get_result().as<int>(), 42);
+  p.await_sync();
+  p.finish();
+  EXPECT_TRUE(c.is_idle());
+}
+
+TEST(correctness, a_flush_that_times_out_in_a_pipeline_closes_instead_of_hanging) {
+  connection_options co;
+  co.dsn = cluster_environment::dsn();
+  co.query_timeout = 1000ms;
+  connection c(co);
+  c.execute("DROP TABLE IF EXISTS ct_flush");
+  c.execute("CREATE TABLE ct_flush (v text)");
+  const std::string big(1 << 20, 'x');
+  const auto t0 = std::chrono::steady_clock::now();
+  bool timed_out = false;
+  try {
+    pipeline p(c);
+    p.send("SELECT pg_sleep(3)");
+    p.sync();
+    for (int i = 0; i < 30; ++i) {
+      p.send("INSERT INTO ct_flush VALUES ($1)", big);
+      p.sync();
+    }
+    while (p.pending() > 0) (void)p.get_result();
+    p.finish();
+  } catch (const timeout_error&) {
+    timed_out = true;
+  } catch (const error& e) {
+    ADD_FAILURE() << e.what();
+  }
+  EXPECT_TRUE(timed_out);
+  EXPECT_TRUE(c.is_broken()) << "results in flight were never drained into someone else's hands";
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s);
+}
+
+TEST(correctness, the_batch_deadline_bounds_a_whole_pipelined_chunk) {
+  auto c = connect();
+  c.execute("DROP TABLE IF EXISTS ct_deadline");
+  c.execute("CREATE TABLE ct_deadline (id int)");
+  client db(options());
+  std::vector<batch_operation> ops;
+  for (int i = 0; i < 8; ++i) ops.emplace_back("INSERT INTO ct_deadline SELECT $1 FROM pg_sleep(1.5)", i);
+  for (auto mode : {batch_mode::pipeline, batch_mode::transaction}) {
+    c.execute("TRUNCATE ct_deadline");
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r = db.batch_execute(ops, bopts(8, 1, mode, 2000ms));
+    const auto took = std::chrono::steady_clock::now() - t0;
+    // 2 s plus the cancel's bound (2 s), not 8 × 1.5 s.
+    EXPECT_LT(took, 7s) << to_string(mode);
+    EXPECT_TRUE(r.timed_out) << to_string(mode);
+    EXPECT_LE(r.stats.succeeded, 2u) << to_string(mode);
+    const auto in_table = c.query_value<int64_t>("SELECT count(*) FROM ct_deadline");
+    EXPECT_GE(in_table, static_cast<int64_t>(r.stats.succeeded)) << to_string(mode);
+    EXPECT_LE(in_table, static_cast<int64_t>(r.stats.succeeded + r.stats.unknown)) << to_string(mode);
+  }
+}
+
+TEST(correctness, transaction_control_cannot_make_a_batch_report_lie) {
+  auto c = connect();
+  c.execute("DROP TABLE IF EXISTS ct_txctl");
+  c.execute("CREATE TABLE ct_txctl (id int)");
+  client db(options());
+  {
+    // Pipeline mode: a BEGIN would hold every later operation in a block the pool rolls back.
+    std::vector<batch_operation> ops;
+    ops.emplace_back("  /* open */ BEGIN");
+    for (int i = 0; i < 3; ++i) ops.emplace_back("INSERT INTO ct_txctl VALUES ($1)", i);
+    const auto r = db.batch_execute(ops, bopts(4, 1, batch_mode::pipeline, 30s));
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_EQ(r.errors[0].index, 0u);
+    EXPECT_EQ(r.errors[0].outcome, outcome::not_sent);
+    EXPECT_EQ(c.query_value<int64_t>("SELECT count(*) FROM ct_txctl"), 3);
+  }
+  {
+    // A callable that leaves a transaction open in pipeline mode: rolled back, and said so.
+    c.execute("TRUNCATE ct_txctl");
+    std::vector<batch_operation> ops;
+    ops.push_back(batch_operation::call([](connection& k) {
+      k.execute("BEGIN");
+      k.execute("INSERT INTO ct_txctl VALUES (100)");
+    }));
+    ops.emplace_back("INSERT INTO ct_txctl VALUES (1)");
+    const auto r = db.batch_execute(ops, bopts(2, 1, batch_mode::pipeline, 30s));
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_EQ(r.errors[0].index, 0u);
+    EXPECT_EQ(r.errors[0].outcome, outcome::rolled_back);
+    EXPECT_EQ(c.query_value<int64_t>("SELECT count(*) FROM ct_txctl WHERE id = 100"), 0);
+    EXPECT_EQ(c.query_value<int64_t>("SELECT count(*) FROM ct_txctl WHERE id = 1"), 1);
+  }
+  {
+    // Transaction mode: a COMMIT inside a chunk would commit half of it.
+    c.execute("TRUNCATE ct_txctl");
+    std::vector<batch_operation> ops;
+    ops.emplace_back("INSERT INTO ct_txctl VALUES (1)");
+    ops.emplace_back("COMMIT");
+    ops.emplace_back("INSERT INTO ct_txctl VALUES (2)");
+    ops.emplace_back("SELECT 1/0");
+    const auto r = db.batch_execute(ops, bopts(4, 1, batch_mode::transaction, 30s));
+    EXPECT_EQ(r.stats.succeeded, 0u);
+    EXPECT_EQ(c.query_value<int64_t>("SELECT count(*) FROM ct_txctl"), 0) << "nothing of a failed chunk is applied";
+    for (const auto& e : r.errors) {
+      if (e.index == 1) EXPECT_EQ(e.outcome, outcome::not_sent);
+      else EXPECT_NE(e.outcome, outcome::indeterminate);
+    }
+  }
+  {
+    // A callable that commits inside a transaction chunk: the report says what ran may be in.
+    c.execute("TRUNCATE ct_txctl");
+    std::vector<batch_operation> ops;
+    ops.emplace_back("INSERT INTO ct_txctl VALUES (1)");
+    ops.push_back(batch_operation::call([](connection& k) { k.execute("COMMIT"); }));
+    ops.emplace_back("INSERT INTO ct_txctl VALUES (2)");
+    const auto r = db.batch_execute(ops, bopts(3, 1, batch_mode::transaction, 30s));
+    EXPECT_EQ(r.stats.succeeded, 0u);
+    ASSERT_EQ(r.errors.size(), 3u);
+    for (const auto& e : r.errors) EXPECT_EQ(e.outcome, outcome::indeterminate) << e.message;
+    EXPECT_EQ(c.query_value<int64_t>("SELECT count(*) FROM ct_txctl WHERE id = 2"), 0);
+  }
+}
