@@ -19,20 +19,17 @@ namespace fs = std::filesystem;
 namespace steadypg::cli {
 namespace {
 
-connection open_connection(const context& ctx) {
-  connection_options o;
-  o.dsn = ctx.options.dsn;
-  o.connect_timeout = ctx.options.connection_timeout;
-  o.statement_cache_capacity = static_cast<std::size_t>(ctx.options.statement_cache_size);
-  // The server enforces statement_timeout only while it answers: the client gives up 1 s later.
-  o.query_timeout = statement_timeout_backstop(ctx.options.statement_timeout);
+// A one-connection client for a command that runs one statement: the same pipeline as every
+// other command (logs, metrics, slow queries, statement_timeout and its bound, the retry rule,
+// which never repeats a write whose outcome is unknown), with `retries` retries.
+command_client single_client(const context& ctx, int retries) {
+  client_options o = ctx.options;
+  o.pool_max = 1;
+  o.pool_min = 0;
+  resilience_options r = resilience_options_from(o);
+  r.retry.max_retries = std::min(r.retry.max_retries, retries);
   ctx.log(log_level::debug, "connecting", {{"dsn", redact_dsn(o.dsn)}});
-  connection c(o);
-  if (ctx.options.statement_timeout.count() > 0) {
-    (void)c.execute(fmt::format("SET statement_timeout = {}", ctx.options.statement_timeout.count()));
-  }
-  ctx.log(log_level::debug, "connected", {{"server_version", c.server_version()}, {"backend_pid", c.backend_pid()}});
-  return c;
+  return {ctx, o, pool_options_from(o), r};
 }
 
 // The aligned table's NULL marker (unless --null).
@@ -196,19 +193,25 @@ std::string default_sandbox_dir() {
 
 int run_ping(const context& ctx) {
   try {
+    auto d = single_client(ctx, 0);
+    // The first borrow opens the connection: that is the connect time.
     const auto connect_start = std::chrono::steady_clock::now();
-    auto c = open_connection(ctx);
+    int server_version = 0;
+    {
+      auto c = d->acquire("ping");
+      server_version = c->server_version();
+    }
     const double connect_ms = ms_since(connect_start);
     const auto start = std::chrono::steady_clock::now();
-    // A server that does not answer a ping within the connect timeout is unavailable.
-    if (c.options().query_timeout.count() == 0) c.set_query_timeout(ctx.options.connection_timeout);
-    c.ping();
+    // Through the client's pipeline (logs, metrics); a server that does not answer within the
+    // connect timeout is unavailable.
+    (void)d->execute(statement{""}.idempotent().name("ping").timeout(ctx.options.connection_timeout));
     const double latency = ms_since(start);
     if (ctx.json) {
       context::print_json({{"ok", true}, {"latency_ms", round3(latency)}, {"connect_ms", round3(connect_ms)}});
     } else {
       std::cout << fmt::format("ok: round trip {:.3f} ms (connect {:.3f} ms, server {})\n", latency, connect_ms,
-                               c.server_version());
+                               server_version);
     }
     return ok;
   } catch (...) {
@@ -320,14 +323,14 @@ int run_info(const context& ctx) {
 int run_exec(const context& ctx, const std::string& sql, const std::vector<std::string>& params,
              const std::string& null_marker, bool use_null_marker) {
   try {
-    auto c = open_connection(ctx);
+    auto d = single_client(ctx, ctx.options.max_retries);
     param_list p;
     for (const auto& v : params) {
       if (use_null_marker && v == null_marker) p.add_null();
       else p.add_text(v);
     }
     const auto start = std::chrono::steady_clock::now();
-    const result rs = c.execute(sql, p);
+    const result rs = d->execute(sql, p);
     ctx.log(log_level::info, "statement done",
             {{"op", "exec"}, {"duration_ms", round3(ms_since(start))}, {"rows", rs.size()}});
     const std::optional<std::string> output_null =

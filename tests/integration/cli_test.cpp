@@ -1025,3 +1025,20 @@ TEST(cli, a_refused_login_is_tried_once_by_every_command) {
     seen = n;
   }
 }
+
+TEST(cli, exec_goes_through_the_clients_pipeline) {
+  const fs::path metrics = fs::temp_directory_path() / fmt::format("steadypg-exec-metrics-{}.prom", ::getpid());
+  auto r = run({"--log-format", "json", "--metrics-out", metrics.string(), "exec", "SELECT pg_sleep(0.2)"},
+               {{"POSTGRESQL_SLOW_QUERY_THRESHOLD", "50"}});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("\"msg\":\"slow query\""), std::string::npos) << r.err;
+  const std::string text = read_file(metrics);
+  fs::remove(metrics);
+  EXPECT_NE(text.find("postgresql_slow_query_total 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("postgresql_queries_total{outcome=\"ok\"} 1"), std::string::npos) << text;
+  // ping too: its round trip is counted like any call.
+  r = run({"--metrics-out", metrics.string(), "ping"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(read_file(metrics).find("postgresql_queries_total{outcome=\"ok\"} 1"), std::string::npos);
+  fs::remove(metrics);
+}
