@@ -9,7 +9,7 @@
 
 namespace steadypg {
 
-/// Everything a client needs, with the defaults and ranges of DESIGN §6.
+/// Everything a client needs, with the defaults and ranges of docs/configuration.md.
 /// Build it with from_env() (environment), override fields in code, then validate().
 struct client_options {
   /// Connection string, URI (postgresql://…) or key=value; empty uses libpq's PG* variables.

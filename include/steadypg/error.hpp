@@ -52,7 +52,7 @@ class error : public std::runtime_error {
   [[nodiscard]] const server_error_fields& server() const noexcept;
   /// What failed: a server error, a lost connection, a timeout …
   [[nodiscard]] failure_kind kind() const noexcept;
-  /// What the failure means for a retry (DESIGN §4).
+  /// What the failure means for a retry (docs/resilience.md).
   [[nodiscard]] steadypg::outcome outcome() const noexcept;
   /// The operation that failed ("execute", "connect", "commit", …); may be empty.
   [[nodiscard]] const std::string& operation() const noexcept;

@@ -91,9 +91,9 @@ struct batch_summary {
   bool timed_out = false;
 };
 
-/// Receives typed events from the core (pool now; queries, retries and the breaker as those
-/// layers land). Every method has an empty default; override what you need. Methods may be
-/// called from any thread, never with a pool lock held, and must not throw.
+/// Receives typed events from the core: the pool, calls, retries, the breaker, batches and
+/// health. Every method has an empty default; override what you need. Methods may be called
+/// from any thread, never with a pool lock held, and must not throw.
 class observer {
  public:
   virtual ~observer() = default;

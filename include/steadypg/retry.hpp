@@ -9,7 +9,7 @@
 
 namespace steadypg {
 
-/// Retry policy (DESIGN §4). Plain aggregate; validate() throws config_error.
+/// Retry policy (docs/resilience.md). Plain aggregate; validate() throws config_error.
 struct retry_options {
   /// Retries after the first attempt. Default 3 (POSTGRESQL_MAX_RETRIES); 0–100.
   int max_retries = 3;

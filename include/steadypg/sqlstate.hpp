@@ -74,7 +74,7 @@ inline constexpr std::string_view invalid_sql_statement_name = "26000";
 inline constexpr std::string_view in_failed_sql_transaction = "25P02";
 }  // namespace sqlstates
 
-/// What a failed attempt means for a retry (DESIGN §4).
+/// What a failed attempt means for a retry (docs/resilience.md).
 enum class outcome {
   ok,             ///< the attempt succeeded
   not_sent,       ///< nothing reached the server: safe to retry anything
@@ -103,7 +103,7 @@ struct request_facts {
   bool in_transaction = false;  ///< an explicit transaction block was open when it was sent
 };
 
-/// Maps a failure to its outcome class; a pure function (DESIGN §4).
+/// Maps a failure to its outcome class; a pure function (docs/resilience.md).
 /// Nothing sent → not_sent. 40001/40P01/55P03 → rolled_back. 25006 → wrong_host.
 /// Lost connection, 08xxx, 57P0x or timeout after sending → indeterminate, except inside
 /// an explicit transaction before COMMIT was sent, where nothing can have committed: rolled_back.

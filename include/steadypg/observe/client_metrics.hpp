@@ -9,7 +9,7 @@
 
 namespace steadypg::observe {
 
-/// Turns the core's events into the metrics of DESIGN §5 (Prometheus names):
+/// Turns the core's events into the metrics of docs/metrics.md (Prometheus names):
 /// postgresql_queries_total{outcome}, postgresql_query_duration_seconds,
 /// postgresql_query_errors_total{sqlstate_class}, postgresql_operation_retry_total{reason},
 /// postgresql_slow_query_total, postgresql_pool_acquire_duration_seconds,

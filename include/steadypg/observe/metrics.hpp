@@ -39,7 +39,7 @@ class gauge {
   std::atomic<double> m_value{0.0};
 };
 
-/// Fixed-bucket histogram in seconds (DESIGN §5 buckets). Lock-free; no allocation per
+/// Fixed-bucket histogram in seconds (the buckets of docs/metrics.md). Lock-free; no allocation per
 /// observation.
 class histogram {
  public:
