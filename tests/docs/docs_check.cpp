@@ -1,10 +1,12 @@
 // Every ```cpp block in README.md and docs/*.md must be, line for line, a //[name … //]
 // region of a program in examples/ (which CI compiles and runs), so that the documentation
-// shows code that builds and works. Usage: steadypg_docs_check SOURCE_DIR
+// shows code that builds and works; and every file path the docs name (headers, sources,
+// examples, scripts) must exist. Usage: steadypg_docs_check SOURCE_DIR
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -38,6 +40,40 @@ std::string dedent(const std::vector<std::string>& lines) {
   return out;
 }
 
+// `a/{b,c}.hpp` → `a/b.hpp`, `a/c.hpp` (one brace group).
+std::vector<std::string> expand_braces(const std::string& path) {
+  const auto open = path.find('{');
+  const auto close = path.find('}', open == std::string::npos ? 0 : open);
+  if (open == std::string::npos || close == std::string::npos) return {path};
+  std::vector<std::string> out;
+  std::stringstream alternatives(path.substr(open + 1, close - open - 1));
+  for (std::string alt; std::getline(alternatives, alt, ',');) {
+    out.push_back(path.substr(0, open) + alt + path.substr(close + 1));
+  }
+  return out;
+}
+
+// The repository files a doc names that do not exist.
+std::vector<std::string> missing_paths(const fs::path& root, const std::vector<std::string>& lines) {
+  static const std::regex header(R"((?:include/)?steadypg/[A-Za-z0-9_/{},]+\.hpp)");
+  static const std::regex file(R"((?:^|[\s`(\[])((?:src|examples|bench|tests|scripts|apps|cmake)/[A-Za-z0-9_./{},-]+\.(?:cpp|hpp|sh|in|cmake|txt)))");
+  std::vector<std::string> out;
+  auto check = [&](const std::string& named, const fs::path& base) {
+    for (const auto& p : expand_braces(named)) {
+      if (!fs::exists(base / p)) out.push_back(p);
+    }
+  };
+  for (const auto& line : lines) {
+    for (std::sregex_iterator it(line.begin(), line.end(), header), end; it != end; ++it) {
+      std::string named = it->str();
+      if (named.rfind("include/", 0) == 0) named = named.substr(8);
+      check(named, root / "include");
+    }
+    for (std::sregex_iterator it(line.begin(), line.end(), file), end; it != end; ++it) check((*it)[1].str(), root);
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -66,8 +102,13 @@ int main(int argc, char** argv) {
   }
   std::sort(docs.begin(), docs.end());
   int blocks = 0, bad = 0;
+  int missing = 0;
   for (const auto& doc : docs) {
     const auto lines = read_lines(doc);
+    for (const auto& p : missing_paths(root, lines)) {
+      ++missing;
+      std::cerr << fs::relative(doc, root).string() << ": names " << p << ", which does not exist\n";
+    }
     for (std::size_t i = 0; i < lines.size(); ++i) {
       if (lines[i] != "```cpp") continue;
       std::vector<std::string> body;
@@ -86,6 +127,6 @@ int main(int argc, char** argv) {
     }
   }
   std::cout << blocks << " C++ blocks in the docs, " << regions.size() << " example regions, " << bad
-            << " blocks without an example\n";
-  return bad == 0 && blocks > 0 ? 0 : 1;
+            << " blocks without an example, " << missing << " named files missing\n";
+  return bad == 0 && missing == 0 && blocks > 0 ? 0 : 1;
 }
