@@ -66,32 +66,34 @@ class latency_histogram {
   std::uint64_t m_total = 0;
 };
 
+// pgbench's schema, through a client like every command (logs, metrics, the retry rule: the
+// DDL is not idempotent, so a statement whose outcome is unknown is not sent again).
 void init_schema(const context& ctx, int scale) {
-  connection_options o;
-  o.dsn = ctx.options.dsn;
-  o.connect_timeout = ctx.options.connection_timeout;
-  connection c(o);
-  c.execute(
+  client_options o = ctx.options;
+  o.pool_max = 1;
+  o.pool_min = 0;
+  command_client cc(ctx, o, pool_options_from(o), resilience_options_from(o));
+  client& db = *cc;
+  (void)db.execute(
       "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history;"
       "CREATE TABLE pgbench_history (tid int, bid int, aid int, delta int, mtime timestamp, filler char(22));"
       "CREATE TABLE pgbench_tellers (tid int NOT NULL, bid int, tbalance int, filler char(84)) WITH (fillfactor=100);"
       "CREATE TABLE pgbench_accounts (aid int NOT NULL, bid int, abalance int, filler char(84)) WITH (fillfactor=100);"
       "CREATE TABLE pgbench_branches (bid int NOT NULL, bbalance int, filler char(88)) WITH (fillfactor=100)");
-  c.execute("INSERT INTO pgbench_branches (bid, bbalance) SELECT g, 0 FROM generate_series(1, $1) g", scale);
-  c.execute("INSERT INTO pgbench_tellers (tid, bid, tbalance) SELECT g, (g - 1) / 10 + 1, 0 FROM generate_series(1, $1) g",
-            scale * 10);
-  {
-    copy_in copy(c, "pgbench_accounts", {"aid", "bid", "abalance", "filler"});
-    const int rows = scale * 100000;
+  (void)db.execute("INSERT INTO pgbench_branches (bid, bbalance) SELECT g, 0 FROM generate_series(1, $1) g", scale);
+  (void)db.execute(
+      "INSERT INTO pgbench_tellers (tid, bid, tbalance) SELECT g, (g - 1) / 10 + 1, 0 FROM generate_series(1, $1) g",
+      scale * 10);
+  const int rows = scale * 100000;
+  (void)db.copy_from("pgbench_accounts", {"aid", "bid", "abalance", "filler"}, [&](copy_in& copy) {
     for (int aid = 1; aid <= rows; ++aid) copy.write_row(aid, (aid - 1) / 100000 + 1, 0, "");
-    (void)copy.finish();
-  }
-  c.execute(
+  });
+  (void)db.execute(
       "ALTER TABLE pgbench_branches ADD PRIMARY KEY (bid);"
       "ALTER TABLE pgbench_tellers ADD PRIMARY KEY (tid);"
       "ALTER TABLE pgbench_accounts ADD PRIMARY KEY (aid)");
   // VACUUM cannot run inside the implicit transaction of a multi-statement string.
-  c.execute("VACUUM ANALYZE pgbench_branches, pgbench_tellers, pgbench_accounts, pgbench_history");
+  (void)db.execute("VACUUM ANALYZE pgbench_branches, pgbench_tellers, pgbench_accounts, pgbench_history");
 }
 
 bool is_outage(const error& e) {
