@@ -10,7 +10,7 @@ int main() try {
   //[logging
   steadypg::observe::json_logger log{stderr, steadypg::observe::log_level::info};
   steadypg::observe::log_observer events{log};  // retries, breaker, failures, slow queries → log lines
-  steadypg::client db{opts, steadypg::pool_options_from(opts), steadypg::resilience_options_from(opts), &events};
+  steadypg::client db{opts, &events};
   //]
 
   //[slow_queries
