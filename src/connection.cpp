@@ -272,7 +272,7 @@ void connection_impl::begin_request(std::string_view op) {
     throw e;
   }
   if (in_pipeline) throw usage_error("the connection is in pipeline mode; send through the steadypg::pipeline");
-  if (in_copy) throw usage_error("the connection is in COPY mode; finish or abort the steadypg::copy_in first");
+  if (in_copy) throw usage_error("the connection is in COPY mode; finish or abort the steadypg::copy_in or copy_out first");
   const auto tx = PQtransactionStatus(conn);
   last = request_facts{false, false, tx == PQTRANS_INTRANS || tx == PQTRANS_INERROR};
   ++requests;
@@ -381,7 +381,9 @@ result connection_impl::collect(std::string_view op, const deadline& until) {
   const bool broken = PQstatus(conn) != CONNECTION_OK;
   if (failure) {
     if (PQresultStatus(failure.get()) == PGRES_NONFATAL_ERROR) {
-      throw usage_error("COPY cannot run through execute(); use steadypg::copy_in for COPY FROM STDIN");
+      throw usage_error(
+          "COPY cannot run through execute(); use steadypg::copy_in for COPY FROM STDIN and steadypg::copy_out for "
+          "COPY TO STDOUT");
     }
     auto fields = read_error_fields(failure.get());
     if (broken && fields.sqlstate.empty()) throw_connection_lost(std::move(fields.message), op, last);

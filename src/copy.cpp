@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
 #include <cstring>
 
 #include "connection_impl.hpp"
@@ -218,6 +219,291 @@ void copy_in::abort(std::string_view reason) {
   } catch (const query_canceled&) {
     // Expected: the server reports the aborted COPY as 57014.
   }
+}
+
+// ---- COPY … TO STDOUT ----
+
+namespace {
+
+// Errors of a COPY out. Before any data was handed out they follow the usual rules (a read is
+// safe to run again while the caller has nothing); after, `forced` is outcome::fatal, so that
+// no retry layer restarts an export whose beginning the caller already has.
+[[noreturn]] void raise_copy_error(server_error_fields f, bool broken, const request_facts& facts,
+                                   std::optional<outcome> forced) {
+  if (!forced) internal::throw_server_error(std::move(f), "copy", facts, broken);
+  std::string msg = internal::format_server_message(f);
+  const std::string state = f.sqlstate;
+  auto raise = [&](auto&& e) {
+    e.set_operation("copy");
+    e.set_broken(broken);
+    throw e;
+  };
+  if (broken) raise(connection_error(std::move(msg), std::move(f), *forced));
+  if (state == sqlstates::query_canceled) raise(query_canceled(std::move(msg), std::move(f), *forced));
+  if (state == sqlstates::serialization_failure) raise(serialization_failure(std::move(msg), std::move(f), *forced));
+  if (state == sqlstates::deadlock_detected) raise(deadlock_detected(std::move(msg), std::move(f), *forced));
+  sql_error e(std::move(msg), std::move(f), *forced);
+  e.set_operation("copy");
+  e.set_broken(broken);
+  throw e;
+}
+
+// A session-ending error: FATAL or PANIC, admin shutdown (57P…) or a connection failure (08…).
+bool ends_session(const PGresult* r) {
+  const char* sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  if (sev != nullptr && (std::strcmp(sev, "FATAL") == 0 || std::strcmp(sev, "PANIC") == 0)) return true;
+  if (state != nullptr && (std::strncmp(state, "57P", 3) == 0 || std::strncmp(state, "08", 2) == 0)) return true;
+  return false;
+}
+
+std::string_view trim_query(std::string_view sql) {
+  while (!sql.empty() && (sql.back() == ';' || sql.back() == ' ' || sql.back() == '\t' || sql.back() == '\n' ||
+                          sql.back() == '\r')) {
+    sql.remove_suffix(1);
+  }
+  return sql;
+}
+
+}  // namespace
+
+copy_source copy_source::table(std::string name, std::vector<std::string> columns) {
+  return copy_source(std::move(name), std::move(columns), false);
+}
+
+copy_source copy_source::query(std::string sql) {
+  std::string text(trim_query(sql));
+  return copy_source(std::move(text), {}, true);
+}
+
+std::string copy_source::statement(const copy_options& options) const {
+  std::string sql;
+  if (m_query) {
+    internal::connection_impl::check_sql(m_text, "the COPY query");
+    if (m_text.empty()) throw usage_error("the COPY query is empty");
+    // The newline ends a trailing -- comment before the closing parenthesis.
+    sql = fmt::format("COPY ({}\n) TO STDOUT", m_text);
+  } else {
+    internal::connection_impl::check_sql(m_text, "the COPY table name");
+    if (m_text.empty()) throw usage_error("the COPY table name is empty");
+    for (const auto& c : m_columns) internal::connection_impl::check_sql(c, "a COPY column name");
+    sql = fmt::format("COPY {}", m_text);
+    if (!m_columns.empty()) {
+      sql += " (";
+      for (std::size_t i = 0; i < m_columns.size(); ++i) {
+        if (i) sql += ", ";
+        sql += quote_identifier(m_columns[i]);
+      }
+      sql += ")";
+    }
+    sql += " TO STDOUT";
+  }
+  if (options.format == copy_format::csv) sql += options.header ? " WITH (FORMAT csv, HEADER true)" : " WITH (FORMAT csv)";
+  else if (options.header) sql += " WITH (FORMAT text, HEADER true)";
+  return sql;
+}
+
+copy_out::copy_out(connection& conn, const copy_source& source, const copy_options& options) : m_conn(&conn) {
+  const std::string sql = source.statement(options);  // a NUL byte: usage_error before any request
+  auto& d = *conn.m_impl;
+  d.begin_request("copy");
+  const auto until = d.make_deadline();
+  if (!PQsendQuery(d.conn, sql.c_str())) d.send_failed("copy");
+  d.last.bytes_sent = true;
+  d.flush(until, "copy");
+  bool timed_out = false;
+  PGresult* raw = d.next_result(until, timed_out);
+  if (timed_out) d.handle_timeout("copy");  // not in COPY mode yet: cancel and drain
+  internal::result_ptr r(raw);
+  if (raw != nullptr && PQresultStatus(raw) == PGRES_COPY_OUT) {
+    d.in_copy = true;
+    m_active = true;
+    return;
+  }
+  // An error (no such table, bad query): drain the rest and throw it.
+  for (int guard = 0; guard < 16; ++guard) {
+    PGresult* extra = d.next_result(until, timed_out);
+    if (extra == nullptr) break;
+    PQclear(extra);
+  }
+  bool broken = PQstatus(d.conn) != CONNECTION_OK;
+  if (raw == nullptr) {
+    d.close();
+    internal::throw_connection_lost(internal::last_error_message(d.conn), "copy", d.last);
+  }
+  if (!broken && ends_session(raw)) broken = true;
+  if (broken) d.close();
+  auto fields = internal::read_error_fields(raw);
+  if (broken && fields.sqlstate.empty()) internal::throw_connection_lost(std::move(fields.message), "copy", d.last);
+  raise_copy_error(std::move(fields), broken, d.last, std::nullopt);
+}
+
+copy_out::~copy_out() { abort(); }
+
+void copy_out::release_chunk() noexcept {
+  if (m_chunk != nullptr) PQfreemem(m_chunk);
+  m_chunk = nullptr;
+}
+
+void copy_out::lost(std::string message) {
+  auto& d = *m_conn->m_impl;
+  m_active = false;
+  d.close();
+  if (!m_delivered) internal::throw_connection_lost(std::move(message), "copy", d.last);
+  connection_error e(std::move(message), failure_kind::connection_lost, outcome::fatal);
+  e.set_operation("copy");
+  e.set_broken();
+  throw e;
+}
+
+std::optional<std::string_view> copy_out::next() {
+  release_chunk();
+  if (!m_active) return std::nullopt;
+  auto& d = *m_conn->m_impl;
+  bool read_first = true;  // under a steady stream the data is already there: read before poll()
+  while (true) {
+    char* buf = nullptr;
+    const int rc = PQgetCopyData(d.conn, &buf, 1);
+    if (rc > 0) {
+      m_chunk = buf;
+      m_bytes += static_cast<std::uint64_t>(rc);
+      m_delivered = true;
+      return std::string_view(buf, static_cast<std::size_t>(rc));
+    }
+    if (rc == 0) {
+      if (!read_first) {
+        if (!d.wait_socket(true, false, d.make_deadline())) {
+          m_active = false;
+          try {
+            d.handle_timeout("copy", false);  // in COPY mode: cancel and close, never drain
+          } catch (const timeout_error& e) {
+            if (!m_delivered) throw;
+            timeout_error final_error(e.what(), failure_kind::timeout, outcome::fatal);
+            final_error.set_operation("copy");
+            final_error.set_broken();
+            throw final_error;
+          }
+        }
+      }
+      read_first = false;
+      if (!PQconsumeInput(d.conn)) {
+        // The session is gone; libpq turns what it knows into an error result.
+        finish_stream();
+        lost(internal::last_error_message(d.conn));
+      }
+      continue;
+    }
+    // -1: the end (or an error the server sent instead of the rest); -2: a failure.
+    finish_stream();
+    return std::nullopt;
+  }
+}
+
+void copy_out::finish_stream() {
+  auto& d = *m_conn->m_impl;
+  m_active = false;
+  d.in_copy = false;
+  internal::result_ptr ok, failure;
+  for (int guard = 0; guard < 16; ++guard) {
+    bool timed_out = false;
+    PGresult* raw = d.next_result(d.make_deadline(), timed_out);
+    if (timed_out) {
+      try {
+        d.handle_timeout("copy", false);
+      } catch (const timeout_error& e) {
+        if (!m_delivered) throw;
+        timeout_error final_error(e.what(), failure_kind::timeout, outcome::fatal);
+        final_error.set_operation("copy");
+        final_error.set_broken();
+        throw final_error;
+      }
+    }
+    if (raw == nullptr) break;
+    internal::result_ptr r(raw);
+    const auto st = PQresultStatus(raw);
+    if (st == PGRES_COMMAND_OK) {
+      if (!failure) ok = std::move(r);
+    } else if (!failure) {
+      failure = std::move(r);
+      // Still in COPY mode (libpq says so by handing out COPY_OUT again): cannot recover.
+      if (st == PGRES_COPY_OUT || st == PGRES_COPY_IN || st == PGRES_COPY_BOTH) break;
+    }
+  }
+  bool broken = PQstatus(d.conn) != CONNECTION_OK;
+  if (failure) {
+    const auto st = PQresultStatus(failure.get());
+    if (st == PGRES_COPY_OUT || st == PGRES_COPY_IN || st == PGRES_COPY_BOTH) broken = true;
+    if (ends_session(failure.get())) broken = true;
+    auto fields = internal::read_error_fields(failure.get());
+    if (broken) d.close();  // a session the server is ending must not go back to a pool
+    if (broken && fields.sqlstate.empty()) lost(std::move(fields.message));
+    raise_copy_error(std::move(fields), broken, d.last,
+                     m_delivered ? std::optional<outcome>(outcome::fatal) : std::nullopt);
+  }
+  if (broken || !ok) lost(broken ? internal::last_error_message(d.conn) : std::string("COPY ended without a result"));
+  const char* tuples = PQcmdTuples(ok.get());
+  std::uint64_t n = 0;
+  (void)std::from_chars(tuples, tuples + std::strlen(tuples), n);
+  m_rows = n;
+}
+
+std::uint64_t copy_out::read_all(const std::function<void(std::string_view)>& sink) {
+  while (auto chunk = next()) {
+    try {
+      sink(*chunk);
+    } catch (...) {
+      abort();
+      throw;
+    }
+  }
+  return m_rows;
+}
+
+void copy_out::abort() noexcept {
+  release_chunk();
+  if (!m_active) return;
+  m_active = false;
+  auto& d = *m_conn->m_impl;
+  if (d.conn == nullptr || PQstatus(d.conn) != CONNECTION_OK || !d.send_cancel()) {
+    d.close();
+    return;
+  }
+  // The server stops at the cancel; discard what it sent until then, within cancel_wait.
+  const internal::deadline grace = internal::clock::now() + d.options.cancel_wait;
+  while (true) {
+    char* buf = nullptr;
+    const int rc = PQgetCopyData(d.conn, &buf, 1);
+    if (rc > 0) {
+      PQfreemem(buf);
+      continue;
+    }
+    if (rc < 0) break;
+    if (!d.wait_socket(true, false, grace) || !PQconsumeInput(d.conn)) {
+      d.close();
+      return;
+    }
+  }
+  d.in_copy = false;
+  for (int guard = 0;; ++guard) {
+    bool timed_out = false;
+    PGresult* raw = d.next_result(grace, timed_out);
+    if (timed_out || guard > 16) {
+      d.close();
+      return;
+    }
+    if (raw == nullptr) break;
+    internal::result_ptr r(raw);
+    const auto st = PQresultStatus(raw);
+    // The COPY's end (it finished before the cancel) or 57014 (cancelled) are expected.
+    const char* state = PQresultErrorField(raw, PG_DIAG_SQLSTATE);
+    const bool expected = st == PGRES_COMMAND_OK || (st == PGRES_FATAL_ERROR && !ends_session(raw) && state != nullptr &&
+                                                     sqlstates::query_canceled == state);
+    if (!expected) {
+      d.close();
+      return;
+    }
+  }
+  if (PQstatus(d.conn) != CONNECTION_OK || PQtransactionStatus(d.conn) == PQTRANS_ACTIVE) d.close();
 }
 
 }  // namespace steadypg

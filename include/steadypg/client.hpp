@@ -198,6 +198,20 @@ class client {
                           const std::function<void(copy_in&)>& write, copy_format format = copy_format::text,
                           const std::function<void(std::uint64_t rows)>& progress = {}, bool header = false);
 
+  /// COPY `source` TO STDOUT on a pooled connection through the pipeline: `sink(chunk)` gets
+  /// the data in chunks of whole rows, in bounded memory; returns the rows the server sent.
+  ///
+  ///     db.copy_to(steadypg::copy_source::table("items"), [&](std::string_view chunk) { out << chunk; },
+  ///                {.format = steadypg::copy_format::csv, .header = true});
+  ///
+  /// It is a read, so it is retried (like an idempotent statement) while nothing has reached
+  /// `sink`: the connection was lost before the first byte. Once `sink` has had data it is
+  /// never restarted: a later failure (lost connection, timeout, an error of the query) is
+  /// thrown with outcome::fatal, and an exception from `sink` propagates unchanged after the
+  /// COPY was abandoned (the connection goes back idle, or is closed).
+  std::uint64_t copy_to(const copy_source& source, const std::function<void(std::string_view chunk)>& sink,
+                        const copy_options& options = {});
+
   /// One round trip on a pooled connection (through the pipeline).
   void ping();
   /// healthy / degraded / unhealthy with the ping latency and the reason (one attempt, no

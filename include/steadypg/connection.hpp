@@ -107,6 +107,7 @@ class transaction;
 struct transaction_options;
 class pipeline;
 class copy_in;
+class copy_out;
 enum class copy_format;
 
 namespace internal {
@@ -217,6 +218,7 @@ class connection {
   friend class transaction;
   friend class pipeline;
   friend class copy_in;
+  friend class copy_out;
 
   template <typename... Args>
   result execute_with(std::string_view sql, bool may_prepare, const Args&... args) {
