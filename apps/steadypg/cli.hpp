@@ -116,11 +116,14 @@ int run_batch(const context& ctx, const batch_args& args);
 /// Arguments of `steadypg copy`.
 struct copy_args {
   std::string table;
-  std::string file;
+  std::string file;     ///< load from this file ("-": standard input)
+  std::string to;       ///< export to this file ("-": standard output)
+  std::string query;    ///< export the rows of this query instead of `table`
   std::string format = "text";
   std::string columns;  ///< comma-separated; empty: all, in table order
   bool header = false;
 };
+/// `copy`: a load with --file, an export with --to.
 int run_copy(const context& ctx, const copy_args& args);
 
 /// `steadypg demo` (DESIGN §8).
@@ -129,7 +132,8 @@ int run_demo(const context& ctx);
 /// A one-line progress bar on stderr, drawn only on a terminal and never with --json.
 class progress_bar {
  public:
-  progress_bar(const context& ctx, std::string label);
+  /// Drawn only when `allowed` too (false when the terminal also shows the data).
+  progress_bar(const context& ctx, std::string label, bool allowed = true);
   ~progress_bar();
   progress_bar(const progress_bar&) = delete;
   progress_bar& operator=(const progress_bar&) = delete;

@@ -1,5 +1,7 @@
 // `steadypg batch` and `steadypg copy`: batch execution and COPY bulk loads from files.
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,8 +21,8 @@ namespace fs = std::filesystem;
 
 namespace steadypg::cli {
 
-progress_bar::progress_bar(const context& ctx, std::string label)
-    : m_enabled(!ctx.json && ::isatty(STDERR_FILENO) == 1), m_label(std::move(label)) {}
+progress_bar::progress_bar(const context& ctx, std::string label, bool allowed)
+    : m_enabled(allowed && !ctx.json && ::isatty(STDERR_FILENO) == 1), m_label(std::move(label)) {}
 
 progress_bar::~progress_bar() { finish(); }
 
@@ -182,6 +184,104 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// The --to target: a file, or standard output for "-". Opened (created if missing) before
+// connecting, so that an unwritable path is a usage error naming it before anything runs; an
+// existing file is emptied only when data arrives (or the export succeeds empty), so a query
+// that fails at once leaves it as it was, and a file created for nothing is removed.
+class output_file {
+ public:
+  explicit output_file(const std::string& path) : m_path(path) {
+    if (path == "-") {
+      m_fd = STDOUT_FILENO;
+      return;
+    }
+    std::error_code ec;
+    const auto status = fs::status(path, ec);
+    if (fs::is_directory(status)) throw usage_error(fmt::format("cannot write {}: it is a directory", path));
+    m_created = !fs::exists(status);
+    m_fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+    if (m_fd < 0) throw usage_error(fmt::format("cannot write {}: {}", path, std::strerror(errno)));
+    struct stat st {};
+    m_regular = ::fstat(m_fd, &st) == 0 && S_ISREG(st.st_mode);
+    m_buffer.reserve(buffer_size);
+  }
+  ~output_file() {
+    if (m_fd > STDERR_FILENO) ::close(m_fd);
+  }
+  output_file(const output_file&) = delete;
+  output_file& operator=(const output_file&) = delete;
+
+  /// Before the first byte: empties an existing regular file.
+  void start() {
+    if (m_started) return;
+    m_started = true;
+    if (m_regular && ::ftruncate(m_fd, 0) != 0) fail();
+  }
+  /// Buffers `data`, writing 1 MiB at a time.
+  void write(std::string_view data) {
+    if (m_buffer.size() + data.size() > buffer_size) flush();
+    if (data.size() >= buffer_size) {
+      write_out(data);
+      return;
+    }
+    m_buffer.append(data);
+  }
+  /// Writes what is buffered; a failure is a usage error naming the path.
+  void flush() {
+    write_out(m_buffer);
+    m_buffer.clear();
+  }
+  /// After a failure: keeps what was written, or removes a file created for nothing.
+  void abandon() noexcept {
+    try {
+      flush();
+    } catch (...) {
+    }
+    if (m_created && m_written == 0 && m_fd > STDERR_FILENO) {
+      std::error_code ec;
+      fs::remove(m_path, ec);
+    }
+  }
+  [[nodiscard]] std::uint64_t written() const noexcept { return m_written + m_buffer.size(); }
+  [[nodiscard]] const std::string& path() const noexcept { return m_path; }
+  [[nodiscard]] bool is_stdout() const noexcept { return m_path == "-"; }
+
+ private:
+  static constexpr std::size_t buffer_size = 1 << 20;
+  void write_out(std::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::write(m_fd, data.data(), data.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail();
+      }
+      m_written += static_cast<std::uint64_t>(n);
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+  [[noreturn]] void fail() {
+    throw usage_error(fmt::format("cannot write {}: {}", m_path == "-" ? "standard output" : m_path,
+                                  std::strerror(errno)));
+  }
+  std::string m_path;
+  std::string m_buffer;
+  int m_fd = -1;
+  std::uint64_t m_written = 0;
+  bool m_created = false;
+  bool m_regular = false;
+  bool m_started = false;
+};
+
+std::vector<std::string> split_columns(const std::string& list) {
+  std::vector<std::string> columns;
+  for (std::size_t p = 0; !list.empty() && p <= list.size();) {
+    const auto comma = std::min(list.find(',', p), list.size());
+    columns.emplace_back(trim(std::string_view(list).substr(p, comma - p)));
+    p = comma + 1;
+  }
+  return columns;
+}
+
 // The client for a load: enough connections for the concurrency.
 command_client load_client(const context& ctx, std::size_t connections) {
   client_options o = ctx.options;
@@ -309,18 +409,83 @@ int run_batch(const context& ctx, const batch_args& args) {
   }
 }
 
+namespace {
+
+// `copy … --to FILE`: COPY TO STDOUT through client::copy_to into the file.
+int run_copy_out(const context& ctx, const copy_args& args) {
+  if (args.table.empty() && args.query.empty()) throw usage_error("copy --to needs a TABLE or --query SQL");
+  if (!args.table.empty() && !args.query.empty()) throw usage_error("copy takes a TABLE or --query SQL, not both");
+  if (!args.query.empty() && !args.columns.empty()) {
+    throw usage_error("--columns goes with a TABLE; with --query, select the columns in the query");
+  }
+  if (args.to == "-" && ctx.json) {
+    throw usage_error("--json with --to - would mix the report with the data on standard output; write to a file, or "
+                      "leave out --json");
+  }
+  const copy_options options{args.format == "csv" ? copy_format::csv : copy_format::text, args.header};
+  const auto source = args.query.empty() ? copy_source::table(args.table, split_columns(args.columns))
+                                         : copy_source::query(args.query);
+  (void)source.statement(options);  // a NUL byte: a usage error before connecting
+  output_file out(args.to);           // an unwritable path: a usage error before connecting
+  auto lc = load_client(ctx, 1);
+  // No bar when the same terminal shows the data.
+  progress_bar bar(ctx, "copy", !(out.is_stdout() && ::isatty(STDOUT_FILENO) == 1));
+  const auto started = std::chrono::steady_clock::now();
+  std::uint64_t rows = 0;
+  try {
+    rows = lc->copy_to(source, [&](std::string_view chunk) {
+      out.start();
+      out.write(chunk);
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      const double mib = static_cast<double>(out.written()) / (1 << 20);
+      bar.update(-1.0, fmt::format("{:.1f} MiB, {:.1f} MiB/s", mib, secs > 0 ? mib / secs : 0.0));
+    }, options);
+    out.start();
+    out.flush();
+  } catch (...) {
+    bar.finish();
+    out.abandon();
+    if (out.written() > 0 && !out.is_stdout()) {
+      ctx.log(log_level::error, fmt::format("the export stopped after {} bytes: {} is incomplete", out.written(),
+                                            out.path()));
+    }
+    throw;
+  }
+  bar.finish();
+  const double duration_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  const double rows_per_s = duration_ms > 0 ? static_cast<double>(rows) * 1000.0 / duration_ms : 0.0;
+  if (ctx.json) {
+    json_doc j = json_doc::object();
+    if (args.query.empty()) j["table"] = args.table;
+    j["to"] = args.to;
+    j["rows"] = rows;
+    j["duration_ms"] = round3(duration_ms);
+    j["rows_per_s"] = std::round(rows_per_s);
+    context::print_json(j);
+  } else {
+    // With --to -, standard output carries the data: the summary goes to standard error.
+    const std::string line =
+        fmt::format("copied {} rows from {} to {} in {:.1f} ms ({:.0f} rows/s)\n", rows,
+                    args.query.empty() ? args.table : std::string("the query"),
+                    out.is_stdout() ? std::string("standard output") : args.to, duration_ms, rows_per_s);
+    std::fputs(line.c_str(), out.is_stdout() ? stderr : stdout);
+  }
+  return ok;
+}
+
+}  // namespace
+
 int run_copy(const context& ctx, const copy_args& args) {
   try {
+    if (!args.to.empty()) return run_copy_out(ctx, args);
+    if (args.file.empty()) throw usage_error("copy needs --file FILE (load into TABLE) or --to FILE (export)");
+    if (args.table.empty()) throw usage_error("copy --file needs the TABLE to load");
     const auto format = args.format == "csv" ? copy_format::csv : copy_format::text;
     // A file streams with a percentage; "-" and pipes stream without (size unknown).
     input_file in(args.file);
     const double size = in.size() ? static_cast<double>(std::max<std::uintmax_t>(*in.size(), 1)) : -1.0;
-    std::vector<std::string> columns;
-    for (std::size_t p = 0; !args.columns.empty() && p <= args.columns.size();) {
-      const auto comma = std::min(args.columns.find(',', p), args.columns.size());
-      columns.emplace_back(trim(std::string_view(args.columns).substr(p, comma - p)));
-      p = comma + 1;
-    }
+    const auto columns = split_columns(args.columns);
 
     auto lc = load_client(ctx, 1);
     progress_bar bar(ctx, "copy");

@@ -1042,3 +1042,145 @@ TEST(cli, exec_goes_through_the_clients_pipeline) {
   EXPECT_NE(read_file(metrics).find("postgresql_queries_total{outcome=\"ok\"} 1"), std::string::npos);
   fs::remove(metrics);
 }
+
+namespace {
+
+// What COPY TO writes for the table cli_rt (id int, t text, b bytea, n text): the same bytes
+// `copy --file` loads, in each format (text escapes; CSV quotes only where it must).
+const char* const rt_text =
+    "1\ttab\\there\t\\\\x00090aff\t\\N\n"
+    "2\tnew\\nline\t\\\\x\tplain\n"
+    "3\tcr\\rreturn\t\\N\t\n"
+    "4\tback\\\\slash\t\\\\x5c\t\\\\N\n"
+    "5\tquote'\"\t\\N\tcomma,semi;\n"
+    "6\tunicode ✓ 日本\t\\N\t  spaced  \n"
+    "7\t\t\\N\t\\\\.\n"
+    "8\t\\N\t\\N\tNULL\n";
+const char* const rt_csv =
+    "1,tab\there,\\x00090aff,\n"
+    "2,\"new\nline\",\\x,plain\n"
+    "3,\"cr\rreturn\",,\"\"\n"
+    "4,back\\slash,\\x5c,\\N\n"
+    "5,\"quote'\"\"\",,\"comma,semi;\"\n"
+    "6,unicode ✓ 日本,,  spaced  \n"
+    "7,\"\",,\\.\n"
+    "8,,,NULL\n";
+
+}  // namespace
+
+TEST(cli, copy_to_round_trips_what_copy_loads_byte_for_byte) {
+  auto c = steadypg::test::connect();
+  const fs::path out = fs::temp_directory_path() / fmt::format("steadypg-{}-export", ::getpid());
+  for (const std::string format : {"text", "csv"}) {
+    for (bool header : {false, true}) {
+      SCOPED_TRACE(format + (header ? " with header" : ""));
+      c.execute("DROP TABLE IF EXISTS cli_rt");
+      c.execute("CREATE TABLE cli_rt (id int, t text, b bytea, n text)");
+      std::string data = format == "csv" ? rt_csv : rt_text;
+      if (header) data = (format == "csv" ? "id,t,b,n\n" : "id\tt\tb\tn\n") + data;
+      temp_file in("rt.in", data);
+      std::vector<std::string> extra{"--format", format};
+      if (header) extra.push_back("--header");
+      auto with = [&](std::vector<std::string> args) {
+        args.insert(args.end(), extra.begin(), extra.end());
+        return args;
+      };
+      auto r = run(with({"copy", "cli_rt", "--file", in.path.string()}));
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      r = run(with({"--json", "copy", "cli_rt", "--to", out.string()}));
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      const auto j = nlohmann::json::parse(r.out);
+      EXPECT_EQ(j.at("rows"), 8);
+      EXPECT_EQ(j.at("table"), "cli_rt");
+      EXPECT_EQ(j.at("to"), out.string());
+      EXPECT_GT(j.at("duration_ms").get<double>(), 0.0);
+      EXPECT_GT(j.at("rows_per_s").get<double>(), 0.0);
+      EXPECT_EQ(read_file(out), data) << "byte for byte what was loaded";
+      // The export loads again to the same values, and exports to the same bytes.
+      c.execute("TRUNCATE cli_rt");
+      r = run(with({"copy", "cli_rt", "--file", out.string()}));
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      r = run(with({"copy", "cli_rt", "--to", "-"}));
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_EQ(r.out, data) << "--to - writes only the data on standard output";
+      EXPECT_NE(r.err.find("copied 8 rows"), std::string::npos) << "the summary goes to standard error: " << r.err;
+      EXPECT_EQ(c.query_value<std::string>("SELECT t FROM cli_rt WHERE id = 2"), "new\nline");
+      EXPECT_EQ(c.query_value<std::string>("SELECT encode(b, 'hex') FROM cli_rt WHERE id = 1"), "00090aff");
+      EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_rt WHERE id = 8 AND t IS NULL AND n = 'NULL'"),
+                1);
+      EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM cli_rt WHERE id = 7 AND t = '' AND n = '\\.'"), 1);
+    }
+  }
+  // Some columns, in the order given.
+  auto r = run({"copy", "cli_rt", "--columns", "n, id", "--to", "-", "--format", "csv"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, 4), ",1\np");
+  fs::remove(out);
+}
+
+TEST(cli, copy_to_exports_a_query_and_checks_its_arguments) {
+  const fs::path out = fs::temp_directory_path() / fmt::format("steadypg-{}-query.csv", ::getpid());
+  auto r = run({"copy", "--query", "SELECT g AS id, 'x' || g AS v FROM generate_series(1, 3) g;", "--to", "-",
+                "--format", "csv", "--header"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "id,v\n1,x1\n2,x2\n3,x3\n");
+  r = run({"--json", "copy", "--query", "SELECT generate_series(1, 1000)", "--to", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("rows"), 1000);
+  EXPECT_FALSE(nlohmann::json::parse(r.out).contains("table"));
+  const std::string exported = read_file(out);
+  EXPECT_EQ(std::count(exported.begin(), exported.end(), '\n'), 1000);
+  // Arguments that do not go together: exit 2, nothing runs.
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"copy", "t", "--file", "in.csv", "--to", out.string()},
+           {"copy", "--query", "SELECT 1"},
+           {"copy", "t"},
+           {"copy", "--to", out.string()},
+           {"copy", "t", "--query", "SELECT 1", "--to", out.string()},
+           {"copy", "--query", "SELECT 1", "--columns", "a", "--to", out.string()},
+           {"copy", "--file", "in.csv"},
+           {"--json", "copy", "t", "--to", "-"}}) {
+    r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << fmt::format("{}", fmt::join(args, " ")) << ": " << r.err;
+  }
+  r = run({"--json", "copy", "t", "--to", "-"});
+  EXPECT_NE(r.err.find("would mix the report with the data"), std::string::npos) << r.err;
+  // An unwritable path: exit 2 naming it, before connecting (the server here is unreachable).
+  const std::map<std::string, std::string> unreachable{{"DATABASE_URL", "host=127.0.0.1 port=1 user=postgres"},
+                                                       {"POSTGRESQL_CONNECTION_TIMEOUT", "1000"}};
+  r = run({"copy", "t", "--to", "/nonexistent-dir/out.csv"}, unreachable);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("/nonexistent-dir/out.csv"), std::string::npos) << r.err;
+  r = run({"copy", "t", "--to", fs::temp_directory_path().string()}, unreachable);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("is a directory"), std::string::npos) << r.err;
+  // Unreachable: exit 3, and no file left behind.
+  fs::remove(out);
+  r = run({"copy", "--query", "SELECT 1", "--to", out.string()}, unreachable);
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+  // A failed query: exit 1; an existing file stays as it was.
+  {
+    std::ofstream(out) << "keep\n";
+  }
+  r = run({"--json", "copy", "--query", "SELECT nope FROM nowhere", "--to", out.string()});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("error").at("sqlstate"), "42P01");
+  EXPECT_EQ(read_file(out), "keep\n");
+  r = run({"copy", "no_such_table", "--to", out.string()});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  fs::remove(out);
+}
+
+TEST(cli, copy_to_shows_progress_on_a_terminal) {
+  const fs::path out = fs::temp_directory_path() / fmt::format("steadypg-{}-tty.txt", ::getpid());
+  auto r = run_on_terminal({"copy", "--query", "SELECT g, repeat('p', 50) FROM generate_series(1, 200000) g", "--to",
+                            out.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("MiB/s"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("copied 200000 rows from the query to " + out.string()), std::string::npos) << r.out;
+  std::uintmax_t expected = 0;
+  for (int g = 1; g <= 200000; ++g) expected += std::to_string(g).size() + 52;
+  EXPECT_EQ(fs::file_size(out), expected) << "every row";
+  fs::remove(out);
+}
