@@ -1,6 +1,8 @@
 // Batch execution and COPY through a client: error isolation, progress, a report.
 #include <steadypg/steadypg.hpp>
 
+#include <cstdio>
+#include <fstream>
 #include <iostream>
 
 int main() try {
@@ -41,6 +43,17 @@ int main() try {
   std::cout << "copied " << loaded << " rows\n";
   //]
 
+  //[copy_to
+  std::ofstream file("readings.csv", std::ios::binary);
+  const std::uint64_t exported = db.copy_to(
+      steadypg::copy_source::query("SELECT id, sensor, value FROM readings WHERE id >= 100000 ORDER BY id"),
+      [&](std::string_view chunk) { file.write(chunk.data(), static_cast<std::streamsize>(chunk.size())); },
+      {.format = steadypg::copy_format::csv, .header = true});
+  file.close();
+  std::cout << "exported " << exported << " rows\n";
+  //]
+  std::remove("readings.csv");
+
   db.execute("DROP TABLE IF EXISTS events");
   db.execute("CREATE TABLE events (id int8 PRIMARY KEY)");  // not TEMP: the batch uses several connections
   //[generate
@@ -58,7 +71,8 @@ int main() try {
     std::cerr << "event " << e.index << ": " << e.message << "\n";
     break;
   }
-  return report.stats.failed == 10 && total == 9990 + 50000 && many.stats.succeeded == 200000 ? 0 : 1;
+  return report.stats.failed == 10 && total == 9990 + 50000 && many.stats.succeeded == 200000 && exported == 50000 ? 0
+                                                                                                              : 1;
 } catch (const steadypg::error& e) {
   std::cerr << "error: " << e.what() << "\n";
   return 1;
