@@ -433,9 +433,12 @@ int run_copy_out(const context& ctx, const copy_args& args) {
   const auto started = std::chrono::steady_clock::now();
   std::uint64_t rows = 0;
   try {
+    std::uint64_t next_report = 0;  // the bar's figures once per MiB, not per row (the hot path)
     rows = lc->copy_to(source, [&](std::string_view chunk) {
       out.start();
       out.write(chunk);
+      if (out.written() < next_report) return;
+      next_report = out.written() + (1 << 20);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       const double mib = static_cast<double>(out.written()) / (1 << 20);
       bar.update(-1.0, fmt::format("{:.1f} MiB, {:.1f} MiB/s", mib, secs > 0 ? mib / secs : 0.0));
