@@ -17,6 +17,18 @@ std::string_view to_string(breaker_state s) noexcept {
   return "unknown";
 }
 
+breaker_verdict breaker_verdict_of(const error& e) noexcept {
+  // Raised here, before or instead of an answer: the caller, the data, the batch's own
+  // deadline (all failure_kind::usage), the pool and the breaker itself.
+  if (e.kind() == failure_kind::usage) return breaker_verdict::no_answer;
+  if (dynamic_cast<const pool_timeout*>(&e) || dynamic_cast<const circuit_open*>(&e)) {
+    return breaker_verdict::no_answer;
+  }
+  if (is_health_failure(e.sqlstate(), e.kind())) return breaker_verdict::unhealthy;
+  // What is left is an answer: a server error report (kind server_error) or a refused login.
+  return breaker_verdict::healthy;
+}
+
 void breaker_options::validate() const {
   if (failure_threshold < 1 || failure_threshold > 10000) {
     throw config_error(
@@ -114,6 +126,22 @@ void circuit_breaker::on_failure(permit p) noexcept {
   }
   const int n = m_consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
   if (st == breaker_state::closed && n >= m_options.failure_threshold) transition(breaker_state::open, t);
+}
+
+void circuit_breaker::release(permit p) noexcept {
+  if (p == permit::normal) return;
+  std::lock_guard lk(m_mutex);
+  if (m_state.load(std::memory_order_relaxed) == breaker_state::half_open && m_probes_in_flight > 0) {
+    --m_probes_in_flight;
+  }
+}
+
+void circuit_breaker::record(permit p, breaker_verdict v) noexcept {
+  switch (v) {
+    case breaker_verdict::healthy: on_success(p); return;
+    case breaker_verdict::unhealthy: on_failure(p); return;
+    case breaker_verdict::no_answer: release(p); return;
+  }
 }
 
 std::optional<circuit_breaker::clock::time_point> circuit_breaker::admits_at() const {

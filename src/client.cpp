@@ -394,12 +394,6 @@ void client::succeeded(const call_info& info, const std::optional<circuit_breake
 
 namespace {
 
-// Errors that say nothing about the server's health: the pool, the caller, the data.
-bool says_server_unhealthy(const error& e) {
-  if (dynamic_cast<const pool_timeout*>(&e) || dynamic_cast<const circuit_open*>(&e)) return false;
-  return is_health_failure(e.sqlstate(), e.kind());
-}
-
 thread_local std::mt19937_64 t_rng{std::random_device{}()};
 
 }  // namespace
@@ -407,10 +401,9 @@ thread_local std::mt19937_64 t_rng{std::random_device{}()};
 bool client::retry_after(const call_info& info, error& e, const std::optional<circuit_breaker::permit>& permit,
                          int attempt, std::vector<attempt_error>& earlier, clock::time_point started) {
   const bool is_breaker_rejection = dynamic_cast<const circuit_open*>(&e) != nullptr;
-  if (permit) {
-    if (says_server_unhealthy(e)) m_breaker.on_failure(*permit);
-    else m_breaker.on_success(*permit);  // the server answered: it is up
-  }
+  // Only an answer from the server closes the breaker or clears its failure streak; a pool
+  // timeout or a usage error hands a probe permit back without a verdict.
+  if (permit) m_breaker.record(*permit, breaker_verdict_of(e));
   if (e.operation().empty()) e.set_operation(info.operation);
   const bool indeterminate_commit_error = dynamic_cast<const indeterminate_commit*>(&e) != nullptr;
   if (indeterminate_commit_error && m_observer) m_observer->on_indeterminate_commit(info.operation);

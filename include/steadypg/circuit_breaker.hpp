@@ -9,6 +9,7 @@
 
 namespace steadypg {
 
+class error;
 class observer;
 
 /// Circuit breaker states.
@@ -21,6 +22,17 @@ enum class breaker_state {
 
 /// A short stable name ("closed", "open", "half_open", "forced_open").
 [[nodiscard]] std::string_view to_string(breaker_state s) noexcept;
+
+/// What a call's failure says about the server, for the breaker.
+enum class breaker_verdict {
+  healthy,    ///< the server answered (23xxx, 42xxx, 40001, a refused login …): as good as a success
+  unhealthy,  ///< connect error, lost connection, our own timeout, 57P01/57P02/57P03, 53300
+  no_answer   ///< raised on this side without an answer: pool timeout, usage, config or conversion
+              ///< error, circuit_open, the batch's own deadline; counts neither way
+};
+
+/// The breaker's reading of a failed call (a pure function of the error).
+[[nodiscard]] breaker_verdict breaker_verdict_of(const error& e) noexcept;
 
 /// Breaker configuration (DESIGN §4). Plain aggregate; validate() throws config_error.
 struct breaker_options {
@@ -57,6 +69,11 @@ class circuit_breaker {
   void on_success(permit p) noexcept;
   /// The call failed in a way that says the server is unhealthy (see is_health_failure()).
   void on_failure(permit p) noexcept;
+  /// The call ended without an answer from the server (breaker_verdict::no_answer): a probe
+  /// permit is given back for another caller; no transition, the failure count is unchanged.
+  void release(permit p) noexcept;
+  /// on_success, on_failure or release, as `v` says.
+  void record(permit p, breaker_verdict v) noexcept;
 
   /// The current state (an open breaker past open_duration reports half_open only once a
   /// call has moved it there).

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -201,4 +202,79 @@ TEST(client_pool, connect_failure_is_reported_fast) {
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2000ms);
   EXPECT_EQ(db.pool_statistics().connect_failures, 1u);
+}
+
+namespace {
+
+// Holds the pool's only connection on another thread until release() (or destruction).
+class connection_holder {
+ public:
+  explicit connection_holder(client& db) {
+    std::promise<void> held;
+    auto ready = held.get_future();
+    m_thread = std::thread([this, &db, held = std::move(held)]() mutable {
+      auto c = db.acquire();
+      held.set_value();
+      m_release.get_future().wait();
+    });
+    ready.wait();
+  }
+  ~connection_holder() { release(); }
+  void release() {
+    if (!m_thread.joinable()) return;
+    m_release.set_value();
+    m_thread.join();
+  }
+
+ private:
+  std::promise<void> m_release;
+  std::thread m_thread;
+};
+
+client_options breaker_options_for_test(int threshold) {
+  auto o = options(1);
+  o.acquire_timeout = 200ms;
+  o.circuit_breaker_threshold = threshold;
+  o.circuit_breaker_timeout = 100ms;
+  return o;
+}
+
+}  // namespace
+
+TEST(client_pool, half_open_probe_that_times_out_in_the_pool_does_not_close_the_breaker) {
+  client db(breaker_options_for_test(2));
+  ASSERT_EQ(db.query_value<int>("SELECT 1"), 1);  // the one connection exists and is idle
+  auto& b = db.breaker();
+  for (int i = 0; i < 2; ++i) b.on_failure(b.acquire());
+  ASSERT_EQ(b.state(), breaker_state::open);
+  std::this_thread::sleep_for(150ms);  // past open_duration: the next call is the probe
+
+  connection_holder holder(db);
+  EXPECT_THROW((void)db.query_value<int>("SELECT 1"), pool_timeout);
+  EXPECT_EQ(b.state(), breaker_state::half_open) << "a pool timeout is no answer from the server";
+  holder.release();
+
+  // The probe permit came back: the next call probes (it is not rejected as circuit_open),
+  // and a usage error raised before sending is no verdict either.
+  EXPECT_THROW((void)db.execute("SELECT $1::int + $2::int", 1), usage_error);
+  EXPECT_EQ(b.state(), breaker_state::half_open) << "a usage error is no answer from the server";
+
+  // An error the server answered with proves it is up.
+  EXPECT_THROW((void)db.execute("SELECT * FROM no_such_table_for_the_breaker"), sql_error);
+  EXPECT_EQ(b.state(), breaker_state::closed);
+}
+
+TEST(client_pool, pool_timeout_does_not_reset_the_breaker_failure_streak) {
+  client db(breaker_options_for_test(3));
+  ASSERT_EQ(db.query_value<int>("SELECT 1"), 1);
+  auto& b = db.breaker();
+  b.on_failure(b.acquire());
+  b.on_failure(b.acquire());
+  {
+    connection_holder holder(db);
+    EXPECT_THROW((void)db.query_value<int>("SELECT 1"), pool_timeout);
+  }
+  ASSERT_EQ(b.state(), breaker_state::closed);
+  b.on_failure(b.acquire());
+  EXPECT_EQ(b.state(), breaker_state::open) << "three health failures in a row, a pool timeout between them";
 }

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -215,6 +216,95 @@ TEST(circuit_breaker, hung_probe_does_not_leave_it_half_open) {
   clk.advance(1001ms);
   b.on_success(b.acquire());
   EXPECT_EQ(b.state(), breaker_state::closed);
+}
+
+TEST(circuit_breaker, released_probe_closes_nothing_and_frees_its_slot) {
+  fake_clock clk;
+  transitions obs;
+  breaker_options o = quick_breaker();
+  o.half_open_probes = 1;
+  circuit_breaker b(o, &obs, clk.source());
+  for (int i = 0; i < 3; ++i) b.on_failure(b.acquire());
+  clk.advance(1001ms);
+  const auto p = b.acquire();
+  ASSERT_EQ(p, circuit_breaker::permit::probe);
+  EXPECT_THROW((void)b.acquire(), circuit_open) << "the one probe slot is taken";
+  b.release(p);  // e.g. the probe timed out waiting for a pooled connection
+  EXPECT_EQ(b.state(), breaker_state::half_open);
+  const auto again = b.acquire();  // the slot is free again: another caller probes
+  EXPECT_EQ(again, circuit_breaker::permit::probe);
+  b.record(again, breaker_verdict::no_answer);
+  EXPECT_EQ(b.state(), breaker_state::half_open);
+  b.record(b.acquire(), breaker_verdict::healthy);
+  EXPECT_EQ(b.state(), breaker_state::closed);
+  std::lock_guard lk(obs.mu);
+  ASSERT_EQ(obs.seen.size(), 3u);  // closed→open, open→half_open, half_open→closed: none from release
+  EXPECT_EQ(obs.seen[2], std::make_pair(breaker_state::half_open, breaker_state::closed));
+}
+
+TEST(circuit_breaker, released_normal_permit_keeps_the_failure_streak) {
+  fake_clock clk;
+  circuit_breaker b(quick_breaker(), nullptr, clk.source());
+  b.on_failure(b.acquire());
+  b.on_failure(b.acquire());
+  b.release(b.acquire());
+  b.record(b.acquire(), breaker_verdict::no_answer);
+  EXPECT_EQ(b.state(), breaker_state::closed);
+  b.record(b.acquire(), breaker_verdict::unhealthy);
+  EXPECT_EQ(b.state(), breaker_state::open) << "three failures in a row; the releases between them do not count";
+}
+
+TEST(circuit_breaker, verdict_of_each_error) {
+  auto server = [](const char* state) {
+    server_error_fields f;
+    f.sqlstate = state;
+    f.message = "from the server";
+    return sql_error("from the server", f, outcome::fatal);
+  };
+  server_error_fields login;
+  login.sqlstate = "28P01";
+  struct row {
+    const char* what;
+    std::function<void()> raise;
+    breaker_verdict want;
+  };
+  const std::vector<row> table = {
+      {"pool_timeout", [] { throw pool_timeout("acquire timed out", failure_kind::timeout, outcome::not_sent); },
+       breaker_verdict::no_answer},
+      {"pool_exhausted", [] { throw pool_exhausted("too many waiters", failure_kind::timeout, outcome::not_sent); },
+       breaker_verdict::no_answer},
+      {"usage_error", [] { throw usage_error("wrong number of parameters"); }, breaker_verdict::no_answer},
+      {"config_error", [] { throw config_error("bad option"); }, breaker_verdict::no_answer},
+      {"conversion_error", [] { throw conversion_error("not an integer"); }, breaker_verdict::no_answer},
+      {"circuit_open", [] { throw circuit_open("open", failure_kind::connect_failed, outcome::not_sent); },
+       breaker_verdict::no_answer},
+      {"batch deadline", [] { throw timeout_error("batch deadline", failure_kind::usage, outcome::not_sent); },
+       breaker_verdict::no_answer},
+      {"23505", [&] { throw server("23505"); }, breaker_verdict::healthy},
+      {"42P01", [&] { throw server("42P01"); }, breaker_verdict::healthy},
+      {"40001", [&] { throw server("40001"); }, breaker_verdict::healthy},
+      {"57014", [&] { throw server("57014"); }, breaker_verdict::healthy},
+      {"refused login",
+       [&] { throw connection_error("password", failure_kind::connect_failed, outcome::fatal, login); },
+       breaker_verdict::healthy},
+      {"57P01", [&] { throw server("57P01"); }, breaker_verdict::unhealthy},
+      {"53300", [&] { throw server("53300"); }, breaker_verdict::unhealthy},
+      {"connect failed", [] { throw connection_error("refused", failure_kind::connect_failed, outcome::not_sent); },
+       breaker_verdict::unhealthy},
+      {"connection lost",
+       [] { throw connection_error("lost", failure_kind::connection_lost, outcome::indeterminate); },
+       breaker_verdict::unhealthy},
+      {"our timeout", [] { throw timeout_error("query timed out", failure_kind::timeout, outcome::indeterminate); },
+       breaker_verdict::unhealthy},
+  };
+  for (const auto& r : table) {
+    try {
+      r.raise();
+      FAIL() << r.what << " did not throw";
+    } catch (const error& e) {
+      EXPECT_EQ(breaker_verdict_of(e), r.want) << r.what;
+    }
+  }
 }
 
 TEST(circuit_breaker, manual_force_open_and_reset) {
