@@ -179,13 +179,13 @@ class client {
   ///     auto report = db.batch_execute(ops, {.batch_size = 100, .concurrency = 4,
   ///                                          .mode = steadypg::batch_mode::pipeline});
   ///     for (const auto& e : report.errors) { … e.index, e.sqlstate, e.message … }
-  batch_report batch_execute(std::span<const batch_operation> ops, const batch_options& options);
+  [[nodiscard]] batch_report batch_execute(std::span<const batch_operation> ops, const batch_options& options);
   /// Same with the POSTGRESQL_BATCH_* settings.
-  batch_report batch_execute(std::span<const batch_operation> ops);
+  [[nodiscard]] batch_report batch_execute(std::span<const batch_operation> ops);
   /// Same with operations made on demand, chunk by chunk: `make(i)` for i in [0, count),
   /// called from the worker threads one call at a time. Memory stays bounded however large
   /// count is (unless keep_results).
-  batch_report batch_execute(std::size_t count, const std::function<batch_operation(std::size_t)>& make,
+  [[nodiscard]] batch_report batch_execute(std::size_t count, const std::function<batch_operation(std::size_t)>& make,
                              const batch_options& options);
 
   /// COPY `table` (columns) FROM STDIN on a pooled connection through the pipeline:
