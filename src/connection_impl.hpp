@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "sql_scan.hpp"
 #include "steadypg/connection.hpp"
 
 namespace steadypg::internal {
@@ -121,20 +122,10 @@ struct connection_impl {
   /// Throws usage_error when SQL text contains a NUL byte: libpq takes C strings, so the
   /// server would run only the text before it (`DELETE FROM t<NUL> WHERE …`).
   static void check_sql(std::string_view sql, std::string_view what = "SQL text");
-  /// True when the text mentions COMMIT / END as a statement (conservative).
-  static bool mentions_commit(std::string_view sql, bool single_statement) noexcept;
 };
 
-/// The highest $n placeholder in `sql`, ignoring strings, identifiers, comments and
-/// dollar-quoted bodies.
-int placeholder_count(std::string_view sql) noexcept;
 /// Throws usage_error unless `given` parameters match the statement's `expected`.
 void check_param_count(int expected, std::size_t given);
-
-/// True when the statement's first keyword ends, starts or nests a transaction (BEGIN, START,
-/// COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION), after leading
-/// whitespace and comments.
-bool is_transaction_control(std::string_view sql) noexcept;
 
 /// True when the connection settings come from a service file (service= or PGSERVICE).
 bool names_a_service(const std::string& dsn) noexcept;
