@@ -5,85 +5,148 @@
 
 namespace steadypg::internal {
 
-bool is_ident_char(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+namespace {
+
+bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+// One past the closing `quote` of a string or identifier opened at `pos` (a doubled quote
+// stands for itself; a backslash escapes the next byte in E'…').
+std::size_t skip_until_quote(std::string_view sql, std::size_t pos, char quote, bool backslash_escapes) noexcept {
+  const std::size_t n = sql.size();
+  std::size_t i = pos + 1;
+  while (i < n) {
+    if (backslash_escapes && sql[i] == '\\') {
+      i += 2;
+      continue;
+    }
+    if (sql[i] == quote) {
+      if (i + 1 < n && sql[i + 1] == quote) {
+        i += 2;
+        continue;
+      }
+      return i + 1;
+    }
+    ++i;
+  }
+  return n;
 }
 
-bool word_at(std::string_view s, std::size_t pos, std::string_view word) noexcept {
-  if (pos + word.size() > s.size()) return false;
+// One past the */ that closes the comment opened at `pos`; comments nest.
+std::size_t skip_block_comment(std::string_view sql, std::size_t pos) noexcept {
+  const std::size_t n = sql.size();
+  std::size_t i = pos;
+  int depth = 0;
+  while (i < n) {
+    if (sql[i] == '/' && i + 1 < n && sql[i + 1] == '*') {
+      ++depth;
+      i += 2;
+    } else if (sql[i] == '*' && i + 1 < n && sql[i + 1] == '/') {
+      i += 2;
+      if (--depth == 0) return i;
+    } else {
+      ++i;
+    }
+  }
+  return n;
+}
+
+// Skips whitespace and comments from `pos`; true when `word` starts there.
+bool keyword_after(std::string_view sql, std::size_t& pos, std::string_view word) noexcept {
+  pos = skip_space_and_comments(sql, pos);
+  if (!word_at(sql, pos, word)) return false;
+  pos += word.size();
+  return true;
+}
+
+// True when the statement that starts at `pos` (after whitespace and comments) may commit.
+bool statement_commits(std::string_view sql, std::size_t pos) noexcept {
+  pos = skip_space_and_comments(sql, pos);
+  // COMMIT [WORK | TRANSACTION] [AND [NO] CHAIN], COMMIT PREPARED '…', END [WORK | TRANSACTION].
+  if (word_at(sql, pos, "commit") || word_at(sql, pos, "end")) return true;
+  return keyword_after(sql, pos, "prepare") && keyword_after(sql, pos, "transaction");
+}
+
+}  // namespace
+
+bool is_ident_char(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_' ||
+         (static_cast<unsigned char>(c) & 0x80) != 0;
+}
+
+bool word_at(std::string_view sql, std::size_t pos, std::string_view word) noexcept {
+  if (pos > sql.size() || word.size() > sql.size() - pos) return false;
   for (std::size_t i = 0; i < word.size(); ++i) {
-    char c = s[pos + i];
+    char c = sql[pos + i];
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
     if (c != word[i]) return false;
   }
-  const bool before_ok = pos == 0 || !is_ident_char(s[pos - 1]);
-  const bool after_ok = pos + word.size() == s.size() || !is_ident_char(s[pos + word.size()]);
+  const bool before_ok = pos == 0 || !is_ident_char(sql[pos - 1]);
+  const bool after_ok = pos + word.size() == sql.size() || !is_ident_char(sql[pos + word.size()]);
   return before_ok && after_ok;
+}
+
+std::size_t skip_quoted(std::string_view sql, std::size_t pos) noexcept {
+  const std::size_t n = sql.size();
+  if (pos >= n) return pos;
+  const char c = sql[pos];
+  const bool more = pos + 1 < n;
+  if (c == '\'') {
+    const bool escape_string =
+        pos > 0 && (sql[pos - 1] == 'E' || sql[pos - 1] == 'e') && (pos < 2 || !is_ident_char(sql[pos - 2]));
+    return skip_until_quote(sql, pos, '\'', escape_string);
+  }
+  if (c == '"') return skip_until_quote(sql, pos, '"', false);
+  if (c == '-' && more && sql[pos + 1] == '-') {
+    const std::size_t eol = sql.find('\n', pos + 2);
+    return eol == std::string_view::npos ? n : eol + 1;
+  }
+  if (c == '/' && more && sql[pos + 1] == '*') return skip_block_comment(sql, pos);
+  // Dollar quoting: $$…$$ or $tag$…$tag$ (a tag does not start with a digit: $1 is a
+  // placeholder, and a $ inside an identifier quotes nothing).
+  if (c == '$' && more && !is_digit(sql[pos + 1]) && (pos == 0 || !is_ident_char(sql[pos - 1]))) {
+    std::size_t j = pos + 1;
+    while (j < n && is_ident_char(sql[j])) ++j;
+    if (j < n && sql[j] == '$') {
+      const std::string_view tag = sql.substr(pos, j - pos + 1);
+      const std::size_t close = sql.find(tag, j + 1);
+      return close == std::string_view::npos ? n : close + tag.size();
+    }
+  }
+  return pos;
+}
+
+std::size_t skip_space_and_comments(std::string_view sql, std::size_t pos) noexcept {
+  while (pos < sql.size()) {
+    if (is_space(sql[pos])) {
+      ++pos;
+    } else if (sql[pos] == '-' || sql[pos] == '/') {
+      const std::size_t next = skip_quoted(sql, pos);
+      if (next == pos) break;
+      pos = next;
+    } else {
+      break;
+    }
+  }
+  return pos;
 }
 
 int placeholder_count(std::string_view sql) noexcept {
   int highest = 0;
   const std::size_t n = sql.size();
   std::size_t i = 0;
-  auto skip_quoted = [&](char quote, bool backslash_escapes) {
-    ++i;
-    while (i < n) {
-      if (backslash_escapes && sql[i] == '\\') {
-        i += 2;
-        continue;
-      }
-      if (sql[i] == quote) {
-        if (i + 1 < n && sql[i + 1] == quote) {
-          i += 2;
-          continue;
-        }
-        ++i;
-        return;
-      }
-      ++i;
-    }
-  };
   while (i < n) {
-    const char c = sql[i];
-    if (c == '\'') {
-      const bool escape_string = i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') && (i < 2 || !is_ident_char(sql[i - 2]));
-      skip_quoted('\'', escape_string);
-    } else if (c == '"') {
-      skip_quoted('"', false);
-    } else if (c == '-' && i + 1 < n && sql[i + 1] == '-') {
-      while (i < n && sql[i] != '\n') ++i;
-    } else if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
-      int depth = 0;
-      while (i < n) {
-        if (sql[i] == '/' && i + 1 < n && sql[i + 1] == '*') {
-          ++depth;
-          i += 2;
-        } else if (sql[i] == '*' && i + 1 < n && sql[i + 1] == '/') {
-          i += 2;
-          if (--depth == 0) break;
-        } else {
-          ++i;
-        }
-      }
-    } else if (c == '$' && i + 1 < n && sql[i + 1] >= '0' && sql[i + 1] <= '9' && (i == 0 || !is_ident_char(sql[i - 1]))) {
+    if (const std::size_t next = skip_quoted(sql, i); next != i) {
+      i = next;
+    } else if (sql[i] == '$' && i + 1 < n && is_digit(sql[i + 1]) && (i == 0 || !is_ident_char(sql[i - 1]))) {
       ++i;
       int v = 0;
-      while (i < n && sql[i] >= '0' && sql[i] <= '9') {
+      while (i < n && is_digit(sql[i])) {
         v = std::min(v * 10 + (sql[i] - '0'), 1 << 20);
         ++i;
       }
       highest = std::max(highest, v);
-    } else if (c == '$' && (i == 0 || !is_ident_char(sql[i - 1]))) {
-      // Dollar quoting: $$…$$ or $tag$…$tag$.
-      std::size_t j = i + 1;
-      while (j < n && is_ident_char(sql[j])) ++j;
-      if (j < n && sql[j] == '$') {
-        const std::string_view tag = sql.substr(i, j - i + 1);
-        const std::size_t close = sql.find(tag, j + 1);
-        i = close == std::string_view::npos ? n : close + tag.size();
-      } else {
-        ++i;
-      }
     } else {
       ++i;
     }
@@ -92,40 +155,28 @@ int placeholder_count(std::string_view sql) noexcept {
 }
 
 bool is_transaction_control(std::string_view sql) noexcept {
-  std::size_t i = 0;
-  while (i < sql.size()) {
-    const char c = sql[i];
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '(') {
-      ++i;
-    } else if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
-      while (i < sql.size() && sql[i] != '\n') ++i;
-    } else if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
-      const auto close = sql.find("*/", i + 2);
-      i = close == std::string_view::npos ? sql.size() : close + 2;
-    } else {
-      break;
-    }
-  }
+  std::size_t i = skip_space_and_comments(sql, 0);
+  while (i < sql.size() && sql[i] == '(') i = skip_space_and_comments(sql, i + 1);
   for (std::string_view w : {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"}) {
     if (word_at(sql, i, w)) return true;
   }
-  if (word_at(sql, i, "prepare")) {
-    std::size_t j = i + 7;
-    while (j < sql.size() && (sql[j] == ' ' || sql[j] == '\t' || sql[j] == '\n' || sql[j] == '\r')) ++j;
-    return word_at(sql, j, "transaction");
-  }
-  return false;
+  return keyword_after(sql, i, "prepare") && keyword_after(sql, i, "transaction");
 }
 
 bool mentions_commit(std::string_view sql, bool single_statement) noexcept {
-  std::size_t start = 0;
-  while (start < sql.size() && (sql[start] == ' ' || sql[start] == '\t' || sql[start] == '\n' || sql[start] == '\r')) {
-    ++start;
-  }
-  if (word_at(sql, start, "commit") || word_at(sql, start, "end")) return true;
+  if (statement_commits(sql, 0)) return true;
   if (single_statement) return false;
-  for (std::size_t i = start; i < sql.size(); ++i) {
-    if ((sql[i] == 'c' || sql[i] == 'C') && word_at(sql, i, "commit")) return true;
+  const std::size_t n = sql.size();
+  std::size_t i = 0;
+  while (i < n) {
+    if (const std::size_t next = skip_quoted(sql, i); next != i) {
+      i = next;
+    } else if (sql[i] == ';') {
+      ++i;
+      if (statement_commits(sql, i)) return true;
+    } else {
+      ++i;
+    }
   }
   return false;
 }

@@ -1,17 +1,28 @@
 #pragma once
 
-// Private: what the client needs to know about SQL text without parsing it.
+// Private: what the client needs to know about SQL text without parsing it (placeholders,
+// transaction control, COMMIT). One lexer skips what the server would not read as code:
+// '…' and E'…' strings, "…" identifiers, -- and nested /* */ comments, $$…$$ and
+// $tag$…$tag$ bodies.
 
 #include <cstddef>
 #include <string_view>
 
 namespace steadypg::internal {
 
-/// True for a byte that can continue an identifier.
+/// True for a byte that can continue an identifier (ASCII letters, digits, _ and any byte
+/// of a multibyte character, as PostgreSQL's lexer has it).
 [[nodiscard]] bool is_ident_char(char c) noexcept;
 
 /// True when `word` (lower case) is at `pos` as a whole keyword, case-insensitively.
 [[nodiscard]] bool word_at(std::string_view sql, std::size_t pos, std::string_view word) noexcept;
+
+/// Where the string, quoted identifier, comment or dollar-quoted body that starts at `pos`
+/// ends (one past it; sql.size() when unterminated), or `pos` when none starts there.
+[[nodiscard]] std::size_t skip_quoted(std::string_view sql, std::size_t pos) noexcept;
+
+/// The first position at or after `pos` that is neither whitespace nor a comment.
+[[nodiscard]] std::size_t skip_space_and_comments(std::string_view sql, std::size_t pos) noexcept;
 
 /// The highest $n placeholder in `sql`, ignoring strings, identifiers, comments and
 /// dollar-quoted bodies.
@@ -19,10 +30,14 @@ namespace steadypg::internal {
 
 /// True when the statement's first keyword ends, starts or nests a transaction (BEGIN, START,
 /// COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION), after leading
-/// whitespace and comments.
+/// whitespace, comments and parentheses.
 [[nodiscard]] bool is_transaction_control(std::string_view sql) noexcept;
 
-/// True when the text mentions COMMIT / END as a statement (conservative).
+/// True when a statement of `sql` may commit: one that starts with COMMIT (WORK, TRANSACTION,
+/// AND [NO] CHAIN, PREPARED '…') or END, or PREPARE TRANSACTION (its work outlives a lost
+/// session). Only the first statement when `single_statement`, else every statement after a
+/// `;`. Conservative: a false positive only makes a lost reply indeterminate instead of
+/// retried.
 [[nodiscard]] bool mentions_commit(std::string_view sql, bool single_statement) noexcept;
 
 }  // namespace steadypg::internal

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <typeinfo>
+
 #include "cluster_env.hpp"
 #include "steadypg/steadypg.hpp"
 
@@ -65,6 +67,46 @@ TEST(connection_fault, lost_during_commit_is_indeterminate) {
     EXPECT_NE(std::string(e.what()).find("may or may not have committed"), std::string::npos);
   }
   EXPECT_TRUE(c.is_broken());
+}
+
+TEST(connection_fault, lost_reply_to_any_commit_form_is_indeterminate) {
+  // Each of these ends the transaction: a lost reply may hide a commit, so it must be an
+  // indeterminate_commit, never a rolled_back that invites running the work again.
+  for (const char* commit : {"/* tag */ COMMIT", "-- done\ncommit;", "/* a /* nested */ comment */ END", "END WORK",
+                             "  COMMIT AND NO CHAIN", "INSERT INTO fault_commit_forms VALUES (2); COMMIT"}) {
+    auto c = connect();
+    (void)c.execute("CREATE TABLE IF NOT EXISTS fault_commit_forms (x int)");
+    (void)c.execute("BEGIN");
+    (void)c.execute("INSERT INTO fault_commit_forms VALUES (1)");
+    terminate(c.backend_pid());
+    try {
+      (void)c.execute(commit);  // no parameters: the simple protocol
+      ADD_FAILURE() << "a terminated session answered " << commit;
+    } catch (const indeterminate_commit& e) {
+      EXPECT_EQ(e.outcome(), outcome::indeterminate) << commit;
+    } catch (const error& e) {
+      ADD_FAILURE() << commit << ": " << typeid(e).name() << " with outcome " << to_string(e.outcome());
+    }
+  }
+}
+
+TEST(connection_fault, lost_reply_to_a_commit_sent_as_one_extended_statement_is_indeterminate) {
+  for (const char* commit : {"/* tag */ COMMIT", "-- done\ncommit", "/* a /* nested */ comment */ END TRANSACTION",
+                             "\n  COMMIT PREPARED 'never_prepared'"}) {
+    auto c = connect();
+    (void)c.execute("CREATE TABLE IF NOT EXISTS fault_commit_forms (x int)");
+    (void)c.execute("BEGIN");
+    (void)c.execute("INSERT INTO fault_commit_forms VALUES (1)");
+    terminate(c.backend_pid());
+    try {
+      (void)c.execute_refs(commit, {}, false);  // the extended protocol: one statement
+      ADD_FAILURE() << "a terminated session answered " << commit;
+    } catch (const indeterminate_commit& e) {
+      EXPECT_EQ(e.outcome(), outcome::indeterminate) << commit;
+    } catch (const error& e) {
+      ADD_FAILURE() << commit << ": " << typeid(e).name() << " with outcome " << to_string(e.outcome());
+    }
+  }
 }
 
 TEST(connection_fault, server_restart_breaks_open_connections) {
