@@ -2,11 +2,13 @@
 
 #include <charconv>
 #include <chrono>
+#include <compare>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -183,6 +185,87 @@ class row {
   int m_row;
 };
 
+namespace internal {
+
+/// Makes row `i` of a result into a row handle.
+struct row_reader {
+  using value_type = steadypg::row;
+  static steadypg::row read(const result* r, int i) noexcept { return {r, i}; }
+};
+
+/// Makes row `i` of a result into a tuple (row::as<Ts...>).
+template <typename... Ts>
+struct tuple_reader {
+  using value_type = std::tuple<Ts...>;
+  static value_type read(const result* r, int i) { return steadypg::row(r, i).template as<Ts...>(); }
+};
+
+/// The random-access iterator over a result's rows, for `result` and `result::typed_rows`;
+/// `Reader` makes the value of a row. `*it` returns that value (not a reference into the
+/// result), as std::vector<bool>'s iterator does.
+template <typename Reader>
+class row_iterator {
+ public:
+  using value_type = typename Reader::value_type;
+  using reference = value_type;
+  using difference_type = std::ptrdiff_t;
+  using iterator_category = std::random_access_iterator_tag;
+  using iterator_concept = std::random_access_iterator_tag;
+  /// What `it->` returns: the value, held for the length of the expression.
+  struct pointer {
+    value_type value;
+    const value_type* operator->() const noexcept { return &value; }
+  };
+
+  row_iterator() = default;
+  row_iterator(const result* r, difference_type i) noexcept : m_res(r), m_i(i) {}
+
+  reference operator*() const { return Reader::read(m_res, static_cast<int>(m_i)); }
+  pointer operator->() const { return {**this}; }
+  reference operator[](difference_type n) const { return Reader::read(m_res, static_cast<int>(m_i + n)); }
+
+  row_iterator& operator++() noexcept {
+    ++m_i;
+    return *this;
+  }
+  row_iterator operator++(int) noexcept {
+    auto t = *this;
+    ++m_i;
+    return t;
+  }
+  row_iterator& operator--() noexcept {
+    --m_i;
+    return *this;
+  }
+  row_iterator operator--(int) noexcept {
+    auto t = *this;
+    --m_i;
+    return t;
+  }
+  row_iterator& operator+=(difference_type n) noexcept {
+    m_i += n;
+    return *this;
+  }
+  row_iterator& operator-=(difference_type n) noexcept {
+    m_i -= n;
+    return *this;
+  }
+  friend row_iterator operator+(row_iterator it, difference_type n) noexcept { return it += n; }
+  friend row_iterator operator+(difference_type n, row_iterator it) noexcept { return it += n; }
+  friend row_iterator operator-(row_iterator it, difference_type n) noexcept { return it -= n; }
+  friend difference_type operator-(const row_iterator& a, const row_iterator& b) noexcept { return a.m_i - b.m_i; }
+  friend bool operator==(const row_iterator& a, const row_iterator& b) noexcept { return a.m_i == b.m_i; }
+  friend std::strong_ordering operator<=>(const row_iterator& a, const row_iterator& b) noexcept {
+    return a.m_i <=> b.m_i;
+  }
+
+ private:
+  const result* m_res = nullptr;
+  difference_type m_i = 0;
+};
+
+}  // namespace internal
+
 /// The result of one statement. Cheap to copy (shares the underlying PGresult).
 class result {
  public:
@@ -210,47 +293,29 @@ class result {
   /// Row `i`; throws usage_error when out of range.
   [[nodiscard]] row operator[](std::size_t i) const;
 
-  /// Iterates rows.
-  class iterator {
-   public:
-    using iterator_category = std::random_access_iterator_tag;
-    using value_type = steadypg::row;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    iterator(const result* r, int i) : m_res(r), m_i(i) {}
-    steadypg::row operator*() const { return {m_res, m_i}; }
-    iterator& operator++() { ++m_i; return *this; }
-    iterator operator++(int) { auto t = *this; ++m_i; return t; }
-    bool operator==(const iterator& o) const = default;
-   private:
-    const result* m_res = nullptr;
-    int m_i = 0;
-  };
-  [[nodiscard]] iterator begin() const { return {this, 0}; }
-  [[nodiscard]] iterator end() const { return {this, static_cast<int>(size())}; }
+  /// Iterates rows (random access; `*it` is a row handle, made on the fly).
+  using iterator = internal::row_iterator<internal::row_reader>;
+  using const_iterator = iterator;
+  [[nodiscard]] iterator begin() const noexcept { return {this, 0}; }
+  [[nodiscard]] iterator end() const noexcept { return {this, static_cast<std::ptrdiff_t>(size())}; }
 
   /// Typed rows for structured bindings: `for (auto [id, name] : rs.rows<int, std::string>())`.
+  /// A random-access range over the result (valid while the result lives); `*it` converts the row.
   template <typename... Ts>
   class typed_rows {
    public:
-    explicit typed_rows(const result* r) : m_res(r) {}
-    class iterator {
-     public:
-      using value_type = std::tuple<Ts...>;
-      using difference_type = std::ptrdiff_t;
-      iterator() = default;
-      iterator(const result* r, int i) : m_res(r), m_i(i) {}
-      std::tuple<Ts...> operator*() const { return steadypg::row(m_res, m_i).template as<Ts...>(); }
-      iterator& operator++() { ++m_i; return *this; }
-      iterator operator++(int) { auto t = *this; ++m_i; return t; }
-      bool operator==(const iterator& o) const = default;
-     private:
-      const result* m_res = nullptr;
-      int m_i = 0;
-    };
-    [[nodiscard]] iterator begin() const { return {m_res, 0}; }
-    [[nodiscard]] iterator end() const { return {m_res, static_cast<int>(m_res->size())}; }
-    [[nodiscard]] std::size_t size() const { return m_res->size(); }
+    using iterator = internal::row_iterator<internal::tuple_reader<Ts...>>;
+    using const_iterator = iterator;
+    explicit typed_rows(const result* r) noexcept : m_res(r) {}
+    [[nodiscard]] iterator begin() const noexcept { return {m_res, 0}; }
+    [[nodiscard]] iterator end() const noexcept { return {m_res, static_cast<std::ptrdiff_t>(m_res->size())}; }
+    /// Number of rows.
+    [[nodiscard]] std::size_t size() const noexcept { return m_res->size(); }
+    /// True when there are no rows.
+    [[nodiscard]] bool empty() const noexcept { return size() == 0; }
+    /// Row `i`, converted; throws usage_error when out of range.
+    [[nodiscard]] std::tuple<Ts...> operator[](std::size_t i) const { return (*m_res)[i].template as<Ts...>(); }
+
    private:
     const result* m_res;
   };
@@ -287,5 +352,21 @@ class result {
   void check_single() const;
   std::shared_ptr<pg_result> m_res;
 };
+
+}  // namespace steadypg
+
+// A typed_rows view hands out iterators into the result, which outlive the view.
+namespace std::ranges {
+template <typename... Ts>
+inline constexpr bool enable_borrowed_range<steadypg::result::typed_rows<Ts...>> = true;
+}  // namespace std::ranges
+
+namespace steadypg {
+
+static_assert(std::random_access_iterator<result::iterator>);
+static_assert(std::ranges::random_access_range<result> && std::ranges::sized_range<result>);
+static_assert(std::random_access_iterator<result::typed_rows<int, std::string>::iterator>);
+static_assert(std::ranges::random_access_range<result::typed_rows<int, std::string>> &&
+              std::ranges::sized_range<result::typed_rows<int, std::string>>);
 
 }  // namespace steadypg

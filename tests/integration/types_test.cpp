@@ -1,7 +1,14 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <compare>
+#include <iterator>
 #include <limits>
+#include <ranges>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "cluster_env.hpp"
 #include "steadypg/steadypg.hpp"
@@ -125,4 +132,73 @@ TEST(types, conversion_errors_name_column_and_row) {
   EXPECT_THROW((void)rs[0]["nope"], usage_error);
   EXPECT_THROW((void)rs[5], usage_error);
   EXPECT_EQ(c.query_value<int>("SELECT 1"), 1);  // the connection is fine
+}
+
+TEST(types, result_and_typed_rows_are_random_access_ranges) {
+  auto c = connect();
+  const auto rs = c.execute("SELECT i, 'name ' || i FROM generate_series(1, 10) AS i ORDER BY i DESC");
+
+  // The rows: distance, arithmetic, ordering and [] in O(1).
+  EXPECT_EQ(std::distance(rs.begin(), rs.end()), 10);
+  EXPECT_EQ(std::ranges::distance(rs), 10);
+  EXPECT_EQ(std::ranges::size(rs), 10u);
+  EXPECT_EQ(rs.end() - rs.begin(), 10);
+  EXPECT_EQ(rs.begin()[3][0].as<int>(), 7);
+  EXPECT_EQ((rs.begin() + 3)->index(), 3);
+  EXPECT_EQ((3 + rs.begin())->index(), 3);
+  auto it = rs.end();
+  it -= 2;
+  EXPECT_EQ((*it)[0].as<int>(), 2);
+  EXPECT_EQ((it - 1)->index(), 7);
+  EXPECT_LT(rs.begin(), it);
+  EXPECT_LE(it, rs.end());
+  EXPECT_GT(rs.end(), it);
+  EXPECT_EQ(rs.begin() <=> rs.begin(), std::strong_ordering::equal);
+  EXPECT_EQ(std::next(rs.begin(), 10), rs.end());
+  EXPECT_EQ(std::prev(rs.end())->index(), 9);
+
+  // Backwards, by hand and through std::views::reverse.
+  std::vector<int> ascending;
+  for (auto r = rs.end(); r != rs.begin();) ascending.push_back((*--r)[0].as<int>());
+  EXPECT_EQ(ascending, (std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
+  std::vector<int> reversed;
+  for (const auto row : std::views::reverse(rs)) reversed.push_back(row[0].as<int>());
+  EXPECT_EQ(reversed, ascending);
+  int rows_seen = 0;
+  for (const auto row : rs) rows_seen += row.index() == rows_seen ? 1 : 100;
+  EXPECT_EQ(rows_seen, 10);
+
+  // Typed rows: the same operations, each row converted on the way out.
+  const auto typed = rs.rows<int, std::string>();
+  EXPECT_EQ(std::ranges::distance(typed), 10);
+  EXPECT_EQ(std::ranges::size(typed), 10u);
+  EXPECT_FALSE(typed.empty());
+  EXPECT_EQ(typed.begin()[3], std::make_tuple(7, std::string("name 7")));
+  EXPECT_EQ(typed[9], std::make_tuple(1, std::string("name 1")));
+  EXPECT_THROW((void)typed[10], usage_error);
+  EXPECT_EQ(std::get<0>(*std::prev(typed.end())), 1);
+  EXPECT_EQ(std::get<1>(*(typed.begin() + 1)), "name 9");
+  std::vector<std::tuple<int, std::string>> v(typed.begin(), typed.end());
+  std::ranges::sort(v);
+  EXPECT_EQ(v.front(), std::make_tuple(1, std::string("name 1")));
+  EXPECT_EQ(v.back(), std::make_tuple(10, std::string("name 10")));  // sorted by id first
+  std::vector<int> typed_reversed;
+  for (auto [id, name] : std::views::reverse(typed)) {
+    typed_reversed.push_back(id);
+    EXPECT_EQ(name, "name " + std::to_string(id));
+  }
+  EXPECT_EQ(typed_reversed, ascending);
+
+  // A random-access algorithm straight on the range: binary search over ascending rows.
+  const auto asc = c.execute("SELECT i FROM generate_series(1, 100) AS i ORDER BY i");
+  const auto ids = asc.rows<int>();
+  EXPECT_TRUE(std::ranges::is_sorted(ids));
+  const auto found = std::ranges::lower_bound(ids, std::make_tuple(42));
+  EXPECT_EQ(found - ids.begin(), 41);
+  EXPECT_EQ(std::get<0>(*found), 42);
+
+  // Structured bindings in range-for, as before.
+  int sum = 0;
+  for (auto [id, name] : rs.rows<int, std::string>()) sum += id + static_cast<int>(name.size() > 0);
+  EXPECT_EQ(sum, 65);
 }
