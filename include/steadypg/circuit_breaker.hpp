@@ -34,7 +34,7 @@ enum class breaker_verdict {
 /// The breaker's reading of a failed call (a pure function of the error).
 [[nodiscard]] breaker_verdict breaker_verdict_of(const error& e) noexcept;
 
-/// Breaker configuration (DESIGN §4). Plain aggregate; validate() throws config_error.
+/// Breaker configuration (docs/resilience.md). Plain aggregate; validate() throws config_error.
 struct breaker_options {
   /// Consecutive health failures that open the breaker. Default 5
   /// (POSTGRESQL_CIRCUIT_BREAKER_THRESHOLD); 1–10000.

@@ -29,7 +29,7 @@
 
 namespace steadypg {
 
-/// Health of the database as seen by a client (DESIGN §5).
+/// Health of the database as seen by a client (docs/observability.md).
 enum class health_status {
   healthy,   ///< the ping answered within slow_query_threshold
   degraded,  ///< slower than that, or the breaker is half-open, or the pool is saturated
@@ -69,7 +69,7 @@ struct connection_info_report {
   std::vector<slow_query> recent_slow_queries;
 };
 
-/// The resilience pipeline's settings (DESIGN §4).
+/// The resilience pipeline's settings (docs/resilience.md).
 struct resilience_options {
   /// Off: every call is one attempt on a pooled connection (for measuring the layer's cost).
   bool enabled = true;

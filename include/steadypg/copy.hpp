@@ -34,7 +34,8 @@ class copy_in {
   copy_in(const copy_in&) = delete;
   copy_in& operator=(const copy_in&) = delete;
 
-  /// Sends one row (text format only), escaping tabs, newlines, backslashes; nullopt → NULL.
+  /// Sends one row, escaped for the COPY format (text: tabs, newlines, backslashes; CSV: quotes);
+  /// nullopt → NULL.
   template <bindable... Args>
   void write_row(const Args&... args) {
     begin_row();
