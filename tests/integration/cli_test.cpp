@@ -976,13 +976,14 @@ TEST(cli, bench_ends_on_time_while_the_server_is_silent) {
     r = run({"bench", "--json", "--workload", "select", "--clients", "2", "--seconds", "3"},
             {{"DATABASE_URL", cluster_environment::dsn() + " application_name=cli_bench_silent"}});
   });
-  std::vector<int> stopped;
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (stopped.size() < 2 && std::chrono::steady_clock::now() < until) {
-    stopped = backends_named("cli_bench_silent");
+  while (backends_named("cli_bench_silent").size() < 2 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // By now the bench's first login (a connection of its own, closed at once) has gone: what is
+  // left are the pool's connections, under load.
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  const std::vector<int> stopped = backends_named("cli_bench_silent");
   for (int pid : stopped) ::kill(pid, SIGSTOP);
   const auto t0 = std::chrono::steady_clock::now();
   bench.join();
@@ -991,7 +992,7 @@ TEST(cli, bench_ends_on_time_while_the_server_is_silent) {
     ::kill(pid, SIGCONT);
     (void)steadypg::test::connect().query_value<bool>("SELECT pg_terminate_backend($1, 5000)", pid);
   }
-  ASSERT_EQ(stopped.size(), 2u);
+  ASSERT_EQ(stopped.size(), 2u) << "one backend per client";
   EXPECT_EQ(r.exit_code, 1) << "the calls that timed out are errors: " << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_GE(j.at("errors").get<int>(), 2) << r.out;
