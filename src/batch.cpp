@@ -577,14 +577,20 @@ class client::batch_run {
   // The whole chunk failed with one error and no culprit of its own: rolled back with it
   // unless the error says the commit may have happened.
   void fail_chunk(worker_state& w, std::size_t chunk, std::size_t begin, const chunk_view& v, const failure_info& f) {
-    const auto reason = f.result == outcome::rolled_back || f.result == outcome::not_sent ? batch_failure::rolled_back
-                                                                                          : batch_failure::failed;
+    // Stopped by the batch deadline: that is the reason, whatever the outcome.
+    if (reason_for(f, batch_failure::failed) == batch_failure::timed_out) {
+      for (std::size_t i = 0; i < v.ops.size(); ++i) {
+        if (!v.skip[i]) fail(w, begin + i, f, chunk, std::nullopt, batch_failure::timed_out);
+      }
+      return;
+    }
+    const auto reason = f.result == outcome::rolled_back ? batch_failure::rolled_back : batch_failure::failed;
     failure_info g = f;
     if (reason == batch_failure::rolled_back && f.result == outcome::rolled_back) {
       g.message = fmt::format("rolled back with chunk {}: {}", chunk, f.message);
     }
     for (std::size_t i = 0; i < v.ops.size(); ++i) {
-      if (!v.skip[i]) fail(w, begin + i, g, chunk, std::nullopt, f.result == outcome::not_sent ? batch_failure::failed : reason);
+      if (!v.skip[i]) fail(w, begin + i, g, chunk, std::nullopt, reason);
     }
   }
 

@@ -289,6 +289,11 @@ class client {
       } catch (error& e) {
         if (!retry_after(info, e, permit, attempt, earlier, started)) throw;
         ++attempt;
+      } catch (...) {
+        // Not a steadypg error (thrown by the caller's code): it says nothing about the server,
+        // so a probe permit goes back without a verdict.
+        if (permit) m_breaker.release(*permit);
+        throw;
       }
     }
   }
