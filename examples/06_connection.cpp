@@ -6,7 +6,8 @@
 int main() try {
   //[configuration
   auto opts = steadypg::client_options::from_env();   // throws config_error on a bad value
-  opts.pool_max = 32;                                  // explicit options win over the environment
+  opts.pool.max_size = 32;                            // explicit options win over the environment
+  opts.resilience.retry.max_retries = 5;              // one tree: connection, pool, resilience, batch, observe
   opts.validate();
   //]
   const std::string dsn = opts.dsn;

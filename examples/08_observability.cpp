@@ -5,7 +5,7 @@
 
 int main() try {
   auto opts = steadypg::client_options::from_env();
-  opts.slow_query_threshold = std::chrono::milliseconds(100);
+  opts.observe.slow_query_threshold = std::chrono::milliseconds(100);
 
   //[logging
   steadypg::observe::json_logger log{stderr, steadypg::observe::log_level::info};

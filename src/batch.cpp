@@ -12,6 +12,7 @@
 #include "steadypg/client.hpp"
 #include "steadypg/pipeline.hpp"
 #include "steadypg/transaction.hpp"
+#include "check.hpp"
 #include "connection_impl.hpp"
 
 namespace steadypg {
@@ -43,19 +44,10 @@ std::string_view to_string(batch_failure f) noexcept {
 }
 
 void batch_options::validate() const {
-  if (batch_size < 1) throw usage_error("batch_size must be at least 1");
-  if (concurrency < 1 || concurrency > 1024) {
-    throw usage_error(fmt::format("batch concurrency must be between 1 and 1024, not {}", concurrency));
-  }
-  if (timeout.count() < 1) throw usage_error("batch timeout must be at least 1 ms");
-}
-
-batch_options batch_options_from(const client_options& o) {
-  batch_options b;
-  b.batch_size = static_cast<std::size_t>(o.batch_size);
-  b.concurrency = static_cast<std::size_t>(o.batch_concurrency);
-  b.timeout = o.batch_timeout;
-  return b;
+  using internal::check_range;
+  check_range("batch_options.batch_size", batch_size, internal::ranges::batch_size);
+  check_range("batch_options.concurrency", concurrency, internal::ranges::batch_concurrency);
+  check_range("batch_options.timeout", timeout, internal::ranges::batch_timeout);
 }
 
 namespace {
@@ -759,7 +751,7 @@ batch_report client::batch_execute(std::span<const batch_operation> ops, const b
 }
 
 batch_report client::batch_execute(std::span<const batch_operation> ops) {
-  return batch_execute(ops, batch_options_from(m_options));
+  return batch_execute(ops, m_options.batch);
 }
 
 batch_report client::batch_execute(std::size_t count, const std::function<batch_operation(std::size_t)>& make,

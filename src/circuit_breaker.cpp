@@ -1,5 +1,7 @@
 #include "steadypg/circuit_breaker.hpp"
 
+#include "check.hpp"
+
 #include <fmt/format.h>
 
 #include "steadypg/error.hpp"
@@ -30,15 +32,11 @@ breaker_verdict breaker_verdict_of(const error& e) noexcept {
 }
 
 void breaker_options::validate() const {
-  if (failure_threshold < 1 || failure_threshold > 10000) {
-    throw config_error(
-        fmt::format("breaker_options.failure_threshold = {} is out of range: expected 1–10000", failure_threshold));
-  }
-  if (open_duration < std::chrono::milliseconds(100)) {
-    throw config_error(fmt::format("breaker_options.open_duration = {} ms: expected ≥ 100 ms", open_duration.count()));
-  }
-  if (half_open_probes < 1) throw config_error("breaker_options.half_open_probes must be ≥ 1");
-  if (probe_timeout.count() <= 0) throw config_error("breaker_options.probe_timeout must be positive");
+  using internal::check_range;
+  check_range("breaker_options.failure_threshold", failure_threshold, internal::ranges::breaker_threshold);
+  check_range("breaker_options.open_duration", open_duration, internal::ranges::breaker_open);
+  check_range("breaker_options.half_open_probes", half_open_probes, {1, 10000});
+  check_range("breaker_options.probe_timeout", probe_timeout, {1, 3600000, " ms"});
 }
 
 circuit_breaker::circuit_breaker(breaker_options options, observer* obs, time_source now)

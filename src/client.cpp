@@ -1,125 +1,55 @@
 #include "steadypg/client.hpp"
 
+#include "connection_factory.hpp"
+
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <exception>
 #include <random>
 #include <thread>
 
 namespace steadypg {
 
-std::chrono::milliseconds statement_timeout_backstop(std::chrono::milliseconds statement_timeout) noexcept {
-  if (statement_timeout.count() <= 0) return std::chrono::milliseconds{0};
-  return statement_timeout + std::chrono::milliseconds{1000};
-}
-
 namespace {
 
-// Opens real connections for the pool and brings returned ones back to idle.
-class connection_factory final : public pool_factory<connection> {
- public:
-  explicit connection_factory(const client_options& o) : m_options(o) {}
+// The settings of each pooled connection: the client's DSN, parsed and validated once.
+connection_options pooled_connection_options(const client_options& o) {
+  connection_options c = o.connection;
+  c.dsn = o.dsn;
+  return c;
+}
 
-  std::unique_ptr<connection> connect(std::chrono::milliseconds timeout) override {
-    connection_options co;
-    co.dsn = m_options.dsn;
-    co.connect_timeout = timeout;
-    co.statement_cache_capacity = static_cast<std::size_t>(m_options.statement_cache_size);
-    // statement_timeout is enforced by the server; a server that stopped answering cannot
-    // enforce it, so the client gives up 1 s later (cancel, then drop the connection).
-    co.query_timeout = statement_timeout_backstop(m_options.statement_timeout);
-    auto c = std::make_unique<connection>(co);
-    c->set_statement_timeout(m_options.statement_timeout);
-    return c;
-  }
-
-  bool quick_check(connection& c) noexcept override { return c.check_alive(); }
-
-  bool validate(connection& c, std::chrono::milliseconds timeout) noexcept override {
-    const auto saved = c.options().query_timeout;
-    c.set_query_timeout(timeout);
-    bool ok = true;
-    try {
-      c.ping();
-    } catch (...) {
-      ok = false;
-    }
-    c.set_query_timeout(saved);
-    return ok && c.is_idle();
-  }
-
-  reset_result reset(connection& c) noexcept override {
-    switch (c.status()) {
-      case connection_status::idle:
-        return reset_result::ok;
-      case connection_status::broken:
-        return reset_result::broken;
-      case connection_status::active:
-        return reset_result::failed;
-      case connection_status::in_transaction:
-      case connection_status::failed_transaction:
-        break;
-    }
-    // Returned inside a transaction block: its work must not leak to the next borrower.
-    try {
-      (void)c.execute("ROLLBACK");
-    } catch (...) {
-      return c.is_broken() ? reset_result::broken : reset_result::failed;
-    }
-    return c.is_idle() ? reset_result::ok : reset_result::failed;
-  }
-
- private:
-  client_options m_options;
-};
-
-}  // namespace
-
-pool_options pool_options_from(const client_options& o) {
-  pool_options p;
-  p.min_size = static_cast<std::size_t>(o.pool_min);
-  p.max_size = static_cast<std::size_t>(o.pool_max);
-  p.acquire_timeout = o.acquire_timeout;
-  p.health_check_interval = o.health_check_interval;
-  p.connect_timeout = o.connection_timeout;
+// The pool's connect deadline is the connections' own.
+pool_options pool_settings(const client_options& o) {
+  pool_options p = o.pool;
+  p.connect_timeout = o.connection.connect_timeout;
   return p;
 }
 
-resilience_options resilience_options_from(const client_options& o) {
-  resilience_options r;
-  r.retry.max_retries = o.max_retries;
-  r.retry.base_delay = o.retry_delay;
-  r.retry.max_delay = std::max(r.retry.max_delay, o.retry_delay);
-  r.breaker.failure_threshold = o.circuit_breaker_threshold;
-  r.breaker.open_duration = o.circuit_breaker_timeout;
-  r.breaker.probe_timeout = std::max(o.connection_timeout * 2, std::chrono::milliseconds(1000));
-  return r;
+// A half-open breaker's probe must have time to connect: at least twice the connect timeout.
+breaker_options breaker_settings(const client_options& o) {
+  breaker_options b = o.resilience.breaker;
+  b.probe_timeout = std::max(b.probe_timeout, o.connection.connect_timeout * 2);
+  return b;
 }
 
-void resilience_options::validate() const {
-  retry.validate();
-  budget.validate();
-  breaker.validate();
-}
+}  // namespace
 
-client::client(client_options options, observer* obs) : client(options, pool_options_from(options), obs) {}
-
-client::client(client_options options, pool_options pool, observer* obs)
-    : client(options, std::move(pool), resilience_options_from(options), obs) {}
-
-client::client(client_options options, pool_options pool, resilience_options resilience, observer* obs)
-    : m_options(std::move(options)),
-      m_resilience((resilience.validate(), resilience)),
+client::client(client_options options, observer* obs)
+    : m_options((options.validate(), std::move(options))),
+      m_resilience(m_options.resilience),
       m_registry(std::make_unique<observe::registry>()),
-      m_metrics(m_options.metrics_enabled
-                    ? std::make_unique<observe::client_metrics>(*m_registry, m_options.slow_query_threshold)
+      m_metrics(m_options.observe.metrics_enabled
+                    ? std::make_unique<observe::client_metrics>(*m_registry, m_options.observe.slow_query_threshold)
                     : nullptr),
       m_fanout(m_metrics ? std::make_unique<observer_tee>(m_metrics.get(), obs) : nullptr),
       m_observer(m_fanout ? m_fanout.get() : obs),
-      m_breaker(m_resilience.breaker, m_observer),
+      m_breaker(breaker_settings(m_options), m_observer),
       m_budget(m_resilience.budget) {
-  m_options.validate();
-  m_pool = std::make_unique<pool_type>(std::move(pool), std::make_shared<connection_factory>(m_options), m_observer);
+  m_pool = std::make_unique<pool_type>(
+      pool_settings(m_options),
+      std::make_shared<internal::connection_factory>(pooled_connection_options(m_options)), m_observer);
   if (m_metrics) {
     // Live state, read when the metrics are rendered.
     auto& reg = *m_registry;
@@ -173,7 +103,7 @@ void client::start_health_monitor() {
       const health_status before = m_last_health.exchange(now);
       if (before != now && m_observer) m_observer->on_health_changed(static_cast<int>(before), static_cast<int>(now));
       lk.lock();
-      m_monitor_cv.wait_for(lk, m_options.health_check_interval, [this] { return m_monitor_stop; });
+      m_monitor_cv.wait_for(lk, m_options.pool.health_check_interval, [this] { return m_monitor_stop; });
     }
   });
 }
@@ -212,7 +142,7 @@ call_context client::context_now() const noexcept {
 
 void client::finished(const call_info& info, clock::duration d, int attempts, std::uint64_t rows,
                       const error* failure) noexcept {
-  const bool slow = d >= m_options.slow_query_threshold;
+  const bool slow = d >= m_options.observe.slow_query_threshold;
   if (!slow && m_observer == nullptr) return;  // the common case costs one comparison
   call_report r{info.operation, info.sql, d, attempts, rows, failure};
   if (!slow) {
@@ -227,7 +157,7 @@ void client::finished(const call_info& info, clock::duration d, int attempts, st
     q.at = std::chrono::system_clock::now();
     q.operation = info.operation;
     q.sql = std::string(info.sql.substr(0, 500));
-    if (m_options.log_parameters && info.describe != nullptr) q.params = info.describe(info.args);
+    if (m_options.observe.log_parameters && info.describe != nullptr) q.params = info.describe(info.args);
     q.duration_ms = std::chrono::duration<double, std::milli>(d).count();
     q.rows = rows;
     q.attempts = attempts;
@@ -260,7 +190,7 @@ std::string_view to_string(health_status s) noexcept {
 
 health_report client::health_check() {
   health_report h;
-  h.threshold_ms = static_cast<double>(m_options.slow_query_threshold.count());
+  h.threshold_ms = static_cast<double>(m_options.observe.slow_query_threshold.count());
   h.breaker = m_breaker.state();
   if (h.breaker == breaker_state::open || h.breaker == breaker_state::forced_open) {
     h.status = health_status::unhealthy;
@@ -274,9 +204,9 @@ health_report client::health_check() {
     return h;
   }
   try {
-    auto c = m_pool->acquire_until(clock::now() + m_options.connection_timeout, "health");
+    auto c = m_pool->acquire_until(clock::now() + m_options.connection.connect_timeout, "health");
     const auto saved = c->options().query_timeout;
-    c->set_query_timeout(m_options.connection_timeout);
+    c->set_query_timeout(m_options.connection.connect_timeout);
     const auto t0 = clock::now();
     try {
       c->ping();

@@ -12,8 +12,9 @@
 #include <cstdlib>
 #include <fmt/format.h>
 
+#include "check.hpp"
 #include "connection_impl.hpp"
-#include "steadypg/config.hpp"
+#include "steadypg/dsn.hpp"
 #include "steadypg/transaction.hpp"
 
 namespace steadypg {
@@ -480,10 +481,21 @@ void connection_impl::check_params(std::span<const param_ref> params) {
 using internal::connection_impl;
 
 void connection_options::validate() const {
-  if (connect_timeout.count() <= 0) throw config_error("connect_timeout must be positive");
-  if (query_timeout.count() < 0) throw config_error("query_timeout must not be negative (0 disables it)");
-  if (cancel_wait.count() <= 0) throw config_error("cancel_wait must be positive");
+  using internal::check_range;
+  namespace ranges = internal::ranges;
+  check_range("connection_options.connect_timeout", connect_timeout, {1, 600000, " ms"});
+  check_range("connection_options.statement_timeout", statement_timeout, ranges::statement_timeout);
+  check_range("connection_options.query_timeout", query_timeout, {0, 86400000, " ms"}, " (0 none)");
+  check_range("connection_options.cancel_wait", cancel_wait, {1, 600000, " ms"});
+  check_range("connection_options.cancel_timeout", cancel_timeout, {1, 600000, " ms"});
+  check_range("connection_options.statement_cache_capacity", statement_cache_capacity, ranges::statement_cache,
+              " (0 off)");
   if (!dsn.empty()) validate_dsn(dsn);
+}
+
+std::chrono::milliseconds statement_timeout_backstop(std::chrono::milliseconds statement_timeout) noexcept {
+  if (statement_timeout.count() <= 0) return std::chrono::milliseconds{0};
+  return statement_timeout + std::chrono::milliseconds{1000};
 }
 
 std::string_view to_string(connection_status s) noexcept {
@@ -503,10 +515,12 @@ connection::connection(std::string_view dsn) : connection([&] {
   return o;
 }()) {}
 
-connection::connection(const connection_options& options) : m_impl(std::make_unique<connection_impl>()) {
-  options.validate();
+connection::connection(const connection_options& options) : connection((options.validate(), options), validated{}) {}
+
+connection::connection(const connection_options& options, validated) : m_impl(std::make_unique<connection_impl>()) {
   auto& d = *m_impl;
   d.options = options;
+  if (d.options.query_timeout.count() == 0) d.options.query_timeout = statement_timeout_backstop(options.statement_timeout);
   // TCP keepalives and a user timeout, so that a peer that vanished (host down, network cut)
   // is noticed within about 30 s even by a call without a deadline. They come before the
   // DSN, so that a DSN setting any of them wins (libpq: later entries override earlier ones).
@@ -551,6 +565,7 @@ connection::connection(const connection_options& options) : m_impl(std::make_uni
   // Server notices (NOTICE, WARNING) are not printed to stderr by a library.
   PQsetNoticeProcessor(d.conn, [](void*, const char*) {}, nullptr);
   d.stats.capacity = options.statement_cache_capacity;
+  if (options.statement_timeout.count() > 0) set_statement_timeout(options.statement_timeout);
 }
 
 connection::~connection() = default;

@@ -1,5 +1,7 @@
 #include "steadypg/retry.hpp"
 
+#include "check.hpp"
+
 #include <fmt/format.h>
 
 #include "steadypg/error.hpp"
@@ -7,18 +9,11 @@
 namespace steadypg {
 
 void retry_options::validate() const {
-  if (max_retries < 0 || max_retries > 100) {
-    throw config_error(fmt::format("retry_options.max_retries = {} is out of range: expected 0–100", max_retries));
-  }
-  if (base_delay.count() < 0 || base_delay.count() > 600000) {
-    throw config_error(
-        fmt::format("retry_options.base_delay = {} ms is out of range: expected 0–600000 ms", base_delay.count()));
-  }
-  if (max_delay < base_delay) {
-    throw config_error(fmt::format("retry_options.max_delay ({} ms) must be ≥ base_delay ({} ms)", max_delay.count(),
-                                   base_delay.count()));
-  }
-  if (min_attempt_time.count() < 0) throw config_error("retry_options.min_attempt_time must not be negative");
+  using internal::check_range;
+  check_range("retry_options.max_retries", max_retries, internal::ranges::max_retries);
+  check_range("retry_options.base_delay", base_delay, internal::ranges::retry_delay);
+  check_range("retry_options.max_delay", max_delay, {base_delay.count(), 3600000, " ms"}, " (≥ base_delay)");
+  check_range("retry_options.min_attempt_time", min_attempt_time, {0, 600000, " ms"});
 }
 
 std::chrono::nanoseconds backoff_ceiling(const retry_options& o, int attempt) {
@@ -41,9 +36,10 @@ std::chrono::nanoseconds full_jitter_delay(const retry_options& o, int attempt, 
 }
 
 void retry_budget_options::validate() const {
-  if (!(ratio >= 0.0 && ratio <= 1.0)) throw config_error(fmt::format("retry_budget_options.ratio = {}: expected 0–1", ratio));
-  if (min_per_second < 0) throw config_error("retry_budget_options.min_per_second must not be negative");
-  if (window < std::chrono::seconds(1)) throw config_error("retry_budget_options.window must be at least 1 s");
+  using internal::check_range;
+  check_range("retry_budget_options.ratio", ratio, 0.0, 1.0);
+  check_range("retry_budget_options.min_per_second", min_per_second, {0, 1000000});
+  check_range("retry_budget_options.window", window, {1000, 3600000, " ms"});
 }
 
 retry_budget::retry_budget(retry_budget_options options, time_source now)

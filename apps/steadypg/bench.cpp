@@ -70,9 +70,9 @@ class latency_histogram {
 // DDL is not idempotent, so a statement whose outcome is unknown is not sent again).
 void init_schema(const context& ctx, int scale) {
   client_options o = ctx.options;
-  o.pool_max = 1;
-  o.pool_min = 0;
-  command_client cc(ctx, o, pool_options_from(o), resilience_options_from(o));
+  o.pool.max_size = 1;
+  o.pool.min_size = 0;
+  command_client cc(ctx, o);
   client& db = *cc;
   (void)db.execute(
       "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history;"
@@ -121,19 +121,17 @@ int run_bench(const context& ctx, const bench_args& args) {
       // One login first: a refused one ends the bench here, before the pool opens N at once.
       connection_options probe;
       probe.dsn = co.dsn;
-      probe.connect_timeout = co.connection_timeout;
+      probe.connect_timeout = co.connection.connect_timeout;
       connection c(probe);
     }
-    pool_options po = pool_options_from(co);
-    po.max_size = static_cast<std::size_t>(args.clients);
-    po.min_size = static_cast<std::size_t>(args.clients);
-    po.acquire_timeout = std::chrono::milliseconds(5000);
-    resilience_options ro = resilience_options_from(co);
-    ro.enabled = !args.no_resilience;
-    command_client cc(ctx, co, po, ro);
+    co.pool.max_size = static_cast<std::size_t>(args.clients);
+    co.pool.min_size = static_cast<std::size_t>(args.clients);
+    co.pool.acquire_timeout = std::chrono::milliseconds(5000);
+    co.resilience.enabled = !args.no_resilience;
+    command_client cc(ctx, co);
     client& db = *cc;
     const int scale = static_cast<int>(db.query_value<int64_t>(
-        statement{"SELECT count(*) FROM pgbench_branches"}.timeout(co.connection_timeout + co.acquire_timeout)));
+        statement{"SELECT count(*) FROM pgbench_branches"}.timeout(co.connection.connect_timeout + co.pool.acquire_timeout)));
     if (scale < 1) throw usage_error("pgbench_branches is empty: run `steadypg bench --init --scale N` first");
     const int accounts = scale * 100000;
 

@@ -57,8 +57,7 @@ struct context {
 /// and when it ends its metrics become what --metrics-out writes.
 class command_client {
  public:
-  command_client(const context& ctx, const client_options& options, const pool_options& pool,
-                 const resilience_options& resilience);
+  command_client(const context& ctx, const client_options& options);
   ~command_client();
   command_client(const command_client&) = delete;
   command_client& operator=(const command_client&) = delete;

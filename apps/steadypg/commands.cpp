@@ -24,12 +24,11 @@ namespace {
 // which never repeats a write whose outcome is unknown), with `retries` retries.
 command_client single_client(const context& ctx, int retries) {
   client_options o = ctx.options;
-  o.pool_max = 1;
-  o.pool_min = 0;
-  resilience_options r = resilience_options_from(o);
-  r.retry.max_retries = std::min(r.retry.max_retries, retries);
+  o.pool.max_size = 1;
+  o.pool.min_size = 0;
+  o.resilience.retry.max_retries = std::min(o.resilience.retry.max_retries, retries);
   ctx.log(log_level::debug, "connecting", {{"dsn", redact_dsn(o.dsn)}});
-  return {ctx, o, pool_options_from(o), r};
+  return {ctx, o};
 }
 
 // The aligned table's NULL marker (unless --null).
@@ -205,7 +204,7 @@ int run_ping(const context& ctx) {
     const auto start = std::chrono::steady_clock::now();
     // Through the client's pipeline (logs, metrics); a server that does not answer within the
     // connect timeout is unavailable.
-    (void)d->execute(statement{""}.idempotent().name("ping").timeout(ctx.options.connection_timeout));
+    (void)d->execute(statement{""}.idempotent().name("ping").timeout(ctx.options.connection.connect_timeout));
     const double latency = ms_since(start);
     if (ctx.json) {
       context::print_json({{"ok", true}, {"latency_ms", round3(latency)}, {"connect_ms", round3(connect_ms)}});
@@ -225,11 +224,10 @@ namespace {
 // A one-connection client for the diagnostic commands, without retries: report what is.
 command_client diagnostic_client(const context& ctx) {
   client_options o = ctx.options;
-  o.pool_max = 1;
-  o.pool_min = 0;
-  resilience_options r = resilience_options_from(o);
-  r.retry.max_retries = 0;
-  return {ctx, o, pool_options_from(o), r};
+  o.pool.max_size = 1;
+  o.pool.min_size = 0;
+  o.resilience.retry.max_retries = 0;
+  return {ctx, o};
 }
 
 }  // namespace
@@ -323,7 +321,7 @@ int run_info(const context& ctx) {
 int run_exec(const context& ctx, const std::string& sql, const std::vector<std::string>& params,
              const std::string& null_marker, bool use_null_marker) {
   try {
-    auto d = single_client(ctx, ctx.options.max_retries);
+    auto d = single_client(ctx, ctx.options.resilience.retry.max_retries);
     param_list p;
     for (const auto& v : params) {
       if (use_null_marker && v == null_marker) p.add_null();

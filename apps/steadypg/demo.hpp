@@ -272,16 +272,16 @@ class demo {
   void make_client() {
     client_options o = m_ctx.options;
     o.dsn = m_dsn;
-    o.pool_min = 2;
-    o.pool_max = 8;
-    o.acquire_timeout = std::chrono::milliseconds(2000);
-    o.connection_timeout = std::chrono::milliseconds(1000);
-    o.max_retries = 3;
-    o.retry_delay = std::chrono::milliseconds(50);
-    o.circuit_breaker_threshold = 3;
-    o.circuit_breaker_timeout = std::chrono::milliseconds(1000);
-    o.slow_query_threshold = std::chrono::milliseconds(200);
-    o.metrics_enabled = true;
+    o.pool.min_size = 2;
+    o.pool.max_size = 8;
+    o.pool.acquire_timeout = std::chrono::milliseconds(2000);
+    o.connection.connect_timeout = std::chrono::milliseconds(1000);
+    o.resilience.retry.max_retries = 3;
+    o.resilience.retry.base_delay = std::chrono::milliseconds(50);
+    o.resilience.breaker.failure_threshold = 3;
+    o.resilience.breaker.open_duration = std::chrono::milliseconds(1000);
+    o.observe.slow_query_threshold = std::chrono::milliseconds(200);
+    o.observe.metrics_enabled = true;
     m_options = o;
     m_db = std::make_unique<client>(o, &m_observers);
     m_schema = fmt::format("steadypg_demo_{}", ::getpid());

@@ -106,7 +106,7 @@ void demo::step_outage() {
 void demo::step_slow_query() {
   m_out.step(5, "A slow query",
              fmt::format("A call over the slow-query threshold ({} ms) is flagged, logged and counted.",
-                         m_options.slow_query_threshold.count()));
+                         m_options.observe.slow_query_threshold.count()));
   const auto before = m_db->metric_events() ? m_db->metric_events()->slow_queries() : 0;
   (void)m_db->execute(fmt::format("SELECT pg_sleep(0.3), count(*) FROM {} WHERE balance > $1", t("accounts")),
                       std::int64_t{0});

@@ -34,11 +34,12 @@ void demo::step_connect() {
                          info.server.version, info.server.uptime_seconds, info.server.connections.total,
                          info.server.connections.max));
   m_out.line(fmt::format("pool: {}..{} connections, acquire timeout {} ms, connect timeout {} ms", po.min_size,
-                         po.max_size, po.acquire_timeout.count(), m_options.connection_timeout.count()));
+                         po.max_size, po.acquire_timeout.count(), m_options.connection.connect_timeout.count()));
   m_out.line(fmt::format("resilience: up to {} retries (full-jitter backoff from {} ms), breaker opens after {} "
                          "failures for {} ms; slow queries over {} ms",
-                         m_options.max_retries, m_options.retry_delay.count(), m_options.circuit_breaker_threshold,
-                         m_options.circuit_breaker_timeout.count(), m_options.slow_query_threshold.count()));
+                         m_options.resilience.retry.max_retries, m_options.resilience.retry.base_delay.count(),
+                         m_options.resilience.breaker.failure_threshold,
+                         m_options.resilience.breaker.open_duration.count(), m_options.observe.slow_query_threshold.count()));
   m_out.line(fmt::format("schema {}: seeded {} accounts with COPY in {:.1f} ms", m_schema, seeded, copy_ms));
   expect(seeded == accounts, "the COPY seed loaded a different number of rows");
   m_report["server"] = {{"version", info.server.version},

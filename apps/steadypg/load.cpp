@@ -285,15 +285,15 @@ std::vector<std::string> split_columns(const std::string& list) {
 // The client for a load: enough connections for the concurrency.
 command_client load_client(const context& ctx, std::size_t connections) {
   client_options o = ctx.options;
-  o.pool_max = std::max(o.pool_max, static_cast<int>(connections));
-  return {ctx, o, pool_options_from(o), resilience_options_from(o)};
+  o.pool.max_size = std::max(o.pool.max_size, connections);
+  return {ctx, o};
 }
 
 }  // namespace
 
 int run_batch(const context& ctx, const batch_args& args) {
   try {
-    batch_options o = batch_options_from(ctx.options);
+    batch_options o = ctx.options.batch;
     if (args.batch_size) o.batch_size = static_cast<std::size_t>(*args.batch_size);
     if (args.concurrency) o.concurrency = static_cast<std::size_t>(*args.concurrency);
     if (args.timeout_ms) o.timeout = std::chrono::milliseconds(*args.timeout_ms);

@@ -70,11 +70,10 @@ void context::print_json(const json_doc& doc, std::string_view raw_member, std::
   std::cout << out << std::endl;
 }
 
-command_client::command_client(const context& ctx, const client_options& options, const pool_options& pool,
-                               const resilience_options& resilience)
+command_client::command_client(const context& ctx, const client_options& options)
     : m_ctx(ctx),
       m_events(std::make_unique<observe::log_observer>(ctx.logger())),
-      m_db(std::make_unique<client>(options, pool, resilience, m_events.get())) {}
+      m_db(std::make_unique<client>(options, m_events.get())) {}
 
 command_client::~command_client() {
   // main() writes --metrics-out after the command's client is gone: keep a snapshot.

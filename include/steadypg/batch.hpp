@@ -21,7 +21,6 @@
 namespace steadypg {
 
 class connection;
-struct client_options;
 
 /// How a batch runs its operations.
 enum class batch_mode {
@@ -83,15 +82,17 @@ struct batch_progress {
   std::size_t failed = 0;
 };
 
-/// Settings of one batch. Defaults come from POSTGRESQL_BATCH_SIZE / _CONCURRENCY / _TIMEOUT
-/// through batch_options_from(); the values here are those variables' defaults.
+/// Settings of one batch. A client's defaults are client_options::batch (POSTGRESQL_BATCH_SIZE,
+/// _CONCURRENCY, _TIMEOUT); the values here are those variables' defaults.
 struct batch_options {
   /// Operations per chunk: per pipeline round trip, per transaction, per unit of work a
-  /// connection takes. ≥ 1.
+  /// connection takes. Default 10, range 1–1000000. POSTGRESQL_BATCH_SIZE.
   std::size_t batch_size = 10;
-  /// At most this many connections busy at once. 1–1024.
+  /// At most this many connections busy at once. Default 3, range 1–1024.
+  /// POSTGRESQL_BATCH_CONCURRENCY.
   std::size_t concurrency = 3;
-  /// Deadline for the whole batch, ≥ 1 ms. On expiry statements in flight are cancelled on
+  /// Deadline for the whole batch. Default 30000 ms, range 1–86400000 ms.
+  /// POSTGRESQL_BATCH_TIMEOUT. On expiry statements in flight are cancelled on
   /// the server and the operations not finished are reported as timed out.
   std::chrono::milliseconds timeout{30000};
   batch_mode mode = batch_mode::independent;
@@ -104,12 +105,9 @@ struct batch_options {
   /// `processed` never decreasing. Must not throw.
   std::function<void(const batch_progress&)> on_progress;
 
-  /// Throws usage_error for a value out of range.
+  /// Throws config_error naming the field when a value is out of range.
   void validate() const;
 };
-
-/// The batch settings of `options` (batch_size, batch_concurrency, batch_timeout).
-[[nodiscard]] batch_options batch_options_from(const client_options& options);
 
 /// Why an operation of a batch did not succeed.
 enum class batch_failure {

@@ -39,15 +39,17 @@ struct breaker_options {
   /// Consecutive health failures that open the breaker. Default 5
   /// (POSTGRESQL_CIRCUIT_BREAKER_THRESHOLD); 1–10000.
   int failure_threshold = 5;
-  /// How long it stays open before letting probes through. Default 30 s
-  /// (POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT); ≥ 100 ms.
+  /// How long it stays open before letting probes through. Default 30000 ms
+  /// (POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT); 100–3600000 ms.
   std::chrono::milliseconds open_duration{30000};
   /// Probe calls let through while half-open; more callers are rejected. Default 1; ≥ 1.
   int half_open_probes = 1;
   /// A half-open breaker whose probes have not finished after this long opens again (a hung
-  /// probe cannot leave it stuck half-open). Default 10 s; > 0.
+  /// probe cannot leave it stuck half-open). Default 10000 ms; 1–3600000 ms. A client uses at
+  /// least twice its connection.connect_timeout, so that a probe has time to connect.
   std::chrono::milliseconds probe_timeout{10000};
 
+  /// Throws config_error naming the field.
   void validate() const;
 };
 

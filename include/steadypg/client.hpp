@@ -69,27 +69,6 @@ struct connection_info_report {
   std::vector<slow_query> recent_slow_queries;
 };
 
-/// The resilience pipeline's settings (docs/resilience.md).
-struct resilience_options {
-  /// Off: every call is one attempt on a pooled connection (for measuring the layer's cost).
-  bool enabled = true;
-  retry_options retry;
-  retry_budget_options budget;
-  breaker_options breaker;
-
-  void validate() const;
-};
-
-/// The resilience settings a client derives from client_options
-/// (max_retries, retry_delay, circuit_breaker_threshold, circuit_breaker_timeout).
-[[nodiscard]] resilience_options resilience_options_from(const client_options& options);
-/// The pool settings a client derives from client_options.
-[[nodiscard]] pool_options pool_options_from(const client_options& options);
-/// The client-side bound that goes with a server-side statement_timeout: 1 s after it (0 when
-/// it is off). A server that stopped answering cannot enforce its own timeout; at this bound
-/// the client cancels and drops the connection (timeout_error).
-[[nodiscard]] std::chrono::milliseconds statement_timeout_backstop(std::chrono::milliseconds statement_timeout) noexcept;
-
 /// The thread-safe entry point: a pool of connections behind one resilience pipeline
 /// (deadline → retry with budget → circuit breaker → attempt with timeout and cancel).
 ///
@@ -109,12 +88,9 @@ class client {
   using pooled_connection = pool_type::handle;
   using clock = std::chrono::steady_clock;
 
-  /// Builds the pool and the pipeline from `options`. `obs` receives events.
+  /// Validates `options` (config_error) and builds the pool and the pipeline from them.
+  /// `obs` receives events (it must outlive the client).
   explicit client(client_options options, observer* obs = nullptr);
-  /// Same, with full control over the pool.
-  client(client_options options, pool_options pool, observer* obs = nullptr);
-  /// Same, with full control over the pool and the resilience pipeline.
-  client(client_options options, pool_options pool, resilience_options resilience, observer* obs = nullptr);
   ~client();
   client(const client&) = delete;
   client& operator=(const client&) = delete;
@@ -272,7 +248,7 @@ class client {
       try {
         if (m_resilience.enabled) permit = m_breaker.acquire();
         auto conn = acquire_for(info);
-        timeout_scope scope(*conn, info.deadline, m_options.statement_timeout);
+        timeout_scope scope(*conn, info.deadline, m_options.connection.statement_timeout);
         if constexpr (std::is_void_v<R>) {
           fn(*conn);
           succeeded(info, permit, started, attempt, 0);

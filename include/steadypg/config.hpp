@@ -1,81 +1,98 @@
 #pragma once
 
 #include <chrono>
-#include <cstddef>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "steadypg/batch.hpp"
+#include "steadypg/circuit_breaker.hpp"
+#include "steadypg/connection.hpp"
+#include "steadypg/dsn.hpp"
+#include "steadypg/pool.hpp"
+#include "steadypg/retry.hpp"
+
 namespace steadypg {
 
-/// Everything a client needs, with the defaults and ranges of docs/configuration.md.
-/// Build it with from_env() (environment), override fields in code, then validate().
-struct client_options {
-  /// Connection string, URI (postgresql://…) or key=value; empty uses libpq's PG* variables.
-  /// From DATABASE_URL.
-  std::string dsn;
-  /// Retries after the first attempt. Default 3, range 0–100. POSTGRESQL_MAX_RETRIES.
-  int max_retries = 3;
-  /// Backoff base delay. Default 1000 ms, range 0–600000 ms. POSTGRESQL_RETRY_DELAY.
-  std::chrono::milliseconds retry_delay{1000};
-  /// Consecutive health failures that open the breaker. Default 5, range 1–10000.
-  /// POSTGRESQL_CIRCUIT_BREAKER_THRESHOLD.
-  int circuit_breaker_threshold = 5;
-  /// How long the breaker stays open. Default 30000 ms, range 100–3600000 ms.
-  /// POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT.
-  std::chrono::milliseconds circuit_breaker_timeout{30000};
-  /// Connect deadline. Default 10000 ms, range 100–600000 ms. POSTGRESQL_CONNECTION_TIMEOUT.
-  std::chrono::milliseconds connection_timeout{10000};
+/// The resilience pipeline's settings (docs/resilience.md).
+struct resilience_options {
+  /// Off: every call is one attempt on a pooled connection (for measuring the layer's cost).
+  bool enabled = true;
+  /// max_retries (POSTGRESQL_MAX_RETRIES), base_delay (POSTGRESQL_RETRY_DELAY), …
+  retry_options retry;
+  retry_budget_options budget;
+  /// failure_threshold (POSTGRESQL_CIRCUIT_BREAKER_THRESHOLD), open_duration
+  /// (POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT), …
+  breaker_options breaker;
+
+  /// Throws config_error naming the field.
+  void validate() const;
+};
+
+/// Metrics, slow queries and health monitoring (docs/observability.md).
+struct observe_options {
   /// Metrics on or off. Default true. POSTGRESQL_METRICS_ENABLED (true/false/1/0).
   bool metrics_enabled = true;
-  /// Queries slower than this are flagged. Default 1000 ms, range 1–3600000 ms.
-  /// POSTGRESQL_SLOW_QUERY_THRESHOLD.
+  /// Calls slower than this are slow queries (logged, counted, kept in the ring of
+  /// client::recent_slow_queries()); health is degraded when a ping is slower. Default 1000 ms,
+  /// range 1–3600000 ms. POSTGRESQL_SLOW_QUERY_THRESHOLD.
   std::chrono::milliseconds slow_query_threshold{1000};
   /// Include parameter values in slow-query log lines and records. Default false (values can
   /// hold personal data). POSTGRESQL_LOG_PARAMETERS (true/false/1/0).
   bool log_parameters = false;
-  /// Background health-check period. Default 30000 ms, range 100–3600000 ms.
-  /// POSTGRESQL_HEALTH_CHECK_INTERVAL.
-  std::chrono::milliseconds health_check_interval{30000};
-  /// Connections kept open. Default 0, range 0–10000, ≤ pool_max. POSTGRESQL_POOL_MIN.
-  int pool_min = 0;
-  /// Connections at most. Default 10, range 1–10000. POSTGRESQL_POOL_MAX.
-  int pool_max = 10;
-  /// How long to wait for a pooled connection. Default 5000 ms, range 1–600000 ms.
-  /// POSTGRESQL_ACQUIRE_TIMEOUT.
-  std::chrono::milliseconds acquire_timeout{5000};
-  /// Server-side statement_timeout; 0 disables it. Default 0, range 0–86400000 ms.
-  /// POSTGRESQL_STATEMENT_TIMEOUT.
-  std::chrono::milliseconds statement_timeout{0};
-  /// Operations per batch chunk. Default 10, ≥ 1. POSTGRESQL_BATCH_SIZE.
-  int batch_size = 10;
-  /// Connections a batch may use at once. Default 3, range 1–1024. POSTGRESQL_BATCH_CONCURRENCY.
-  int batch_concurrency = 3;
-  /// Deadline for a whole batch. Default 30000 ms, ≥ 1 ms. POSTGRESQL_BATCH_TIMEOUT.
-  std::chrono::milliseconds batch_timeout{30000};
-  /// Prepared statements cached per connection; 0 disables the cache (PgBouncer transaction
-  /// mode). Default 256, range 0–100000. POSTGRESQL_STATEMENT_CACHE_SIZE.
-  int statement_cache_size = 256;
 
-  /// Reads DATABASE_URL and every POSTGRESQL_* variable; unset variables keep their
-  /// defaults, invalid ones throw config_error naming the variable, the value and the range.
+  /// Throws config_error naming the field.
+  void validate() const;
+};
+
+/// Everything a client needs, as one tree with the defaults and ranges of
+/// docs/configuration.md. Build it with from_env() (environment), override fields in code,
+/// then validate() (the client validates it again when it is built).
+///
+///     auto opts = steadypg::client_options::from_env();
+///     opts.pool.max_size = 32;
+///     opts.resilience.retry.max_retries = 5;
+///     steadypg::client db{opts};
+///
+/// Each part is the aggregate its component takes on its own (a `connection`, a `basic_pool`,
+/// a `circuit_breaker` …), so each knob has one name wherever it is used.
+struct client_options {
+  /// Connection string, URI (postgresql://…) or key=value; empty uses libpq's PG* variables.
+  /// From DATABASE_URL. Parsed and validated once, by validate().
+  std::string dsn;
+  /// Each pooled connection's settings: connect_timeout (POSTGRESQL_CONNECTION_TIMEOUT),
+  /// statement_timeout (POSTGRESQL_STATEMENT_TIMEOUT), statement_cache_capacity
+  /// (POSTGRESQL_STATEMENT_CACHE_SIZE), cancel bounds, application_name. Its own `dsn` must
+  /// stay empty: the client connects to client_options::dsn.
+  connection_options connection;
+  /// min_size (POSTGRESQL_POOL_MIN), max_size (POSTGRESQL_POOL_MAX), acquire_timeout
+  /// (POSTGRESQL_ACQUIRE_TIMEOUT), health_check_interval (POSTGRESQL_HEALTH_CHECK_INTERVAL:
+  /// the pool's maintenance and the client's health monitor), … The pool's connect deadline is
+  /// connection.connect_timeout.
+  pool_options pool;
+  /// Retries, retry budget and circuit breaker.
+  resilience_options resilience;
+  /// Defaults of batch_execute(ops): batch_size (POSTGRESQL_BATCH_SIZE), concurrency
+  /// (POSTGRESQL_BATCH_CONCURRENCY), timeout (POSTGRESQL_BATCH_TIMEOUT), …
+  batch_options batch;
+  /// Metrics, slow queries, parameters in logs.
+  observe_options observe;
+  // Multi-host settings (hosts, roles, routing) and the pooler mode are parts of this tree
+  // too: the hosts come from the DSN's host list, and each part gets its own member here.
+
+  /// Reads DATABASE_URL and every POSTGRESQL_* variable (the table of docs/configuration.md);
+  /// unset variables keep their defaults, invalid ones throw config_error naming the variable,
+  /// the value and the range.
   [[nodiscard]] static client_options from_env();
   /// Same, with an injectable lookup (tests): returns nullopt for an unset variable.
   [[nodiscard]] static client_options from_env(
       const std::function<std::optional<std::string>(std::string_view)>& lookup);
 
-  /// Throws config_error when a field is out of range or the DSN is malformed.
+  /// Throws config_error when a field is out of range or the DSN is malformed. The message
+  /// names the field by its path in this tree and, when it has one, its variable:
+  /// `pool.max_size = 0 is out of range: expected an integer in 1–10000 (POSTGRESQL_POOL_MAX)`.
   void validate() const;
 };
-
-/// The DSN as libpq reads it (PQconninfoParse), normalized in its own form (key=value or URI),
-/// with every secret (password, sslpassword, any keyword libpq displays as "*") as "****".
-/// A string libpq cannot parse is shown conservatively (see docs/configuration.md). Never throws.
-[[nodiscard]] std::string redact_dsn(std::string_view dsn);
-
-/// Throws config_error, with the DSN redacted, unless libpq parses it and every value libpq checks
-/// only when connecting (port, sslmode, connect_timeout, host/port counts, …) is valid.
-void validate_dsn(std::string_view dsn);
 
 }  // namespace steadypg

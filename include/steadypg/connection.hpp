@@ -25,23 +25,32 @@ namespace steadypg {
 struct connection_options {
   /// Connection string, URI or key=value; empty uses libpq's PG* environment variables.
   std::string dsn;
-  /// Deadline for establishing the connection (all hosts, TLS, auth). Default 10 s, > 0.
+  /// Deadline for establishing the connection (all hosts, TLS, auth). Default 10000 ms,
+  /// range 100–600000 ms. POSTGRESQL_CONNECTION_TIMEOUT.
   std::chrono::milliseconds connect_timeout{10000};
-  /// Client-side deadline per statement; 0 = none. On expiry a cancel request is sent,
-  /// the connection is drained back to idle (or closed), and timeout_error is thrown.
+  /// The session's statement_timeout, set once connected; 0 leaves the server's setting.
+  /// Default 0, range 0–86400000 ms. POSTGRESQL_STATEMENT_TIMEOUT. A server that stopped
+  /// answering cannot enforce it, so with query_timeout 0 the client-side bound becomes
+  /// statement_timeout_backstop(statement_timeout): 1 s after it.
+  std::chrono::milliseconds statement_timeout{0};
+  /// Client-side deadline per statement; 0 = none (but see statement_timeout). On expiry a
+  /// cancel request is sent, the connection is drained back to idle (or closed), and
+  /// timeout_error is thrown. Default 0, range 0–86400000 ms.
   std::chrono::milliseconds query_timeout{0};
-  /// How long to wait for the server to answer after a cancel request. Default 5 s.
+  /// How long to wait for the server to answer after a cancel request. Default 5000 ms,
+  /// range 1–600000 ms.
   std::chrono::milliseconds cancel_wait{5000};
   /// Bound on delivering the cancel request itself (it needs a connection of its own, which a
-  /// dead network can hang). Default 2 s.
+  /// dead network can hang). Default 2000 ms, range 1–600000 ms.
   std::chrono::milliseconds cancel_timeout{2000};
   /// Prepared statements cached (LRU) per connection; 0 disables preparing entirely,
-  /// as PgBouncer in transaction mode needs. Default 256.
+  /// as PgBouncer in transaction mode needs. Default 256, range 0–100000.
+  /// POSTGRESQL_STATEMENT_CACHE_SIZE.
   std::size_t statement_cache_capacity = 256;
   /// application_name unless the DSN sets one.
   std::string application_name = "steadypg";
 
-  /// Throws config_error when a field is invalid or the DSN is malformed.
+  /// Throws config_error when a field is out of range or the DSN is malformed.
   void validate() const;
 };
 
@@ -112,7 +121,13 @@ enum class copy_format;
 
 namespace internal {
 struct connection_impl;
-}
+class connection_factory;
+}  // namespace internal
+
+/// The client-side bound that goes with a server-side statement_timeout: 1 s after it (0 when
+/// it is off). A server that stopped answering cannot enforce its own timeout; at this bound
+/// the client cancels and drops the connection (timeout_error).
+[[nodiscard]] std::chrono::milliseconds statement_timeout_backstop(std::chrono::milliseconds statement_timeout) noexcept;
 
 /// One libpq connection. Not thread-safe, except cancel(), which another thread may call.
 class connection {
@@ -217,6 +232,9 @@ class connection {
  private:
   friend class transaction;
   friend class pipeline;
+  friend class internal::connection_factory;  // connects with options validated once, by the client
+  struct validated {};
+  connection(const connection_options& options, validated);
   friend class copy_in;
   friend class copy_out;
 

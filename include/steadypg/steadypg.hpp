@@ -7,6 +7,7 @@
 #include "steadypg/config.hpp"
 #include "steadypg/connection.hpp"
 #include "steadypg/copy.hpp"
+#include "steadypg/dsn.hpp"
 #include "steadypg/error.hpp"
 #include "steadypg/observe/log.hpp"
 #include "steadypg/observe/metrics.hpp"

@@ -57,20 +57,15 @@ std::string victim_dsn() {
 client_options victim_options(int pool_max) {
   client_options o;
   o.dsn = victim_dsn();
-  o.pool_max = pool_max;
-  o.max_retries = 10;
-  o.retry_delay = 10ms;
-  o.connection_timeout = 2000ms;
-  o.acquire_timeout = 10000ms;
-  o.circuit_breaker_threshold = 10000;
-  o.circuit_breaker_timeout = 100ms;
+  o.pool.max_size = pool_max;
+  o.resilience.retry.max_retries = 10;
+  o.resilience.retry.base_delay = 10ms;
+  o.connection.connect_timeout = 2000ms;
+  o.pool.acquire_timeout = 10000ms;
+  o.resilience.breaker.failure_threshold = 10000;
+  o.resilience.breaker.open_duration = 100ms;
+  o.resilience.budget.min_per_second = 1000;
   return o;
-}
-
-resilience_options victim_resilience(const client_options& o) {
-  resilience_options r = resilience_options_from(o);
-  r.budget.min_per_second = 1000;
-  return r;
 }
 
 // Every 200 ms terminates every backend whose application_name is the victim's (never its
@@ -316,7 +311,7 @@ batch_operation insert_op(const std::string& table, std::size_t i) {
 run_figures run_under_kills(const std::string& table, std::size_t n, const batch_options& o) {
   reset_table(table);
   client_options co = victim_options(static_cast<int>(o.concurrency) + 1);
-  client db(co, pool_options_from(co), victim_resilience(co));
+  client db(co);
   const auto t0 = clock_type::now();
   batch_report report;
   long kills = 0;
@@ -415,7 +410,7 @@ TEST(batch_fault, report_counts_are_coherent_and_unrun_operations_unapplied) {
     SCOPED_TRACE(s.name);
     reset_table(table);
     client_options co = victim_options(4);
-    client db(co, pool_options_from(co), victim_resilience(co));
+    client db(co);
     batch_options o = kill_batch(s.mode, s.batch_size, 3);
     o.timeout = s.timeout;
     o.stop_on_error = s.stop_on_error;

@@ -30,9 +30,9 @@ namespace {
 client_options options() {
   client_options o;
   o.dsn = cluster_environment::dsn();
-  o.pool_max = 4;
-  o.retry_delay = 10ms;
-  o.connection_timeout = 2000ms;
+  o.pool.max_size = 4;
+  o.resilience.retry.base_delay = 10ms;
+  o.connection.connect_timeout = 2000ms;
   return o;
 }
 
@@ -141,7 +141,7 @@ TEST(correctness, pipeline_batch_never_reports_an_uncommitted_write_as_succeeded
   auto admin = connect();
   make_slow_commit_table(admin, "ct_batch", "30");
   auto o = options();
-  o.max_retries = 0;
+  o.resilience.retry.max_retries = 0;
   client db(o);
   std::vector<batch_operation> ops;
   for (int i = 0; i < 5; ++i) ops.emplace_back("INSERT INTO ct_batch VALUES ($1)", i);
@@ -176,7 +176,7 @@ TEST(correctness, pipeline_batch_resumes_what_a_terminated_session_never_ran) {
   auto admin = connect();
   make_slow_commit_table(admin, "ct_resume", "CASE WHEN NEW.id = 0 THEN 30 ELSE 0 END");  // only the first is slow
   auto o = options();
-  o.max_retries = 3;
+  o.resilience.retry.max_retries = 3;
   client db(o);
   std::vector<batch_operation> ops;
   for (int i = 0; i < 6; ++i) ops.emplace_back("INSERT INTO ct_resume VALUES ($1)", i);
@@ -317,8 +317,8 @@ TEST(correctness, statement_timeout_ends_a_call_on_a_silent_server) {
   auto admin = connect();
   auto o = options();
   o.dsn = dsn_with_app("ct_silent");
-  o.statement_timeout = 500ms;
-  o.max_retries = 0;
+  o.connection.statement_timeout = 500ms;
+  o.resilience.retry.max_retries = 0;
   client db(o);
   (void)db.query_value<int>("SELECT 1");  // a pooled connection exists
   const auto pids = backends_of(admin, "ct_silent");
@@ -370,8 +370,8 @@ TEST(correctness, wrong_password_is_tried_once_and_opens_no_breaker) {
   steadypg::testing::temp_cluster secured(to);
   auto o = options();
   o.dsn = fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres password=wrong-pw", secured.port());
-  o.circuit_breaker_threshold = 2;
-  o.max_retries = 5;
+  o.resilience.breaker.failure_threshold = 2;
+  o.resilience.retry.max_retries = 5;
   client db(o);
   for (int i = 0; i < 4; ++i) {
     try {
@@ -419,10 +419,10 @@ TEST(correctness, batch_waits_through_an_outage_instead_of_failing_fast) {
   admin.execute("DROP TABLE IF EXISTS ct_outage");
   admin.execute("CREATE TABLE ct_outage (id int PRIMARY KEY)");
   auto o = options();
-  o.circuit_breaker_threshold = 3;
-  o.circuit_breaker_timeout = 300ms;
-  o.connection_timeout = 1000ms;
-  o.max_retries = 3;
+  o.resilience.breaker.failure_threshold = 3;
+  o.resilience.breaker.open_duration = 300ms;
+  o.connection.connect_timeout = 1000ms;
+  o.resilience.retry.max_retries = 3;
   client db(o);
   constexpr int n = 3000;
   std::atomic<bool> started{false};

@@ -35,12 +35,12 @@ struct counting_observer : observer {
 client_options fast_options(int pool_max = 2) {
   client_options o;
   o.dsn = cluster_environment::dsn();
-  o.pool_max = pool_max;
-  o.retry_delay = 20ms;
-  o.max_retries = 5;
-  o.connection_timeout = 1000ms;
-  o.circuit_breaker_threshold = 5;
-  o.circuit_breaker_timeout = 500ms;
+  o.pool.max_size = pool_max;
+  o.resilience.retry.base_delay = 20ms;
+  o.resilience.retry.max_retries = 5;
+  o.connection.connect_timeout = 1000ms;
+  o.resilience.breaker.failure_threshold = 5;
+  o.resilience.breaker.open_duration = 500ms;
   return o;
 }
 
@@ -241,14 +241,13 @@ TEST(resilience, retry_budget_bounds_retries_during_sustained_failure) {
   counting_observer obs;
   client_options o;
   o.dsn = "host=127.0.0.1 port=1 user=postgres";
-  o.connection_timeout = 500ms;
-  o.max_retries = 3;
-  o.retry_delay = 0ms;
-  o.circuit_breaker_threshold = 10000;  // let every call reach the budget
-  resilience_options r = resilience_options_from(o);
+  o.connection.connect_timeout = 500ms;
+  o.resilience.retry.max_retries = 3;
+  o.resilience.retry.base_delay = 0ms;
+  o.resilience.breaker.failure_threshold = 10000;  // let every call reach the budget
   // 10 retries per 10 s window: the test ends well inside one window even on a loaded machine.
-  r.budget = {.ratio = 0.1, .min_per_second = 1, .window = std::chrono::seconds(10)};
-  client db(o, pool_options_from(o), r, &obs);
+  o.resilience.budget = {.ratio = 0.1, .min_per_second = 1, .window = std::chrono::seconds(10)};
+  client db(o, &obs);
   constexpr int threads = 8, calls = 10;
   std::atomic<int> flagged{0};
   std::vector<std::thread> ts;
@@ -276,7 +275,7 @@ TEST(resilience, restart_under_load_opens_fails_fast_and_recovers) {
   if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
   counting_observer obs;
   auto o = fast_options(4);
-  o.circuit_breaker_timeout = 1000ms;
+  o.resilience.breaker.open_duration = 1000ms;
   client db(o, &obs);
   const auto read = statement{"SELECT 1"}.idempotent();
   std::atomic<bool> stop{false};

@@ -18,8 +18,8 @@ namespace {
 client_options options() {
   client_options o;
   o.dsn = cluster_environment::dsn();
-  o.pool_max = 6;
-  o.retry_delay = 10ms;
+  o.pool.max_size = 6;
+  o.resilience.retry.base_delay = 10ms;
   return o;
 }
 
@@ -217,19 +217,19 @@ TEST(batch, empty_batch) {
   EXPECT_EQ(made.stats.total, 0u);
 }
 
-TEST(batch, invalid_options_are_usage_errors) {
+TEST(batch, invalid_options_are_config_errors) {
   client db(options());
   std::vector<batch_operation> ops;
   ops.emplace_back("SELECT 1");
   batch_options o;
   o.batch_size = 0;
-  EXPECT_THROW((void)db.batch_execute(ops, o), usage_error);
+  EXPECT_THROW((void)db.batch_execute(ops, o), config_error);
   o = {};
   o.concurrency = 0;
-  EXPECT_THROW((void)db.batch_execute(ops, o), usage_error);
+  EXPECT_THROW((void)db.batch_execute(ops, o), config_error);
   o = {};
   o.timeout = 0ms;
-  EXPECT_THROW((void)db.batch_execute(ops, o), usage_error);
+  EXPECT_THROW((void)db.batch_execute(ops, o), config_error);
   EXPECT_EQ(parse_batch_mode("pipeline"), batch_mode::pipeline);
   EXPECT_EQ(parse_batch_mode("fast"), std::nullopt);
 }

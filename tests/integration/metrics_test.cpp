@@ -20,9 +20,9 @@ namespace {
 client_options options() {
   client_options o;
   o.dsn = cluster_environment::dsn();
-  o.pool_max = 2;
-  o.retry_delay = 10ms;
-  o.slow_query_threshold = 50ms;
+  o.pool.max_size = 2;
+  o.resilience.retry.base_delay = 10ms;
+  o.observe.slow_query_threshold = 50ms;
   return o;
 }
 
@@ -82,7 +82,7 @@ TEST(client_metrics, every_design_family_is_fed_and_promtool_accepts_it) {
 TEST(slow_queries, kept_reported_and_params_only_with_log_parameters) {
   for (const bool log_parameters : {false, true}) {
     auto o = options();
-    o.log_parameters = log_parameters;
+    o.observe.log_parameters = log_parameters;
     client db(o);
     std::vector<slow_query> seen;
     db.on_slow_query([&](const slow_query& q) { seen.push_back(q); });
@@ -110,7 +110,7 @@ TEST(slow_queries, kept_reported_and_params_only_with_log_parameters) {
 
 TEST(client_metrics, disabled_means_empty) {
   auto o = options();
-  o.metrics_enabled = false;
+  o.observe.metrics_enabled = false;
   client db(o);
   (void)db.query_value<int>("SELECT 1");
   EXPECT_EQ(db.metrics().render_prometheus(), "");
@@ -129,7 +129,7 @@ TEST(health, healthy_degraded_unhealthy) {
   steadypg::test::fault_proxy proxy(cluster->port());
   auto o = options();
   o.dsn = proxy.dsn();
-  o.slow_query_threshold = 1ms;
+  o.observe.slow_query_threshold = 1ms;
   {
     client slow(o);
     (void)slow.query_value<int>("SELECT 1");  // connect before slowing down
@@ -154,7 +154,7 @@ TEST(health, healthy_degraded_unhealthy) {
   // Server stopped: unhealthy with the error.
   cluster->stop();
   auto down = options();
-  down.connection_timeout = 500ms;
+  down.connection.connect_timeout = 500ms;
   client fresh(down);
   h = fresh.health_check();
   cluster->start();
@@ -191,8 +191,8 @@ TEST(health, background_monitor_tracks_transitions) {
     }
   } w;
   auto o = options();
-  o.health_check_interval = 100ms;
-  o.connection_timeout = 300ms;
+  o.pool.health_check_interval = 100ms;
+  o.connection.connect_timeout = 300ms;
   client db(o, &w);
   db.start_health_monitor();
   auto wait_for = [&](auto pred) {

@@ -420,8 +420,8 @@ TEST(copy_out, a_silent_server_times_out_instead_of_hanging) {
 TEST(copy_out, client_copy_to_streams_and_does_not_restart_after_data) {
   client_options o;
   o.dsn = cluster_environment::dsn();
-  o.pool_max = 1;
-  o.retry_delay = std::chrono::milliseconds(10);
+  o.pool.max_size = 1;
+  o.resilience.retry.base_delay = std::chrono::milliseconds(10);
   client db(o);
   std::string got;
   EXPECT_EQ(db.copy_to(copy_source::query("SELECT g, g * g FROM generate_series(1, 4) g"),

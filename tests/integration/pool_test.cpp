@@ -19,8 +19,8 @@ namespace {
 client_options options(int max) {
   client_options o;
   o.dsn = cluster_environment::dsn();
-  o.pool_max = max;
-  o.acquire_timeout = 30000ms;
+  o.pool.max_size = max;
+  o.pool.acquire_timeout = 30000ms;
   return o;
 }
 
@@ -74,7 +74,7 @@ TEST(client_pool, sixty_four_threads_on_four_connections) {
 
 TEST(client_pool, acquire_timeout_is_a_pool_timeout) {
   auto o = options(1);
-  o.acquire_timeout = 200ms;
+  o.pool.acquire_timeout = 200ms;
   client db(o);
   auto held = db.acquire();
   const auto start = std::chrono::steady_clock::now();
@@ -135,9 +135,8 @@ TEST(client_pool, failed_transaction_block_is_reset_too) {
 TEST(client_pool, leak_detection_fires) {
   leak_observer obs;
   auto o = options(2);
-  pool_options p = pool_options_from(o);
-  p.leak_detection_threshold = 100ms;
-  client db(o, p, &obs);
+  o.pool.leak_detection_threshold = 100ms;
+  client db(o, &obs);
   {
     auto c = db.acquire("batch-import");
     c->execute("SELECT pg_sleep(0.4)");
@@ -178,9 +177,8 @@ TEST(client_pool, transaction_commits_or_rolls_back) {
 
 TEST(client_pool, min_size_is_warm_on_the_server) {
   auto o = options(5);
-  o.pool_min = 3;
-  pool_options p = pool_options_from(o);
-  client db(o, p);
+  o.pool.min_size = 3;
+  client db(o);
   const auto until = std::chrono::steady_clock::now() + 10s;
   while (db.pool_statistics().idle < 3 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(db.pool_statistics().idle, 3u);
@@ -190,8 +188,8 @@ TEST(client_pool, min_size_is_warm_on_the_server) {
 TEST(client_pool, connect_failure_is_reported_fast) {
   client_options o;
   o.dsn = "host=127.0.0.1 port=1 user=postgres";
-  o.connection_timeout = 2000ms;
-  o.max_retries = 0;  // the pool's own behaviour, without the retry layer
+  o.connection.connect_timeout = 2000ms;
+  o.resilience.retry.max_retries = 0;  // the pool's own behaviour, without the retry layer
   client db(o);
   const auto start = std::chrono::steady_clock::now();
   try {
@@ -233,9 +231,9 @@ class connection_holder {
 
 client_options breaker_options_for_test(int threshold) {
   auto o = options(1);
-  o.acquire_timeout = 200ms;
-  o.circuit_breaker_threshold = threshold;
-  o.circuit_breaker_timeout = 100ms;
+  o.pool.acquire_timeout = 200ms;
+  o.resilience.breaker.failure_threshold = threshold;
+  o.resilience.breaker.open_duration = 100ms;
   return o;
 }
 

@@ -36,22 +36,22 @@ std::string error_of(const std::map<std::string, std::string>& env) {
 TEST(config, defaults) {
   const auto o = load({});
   EXPECT_EQ(o.dsn, "");
-  EXPECT_EQ(o.max_retries, 3);
-  EXPECT_EQ(o.retry_delay.count(), 1000);
-  EXPECT_EQ(o.circuit_breaker_threshold, 5);
-  EXPECT_EQ(o.circuit_breaker_timeout.count(), 30000);
-  EXPECT_EQ(o.connection_timeout.count(), 10000);
-  EXPECT_TRUE(o.metrics_enabled);
-  EXPECT_EQ(o.slow_query_threshold.count(), 1000);
-  EXPECT_EQ(o.health_check_interval.count(), 30000);
-  EXPECT_EQ(o.pool_min, 0);
-  EXPECT_EQ(o.pool_max, 10);
-  EXPECT_EQ(o.acquire_timeout.count(), 5000);
-  EXPECT_EQ(o.statement_timeout.count(), 0);
-  EXPECT_EQ(o.batch_size, 10);
-  EXPECT_EQ(o.batch_concurrency, 3);
-  EXPECT_EQ(o.batch_timeout.count(), 30000);
-  EXPECT_EQ(o.statement_cache_size, 256);
+  EXPECT_EQ(o.resilience.retry.max_retries, 3);
+  EXPECT_EQ(o.resilience.retry.base_delay.count(), 1000);
+  EXPECT_EQ(o.resilience.breaker.failure_threshold, 5);
+  EXPECT_EQ(o.resilience.breaker.open_duration.count(), 30000);
+  EXPECT_EQ(o.connection.connect_timeout.count(), 10000);
+  EXPECT_TRUE(o.observe.metrics_enabled);
+  EXPECT_EQ(o.observe.slow_query_threshold.count(), 1000);
+  EXPECT_EQ(o.pool.health_check_interval.count(), 30000);
+  EXPECT_EQ(o.pool.min_size, 0);
+  EXPECT_EQ(o.pool.max_size, 10);
+  EXPECT_EQ(o.pool.acquire_timeout.count(), 5000);
+  EXPECT_EQ(o.connection.statement_timeout.count(), 0);
+  EXPECT_EQ(o.batch.batch_size, 10);
+  EXPECT_EQ(o.batch.concurrency, 3);
+  EXPECT_EQ(o.batch.timeout.count(), 30000);
+  EXPECT_EQ(o.connection.statement_cache_capacity, 256);
 }
 
 TEST(config, every_variable_is_read) {
@@ -73,33 +73,33 @@ TEST(config, every_variable_is_read) {
                        {"POSTGRESQL_BATCH_TIMEOUT", "90000"},
                        {"POSTGRESQL_STATEMENT_CACHE_SIZE", "0"}});
   EXPECT_EQ(o.dsn, "postgresql://u:p@localhost:5433/db");
-  EXPECT_EQ(o.max_retries, 7);
-  EXPECT_EQ(o.retry_delay.count(), 250);
-  EXPECT_EQ(o.circuit_breaker_threshold, 9);
-  EXPECT_EQ(o.circuit_breaker_timeout.count(), 1500);
-  EXPECT_EQ(o.connection_timeout.count(), 2500);
-  EXPECT_FALSE(o.metrics_enabled);
-  EXPECT_EQ(o.slow_query_threshold.count(), 40);
-  EXPECT_EQ(o.health_check_interval.count(), 1000);
-  EXPECT_EQ(o.pool_min, 2);
-  EXPECT_EQ(o.pool_max, 20);
-  EXPECT_EQ(o.acquire_timeout.count(), 100);
-  EXPECT_EQ(o.statement_timeout.count(), 60000);
-  EXPECT_EQ(o.batch_size, 500);
-  EXPECT_EQ(o.batch_concurrency, 8);
-  EXPECT_EQ(o.batch_timeout.count(), 90000);
-  EXPECT_EQ(o.statement_cache_size, 0);
+  EXPECT_EQ(o.resilience.retry.max_retries, 7);
+  EXPECT_EQ(o.resilience.retry.base_delay.count(), 250);
+  EXPECT_EQ(o.resilience.breaker.failure_threshold, 9);
+  EXPECT_EQ(o.resilience.breaker.open_duration.count(), 1500);
+  EXPECT_EQ(o.connection.connect_timeout.count(), 2500);
+  EXPECT_FALSE(o.observe.metrics_enabled);
+  EXPECT_EQ(o.observe.slow_query_threshold.count(), 40);
+  EXPECT_EQ(o.pool.health_check_interval.count(), 1000);
+  EXPECT_EQ(o.pool.min_size, 2);
+  EXPECT_EQ(o.pool.max_size, 20);
+  EXPECT_EQ(o.pool.acquire_timeout.count(), 100);
+  EXPECT_EQ(o.connection.statement_timeout.count(), 60000);
+  EXPECT_EQ(o.batch.batch_size, 500);
+  EXPECT_EQ(o.batch.concurrency, 8);
+  EXPECT_EQ(o.batch.timeout.count(), 90000);
+  EXPECT_EQ(o.connection.statement_cache_capacity, 0);
 }
 
 TEST(config, bounds_are_inclusive) {
-  EXPECT_EQ(load({{"POSTGRESQL_MAX_RETRIES", "0"}}).max_retries, 0);
-  EXPECT_EQ(load({{"POSTGRESQL_MAX_RETRIES", "100"}}).max_retries, 100);
-  EXPECT_EQ(load({{"POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT", "100"}}).circuit_breaker_timeout.count(), 100);
-  EXPECT_EQ(load({{"POSTGRESQL_BATCH_CONCURRENCY", "1024"}}).batch_concurrency, 1024);
-  EXPECT_TRUE(load({{"POSTGRESQL_METRICS_ENABLED", "1"}}).metrics_enabled);
-  EXPECT_FALSE(load({{"POSTGRESQL_METRICS_ENABLED", "0"}}).metrics_enabled);
-  EXPECT_FALSE(load({}).log_parameters);
-  EXPECT_TRUE(load({{"POSTGRESQL_LOG_PARAMETERS", "true"}}).log_parameters);
+  EXPECT_EQ(load({{"POSTGRESQL_MAX_RETRIES", "0"}}).resilience.retry.max_retries, 0);
+  EXPECT_EQ(load({{"POSTGRESQL_MAX_RETRIES", "100"}}).resilience.retry.max_retries, 100);
+  EXPECT_EQ(load({{"POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT", "100"}}).resilience.breaker.open_duration.count(), 100);
+  EXPECT_EQ(load({{"POSTGRESQL_BATCH_CONCURRENCY", "1024"}}).batch.concurrency, 1024);
+  EXPECT_TRUE(load({{"POSTGRESQL_METRICS_ENABLED", "1"}}).observe.metrics_enabled);
+  EXPECT_FALSE(load({{"POSTGRESQL_METRICS_ENABLED", "0"}}).observe.metrics_enabled);
+  EXPECT_FALSE(load({}).observe.log_parameters);
+  EXPECT_TRUE(load({{"POSTGRESQL_LOG_PARAMETERS", "true"}}).observe.log_parameters);
 }
 
 TEST(config, every_bad_value_names_variable_value_and_range) {
@@ -147,14 +147,130 @@ TEST(config, bad_booleans) {
 TEST(config, validate_catches_code_changes) {
   client_options o;
   o.validate();
-  o.pool_max = 0;
+  o.pool.max_size = 0;
   EXPECT_THROW(o.validate(), config_error);
   o = client_options{};
-  o.max_retries = -1;
+  o.resilience.retry.max_retries = -1;
   EXPECT_THROW(o.validate(), config_error);
   o = client_options{};
-  o.pool_min = 11;
+  o.pool.min_size = 11;
   EXPECT_THROW(o.validate(), config_error);
+}
+
+namespace {
+
+std::string validate_error(const client_options& o) {
+  try {
+    o.validate();
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+template <typename Options>
+std::string component_error(const Options& o) {
+  try {
+    o.validate();
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(config, every_variable_lands_in_its_part_of_the_tree) {
+  // One variable at a time, set to a value other than its default: exactly the member the
+  // documentation names changes, nothing else.
+  const client_options d;
+  const auto o = load({{"POSTGRESQL_MAX_RETRIES", "7"}});
+  EXPECT_EQ(o.resilience.retry.max_retries, 7);
+  EXPECT_EQ(load({{"POSTGRESQL_RETRY_DELAY", "250"}}).resilience.retry.base_delay.count(), 250);
+  EXPECT_EQ(load({{"POSTGRESQL_CIRCUIT_BREAKER_THRESHOLD", "9"}}).resilience.breaker.failure_threshold, 9);
+  EXPECT_EQ(load({{"POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT", "4000"}}).resilience.breaker.open_duration.count(), 4000);
+  EXPECT_EQ(load({{"POSTGRESQL_CONNECTION_TIMEOUT", "3000"}}).connection.connect_timeout.count(), 3000);
+  EXPECT_EQ(load({{"POSTGRESQL_STATEMENT_TIMEOUT", "9000"}}).connection.statement_timeout.count(), 9000);
+  EXPECT_EQ(load({{"POSTGRESQL_STATEMENT_CACHE_SIZE", "0"}}).connection.statement_cache_capacity, 0u);
+  EXPECT_EQ(load({{"POSTGRESQL_POOL_MIN", "2"}}).pool.min_size, 2u);
+  EXPECT_EQ(load({{"POSTGRESQL_POOL_MAX", "20"}}).pool.max_size, 20u);
+  EXPECT_EQ(load({{"POSTGRESQL_ACQUIRE_TIMEOUT", "700"}}).pool.acquire_timeout.count(), 700);
+  EXPECT_EQ(load({{"POSTGRESQL_HEALTH_CHECK_INTERVAL", "5000"}}).pool.health_check_interval.count(), 5000);
+  EXPECT_EQ(load({{"POSTGRESQL_BATCH_SIZE", "64"}}).batch.batch_size, 64u);
+  EXPECT_EQ(load({{"POSTGRESQL_BATCH_CONCURRENCY", "5"}}).batch.concurrency, 5u);
+  EXPECT_EQ(load({{"POSTGRESQL_BATCH_TIMEOUT", "1500"}}).batch.timeout.count(), 1500);
+  EXPECT_EQ(load({{"POSTGRESQL_SLOW_QUERY_THRESHOLD", "80"}}).observe.slow_query_threshold.count(), 80);
+  EXPECT_FALSE(load({{"POSTGRESQL_METRICS_ENABLED", "false"}}).observe.metrics_enabled);
+  EXPECT_TRUE(load({{"POSTGRESQL_LOG_PARAMETERS", "1"}}).observe.log_parameters);
+  // One knob, one member: the retry variable left everything else at its default.
+  EXPECT_EQ(o.pool.max_size, d.pool.max_size);
+  EXPECT_EQ(o.resilience.retry.base_delay, d.resilience.retry.base_delay);
+  EXPECT_EQ(o.connection.connect_timeout, d.connection.connect_timeout);
+  // A base delay above the default cap raises the cap (the range allows 600000 ms).
+  const auto slow = load({{"POSTGRESQL_RETRY_DELAY", "60000"}});
+  EXPECT_EQ(slow.resilience.retry.max_delay.count(), 60000);
+}
+
+TEST(config, validate_names_the_field_by_its_path_and_its_variable) {
+  client_options o;
+  o.pool.max_size = 0;
+  EXPECT_EQ(validate_error(o),
+            "pool.max_size = 0 is out of range: expected an integer in 1–10000 (POSTGRESQL_POOL_MAX)");
+  o = {};
+  o.connection.connect_timeout = std::chrono::milliseconds(50);
+  EXPECT_EQ(validate_error(o), "connection.connect_timeout = 50 ms is out of range: expected an integer in "
+                               "100–600000 ms (POSTGRESQL_CONNECTION_TIMEOUT)");
+  o = {};
+  o.resilience.retry.max_retries = 101;
+  EXPECT_NE(validate_error(o).find("resilience.retry.max_retries = 101"), std::string::npos);
+  o = {};
+  o.pool.min_size = 11;
+  EXPECT_NE(validate_error(o).find("pool.min_size = 11 is out of range: must not exceed pool.max_size (10)"),
+            std::string::npos);
+  // Knobs without a variable are checked by their component, in the same format.
+  o = {};
+  o.pool.lifetime_jitter = 0.9;
+  EXPECT_EQ(validate_error(o), "pool_options.lifetime_jitter = 0.9 is out of range: expected a number in 0–0.5");
+  o = {};
+  o.resilience.budget.window = std::chrono::milliseconds(10);
+  EXPECT_NE(validate_error(o).find("retry_budget_options.window = 10 ms is out of range"), std::string::npos);
+  o = {};
+  o.connection.cancel_timeout = std::chrono::milliseconds(0);
+  EXPECT_NE(validate_error(o).find("connection_options.cancel_timeout = 0 ms is out of range"), std::string::npos);
+  // A client connects to client_options::dsn only.
+  o = {};
+  o.connection.dsn = "host=elsewhere";
+  EXPECT_NE(validate_error(o).find("leave connection.dsn empty"), std::string::npos);
+  // And the DSN is part of validation.
+  o = {};
+  o.dsn = "host=db port=abc";
+  EXPECT_NE(validate_error(o).find("port=\"abc\" is invalid"), std::string::npos);
+}
+
+TEST(config, every_component_uses_one_message_format) {
+  const std::string format = " is out of range: expected ";
+  pool_options p;
+  p.max_waiters = 0;  // 0 would reject every waiter
+  EXPECT_NE(component_error(p).find("pool_options.max_waiters = 0" + format), std::string::npos);
+  retry_options r;
+  r.max_delay = std::chrono::milliseconds(5);
+  EXPECT_NE(component_error(r).find("retry_options.max_delay = 5 ms" + format), std::string::npos);
+  breaker_options b;
+  b.half_open_probes = 0;
+  EXPECT_NE(component_error(b).find("breaker_options.half_open_probes = 0" + format), std::string::npos);
+  batch_options bo;
+  bo.concurrency = 2000;
+  EXPECT_EQ(component_error(bo), "batch_options.concurrency = 2000" + format + "an integer in 1–1024");
+  connection_options c;
+  c.statement_cache_capacity = 200000;
+  EXPECT_NE(component_error(c).find("connection_options.statement_cache_capacity = 200000" + format),
+            std::string::npos);
+  observe_options ob;
+  ob.slow_query_threshold = std::chrono::milliseconds(0);
+  EXPECT_NE(component_error(ob).find("observe_options.slow_query_threshold = 0 ms" + format), std::string::npos);
+  resilience_options re;
+  re.retry.max_retries = -1;
+  EXPECT_NE(component_error(re).find("retry_options.max_retries = -1" + format), std::string::npos);
 }
 
 TEST(config, dsn_forms) {

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "steadypg/connection.hpp"
+#include "steadypg/pool.hpp"
+
+namespace steadypg::internal {
+
+// Opens real connections for a client's pool and brings returned ones back to idle. The
+// options were validated once, with the client's; each connect uses them as they are.
+class connection_factory final : public pool_factory<connection> {
+ public:
+  /// `options.dsn` is the client's DSN.
+  explicit connection_factory(connection_options options) : m_options(std::move(options)) {}
+
+  std::unique_ptr<connection> connect(std::chrono::milliseconds timeout) override;
+  bool quick_check(connection& c) noexcept override;
+  bool validate(connection& c, std::chrono::milliseconds timeout) noexcept override;
+  reset_result reset(connection& c) noexcept override;
+
+ private:
+  connection_options m_options;
+};
+
+}  // namespace steadypg::internal
