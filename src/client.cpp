@@ -1,6 +1,7 @@
 #include "steadypg/client.hpp"
 
 #include "connection_factory.hpp"
+#include "health_monitor.hpp"
 
 #include <fmt/format.h>
 
@@ -52,61 +53,16 @@ client::client(client_options options, observer* obs)
       std::make_shared<internal::connection_factory>(pooled_connection_options(m_options)), m_observer);
   if (m_metrics) {
     // Live state, read when the metrics are rendered.
-    auto& reg = *m_registry;
     pool_type* p = m_pool.get();
-    reg.add_gauge_callback("postgresql_pool_connections", "Pooled connections by state", {{"state", "active"}},
-                           [p] { return static_cast<double>(p->stats().active); });
-    reg.add_gauge_callback("postgresql_pool_connections", "Pooled connections by state", {{"state", "idle"}},
-                           [p] { return static_cast<double>(p->stats().idle); });
-    reg.add_gauge_callback("postgresql_pool_max_connections", "Pool size limit", {},
-                           [p] { return static_cast<double>(p->options().max_size); });
-    reg.add_gauge_callback("postgresql_pool_pending_requests", "Callers waiting for a pooled connection", {},
-                           [p] { return static_cast<double>(p->stats().waiting); });
+    m_metrics->watch_pool([p] { return p->stats(); });
     circuit_breaker* b = &m_breaker;
-    for (breaker_state st : {breaker_state::closed, breaker_state::open, breaker_state::half_open,
-                             breaker_state::forced_open}) {
-      reg.add_gauge_callback("postgresql_circuit_breaker_state", "Circuit breaker state (one-hot)",
-                             {{"state", std::string(to_string(st))}},
-                             [b, st] { return b->state() == st ? 1.0 : 0.0; });
-    }
+    m_metrics->watch_breaker([b] { return b->state(); });
   }
+  m_health_monitor = std::make_unique<internal::health_monitor>([this] { return health_check().status; },
+                                                                m_options.pool.health_check_interval, m_observer);
 }
 
-client::~client() {
-  {
-    std::lock_guard lk(m_monitor_mutex);
-    m_monitor_stop = true;
-  }
-  m_monitor_cv.notify_all();
-  if (m_monitor.joinable()) m_monitor.join();
-}
-
-void client::start_health_monitor() {
-  std::lock_guard lk(m_monitor_mutex);
-  if (m_monitor.joinable() || m_monitor_stop) return;
-  if (m_metrics) {
-    for (health_status st : {health_status::healthy, health_status::degraded, health_status::unhealthy}) {
-      m_registry->add_gauge_callback("postgresql_health_status", "Last background health check (one-hot)",
-                                     {{"status", std::string(to_string(st))}},
-                                     [this, st] { return m_last_health.load() == st ? 1.0 : 0.0; });
-    }
-  }
-  m_monitor = std::thread([this] {
-    std::unique_lock lk(m_monitor_mutex);
-    while (!m_monitor_stop) {
-      lk.unlock();
-      health_status now = health_status::unhealthy;
-      try {
-        now = health_check().status;
-      } catch (...) {
-      }
-      const health_status before = m_last_health.exchange(now);
-      if (before != now && m_observer) m_observer->on_health_changed(static_cast<int>(before), static_cast<int>(now));
-      lk.lock();
-      m_monitor_cv.wait_for(lk, m_options.pool.health_check_interval, [this] { return m_monitor_stop; });
-    }
-  });
-}
+client::~client() = default;
 
 client::pooled_connection client::acquire(const char* context) { return m_pool->acquire(context); }
 
@@ -118,16 +74,6 @@ result client::execute(std::string_view sql, const param_list& params) {
 
 void client::ping() {
   run({"ping", {}, true, false, std::nullopt, nullptr, nullptr}, [](connection& c) { c.ping(); });
-}
-
-std::vector<slow_query> client::recent_slow_queries() const {
-  std::lock_guard lk(m_slow_mutex);
-  return {m_slow.begin(), m_slow.end()};
-}
-
-void client::on_slow_query(std::function<void(const slow_query&)> callback) {
-  std::lock_guard lk(m_slow_mutex);
-  m_slow_callback = std::move(callback);
 }
 
 call_context client::context_now() const noexcept {
@@ -145,94 +91,22 @@ void client::finished(const call_info& info, clock::duration d, int attempts, st
   const bool slow = d >= m_options.observe.slow_query_threshold;
   if (!slow && m_observer == nullptr) return;  // the common case costs one comparison
   call_report r{info.operation, info.sql, d, attempts, rows, failure};
-  if (!slow) {
-    if (failure != nullptr) r.context = context_now();
-    m_observer->on_call_finished(r);
-    return;
-  }
-  try {
+  if (failure != nullptr || slow) r.context = context_now();
+  std::string params;
+  if (slow) {
     r.slow = true;
-    r.context = context_now();
-    slow_query q;
-    q.at = std::chrono::system_clock::now();
-    q.operation = info.operation;
-    q.sql = std::string(info.sql.substr(0, 500));
-    if (m_options.observe.log_parameters && info.describe != nullptr) q.params = info.describe(info.args);
-    q.duration_ms = std::chrono::duration<double, std::milli>(d).count();
-    q.rows = rows;
-    q.attempts = attempts;
-    q.failed = failure != nullptr;
-    r.params = q.params;
-    if (m_observer) m_observer->on_call_finished(r);
-    std::function<void(const slow_query&)> callback;
-    {
-      std::lock_guard lk(m_slow_mutex);
-      m_slow.push_back(q);
-      if (m_slow.size() > 64) m_slow.pop_front();
-      callback = m_slow_callback;
+    try {
+      if (m_options.observe.log_parameters && info.describe != nullptr) params = info.describe(info.args);
+    } catch (...) {
+      // Out of memory while rendering parameters: the record goes without them.
     }
-    if (callback) callback(q);
-  } catch (...) {
-    // Out of memory while recording a slow query: the call itself succeeded or failed already.
+    r.params = params;
   }
+  if (m_observer) m_observer->on_call_finished(r);
+  if (slow) m_slow_queries.record(r);
 }
 
 pool_stats client::pool_statistics() const { return m_pool->stats(); }
-
-std::string_view to_string(health_status s) noexcept {
-  switch (s) {
-    case health_status::healthy: return "healthy";
-    case health_status::degraded: return "degraded";
-    case health_status::unhealthy: return "unhealthy";
-  }
-  return "unknown";
-}
-
-health_report client::health_check() {
-  health_report h;
-  h.threshold_ms = static_cast<double>(m_options.observe.slow_query_threshold.count());
-  h.breaker = m_breaker.state();
-  if (h.breaker == breaker_state::open || h.breaker == breaker_state::forced_open) {
-    h.status = health_status::unhealthy;
-    h.reason = "circuit breaker is open";
-    return h;
-  }
-  const auto stats = m_pool->stats();
-  if (stats.waiting > 0 || (stats.active >= stats.max && stats.idle == 0)) {
-    h.status = health_status::degraded;
-    h.reason = "connection pool is saturated";
-    return h;
-  }
-  try {
-    auto c = m_pool->acquire_until(clock::now() + m_options.connection.connect_timeout, "health");
-    const auto saved = c->options().query_timeout;
-    c->set_query_timeout(m_options.connection.connect_timeout);
-    const auto t0 = clock::now();
-    try {
-      c->ping();
-    } catch (...) {
-      c->set_query_timeout(saved);
-      throw;
-    }
-    h.latency_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
-    c->set_query_timeout(saved);
-  } catch (const error& e) {
-    h.status = health_status::unhealthy;
-    h.reason = "the server cannot be reached";
-    h.error = e.what();
-    return h;
-  }
-  if (h.breaker == breaker_state::half_open) {
-    h.status = health_status::degraded;
-    h.reason = "circuit breaker is half-open";
-  } else if (h.latency_ms > h.threshold_ms) {
-    h.status = health_status::degraded;
-    h.reason = "ping slower than the slow-query threshold";
-  } else {
-    h.status = health_status::healthy;
-  }
-  return h;
-}
 
 connection_info_report client::connection_info() {
   connection_info_report r;
@@ -250,7 +124,7 @@ connection_info_report client::connection_info() {
   r.server.uptime_seconds = uptime;
   r.server.connections = {active, idle, total, max};
   r.pool = m_pool->stats();
-  r.recent_slow_queries = recent_slow_queries();
+  r.recent_slow_queries = m_slow_queries.recent();
   if (m_metrics) {
     const auto& h = m_metrics->query_durations();
     r.performance.queries = m_metrics->queries();

@@ -20,8 +20,10 @@
 #include "steadypg/config.hpp"
 #include "steadypg/connection.hpp"
 #include "steadypg/copy.hpp"
+#include "steadypg/health.hpp"
 #include "steadypg/observe/client_metrics.hpp"
 #include "steadypg/observe/metrics.hpp"
+#include "steadypg/observe/slow_queries.hpp"
 #include "steadypg/observer.hpp"
 #include "steadypg/pool.hpp"
 #include "steadypg/retry.hpp"
@@ -29,24 +31,9 @@
 
 namespace steadypg {
 
-/// Health of the database as seen by a client (docs/observability.md).
-enum class health_status {
-  healthy,   ///< the ping answered within slow_query_threshold
-  degraded,  ///< slower than that, or the breaker is half-open, or the pool is saturated
-  unhealthy  ///< cannot connect, or the breaker is open
-};
-/// "healthy", "degraded", "unhealthy".
-[[nodiscard]] std::string_view to_string(health_status s) noexcept;
-
-/// The result of client::health_check().
-struct health_report {
-  health_status status = health_status::unhealthy;
-  double latency_ms = 0;    ///< ping round trip (0 when it did not run)
-  double threshold_ms = 0;  ///< slow_query_threshold
-  breaker_state breaker = breaker_state::closed;
-  std::string reason;       ///< why not healthy ("" when healthy)
-  std::string error;        ///< the error of a failed ping, passwords never included
-};
+namespace internal {
+class health_monitor;
+}  // namespace internal
 
 /// The result of client::connection_info().
 struct connection_info_report {
@@ -198,7 +185,7 @@ class client {
   /// observer::on_health_changed. Stopped when the client is destroyed. Idempotent.
   void start_health_monitor();
   /// The status the monitor saw last (healthy before its first check).
-  [[nodiscard]] health_status last_health() const noexcept { return m_last_health.load(); }
+  [[nodiscard]] health_status last_health() const noexcept;
   /// Server version, uptime and sessions, pool state and query performance.
   [[nodiscard]] connection_info_report connection_info();
   /// Pool counters.
@@ -214,11 +201,11 @@ class client {
   /// The metrics registry (empty when POSTGRESQL_METRICS_ENABLED is false):
   /// `db.metrics().render_prometheus()`.
   [[nodiscard]] observe::registry& metrics() noexcept { return *m_registry; }
-  /// The most recent calls slower than slow_query_threshold (at most 64), oldest first.
-  [[nodiscard]] std::vector<slow_query> recent_slow_queries() const;
+  /// The most recent calls slower than observe.slow_query_threshold (at most 64), oldest first.
+  [[nodiscard]] std::vector<slow_query> recent_slow_queries() const { return m_slow_queries.recent(); }
   /// Calls `callback` for every slow call, from the thread that made it, after it finished
   /// (must not throw; keep it short). Replaces an earlier callback; an empty one removes it.
-  void on_slow_query(std::function<void(const slow_query&)> callback);
+  void on_slow_query(std::function<void(const slow_query&)> callback) { m_slow_queries.on_slow(std::move(callback)); }
 
   /// The event counters behind the metrics, or nullptr when metrics are off.
   [[nodiscard]] const observe::client_metrics* metric_events() const noexcept { return m_metrics.get(); }
@@ -323,14 +310,8 @@ class client {
   circuit_breaker m_breaker;
   retry_budget m_budget;
   std::unique_ptr<pool_type> m_pool;
-  mutable std::mutex m_slow_mutex;
-  std::deque<slow_query> m_slow;
-  std::function<void(const slow_query&)> m_slow_callback;
-  std::atomic<health_status> m_last_health{health_status::healthy};
-  std::mutex m_monitor_mutex;
-  std::condition_variable m_monitor_cv;
-  bool m_monitor_stop = false;
-  std::thread m_monitor;  // declared last: stopped first
+  observe::slow_query_log m_slow_queries;
+  std::unique_ptr<internal::health_monitor> m_health_monitor;  // declared last: stopped first
 };
 
 }  // namespace steadypg

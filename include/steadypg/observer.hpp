@@ -11,6 +11,7 @@ namespace steadypg {
 
 class error;
 enum class breaker_state;
+enum class health_status;
 
 /// Why a pooled connection was closed.
 enum class close_reason {
@@ -70,19 +71,6 @@ struct retry_report {
   call_context context;
 };
 
-/// A slow call as kept by the client (client::recent_slow_queries()) and passed to its
-/// callback (client::on_slow_query()).
-struct slow_query {
-  std::chrono::system_clock::time_point at;
-  std::string operation;
-  std::string sql;     ///< truncated to 500 bytes
-  std::string params;  ///< only with log_parameters; "" otherwise
-  double duration_ms = 0;
-  std::uint64_t rows = 0;
-  int attempts = 1;
-  bool failed = false;
-};
-
 /// A finished batch (client::batch_execute).
 struct batch_summary {
   std::string_view mode;  ///< "independent", "pipeline", "transaction"
@@ -127,8 +115,8 @@ class observer {
   virtual void on_cancel_sent() noexcept {}
   /// A COMMIT was in flight when the connection was lost: its outcome is unknown.
   virtual void on_indeterminate_commit(std::string_view operation) noexcept { (void)operation; }
-  /// The background health monitor saw the status change (values of steadypg::health_status).
-  virtual void on_health_changed(int from, int to) noexcept { (void)from, (void)to; }
+  /// The background health monitor saw the status change (steadypg/health.hpp).
+  virtual void on_health_changed(health_status from, health_status to) noexcept { (void)from, (void)to; }
   /// A batch finished (every operation succeeded or failed).
   virtual void on_batch_finished(const batch_summary& summary) noexcept { (void)summary; }
   /// A call finished (after all its attempts), successfully or not.
@@ -154,7 +142,7 @@ class observer_tee final : public observer {
   void on_breaker_rejected() noexcept override;
   void on_cancel_sent() noexcept override;
   void on_indeterminate_commit(std::string_view operation) noexcept override;
-  void on_health_changed(int from, int to) noexcept override;
+  void on_health_changed(health_status from, health_status to) noexcept override;
   void on_batch_finished(const batch_summary& summary) noexcept override;
   void on_call_finished(const call_report& report) noexcept override;
 

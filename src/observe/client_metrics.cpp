@@ -2,6 +2,7 @@
 
 #include "steadypg/circuit_breaker.hpp"
 #include "steadypg/error.hpp"
+#include "steadypg/health.hpp"
 
 namespace steadypg::observe {
 
@@ -36,6 +37,38 @@ client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_que
                   {{"from", "closed"}, {"to", "open"}});
   m_budget_exhausted =
       &reg.add_counter("postgresql_retry_budget_exhausted_total", "Retries refused because the retry budget was spent");
+}
+
+void client_metrics::watch_pool(std::function<pool_stats()> read) {
+  auto shared = std::make_shared<std::function<pool_stats()>>(std::move(read));
+  auto& reg = m_registry;
+  reg.add_gauge_callback("postgresql_pool_connections", "Pooled connections by state", {{"state", "active"}},
+                         [shared] { return static_cast<double>((*shared)().active); });
+  reg.add_gauge_callback("postgresql_pool_connections", "Pooled connections by state", {{"state", "idle"}},
+                         [shared] { return static_cast<double>((*shared)().idle); });
+  reg.add_gauge_callback("postgresql_pool_max_connections", "Pool size limit", {},
+                         [shared] { return static_cast<double>((*shared)().max); });
+  reg.add_gauge_callback("postgresql_pool_pending_requests", "Callers waiting for a pooled connection", {},
+                         [shared] { return static_cast<double>((*shared)().waiting); });
+}
+
+void client_metrics::watch_breaker(std::function<breaker_state()> read) {
+  auto shared = std::make_shared<std::function<breaker_state()>>(std::move(read));
+  for (breaker_state st :
+       {breaker_state::closed, breaker_state::open, breaker_state::half_open, breaker_state::forced_open}) {
+    m_registry.add_gauge_callback("postgresql_circuit_breaker_state", "Circuit breaker state (one-hot)",
+                                  {{"state", std::string(to_string(st))}},
+                                  [shared, st] { return (*shared)() == st ? 1.0 : 0.0; });
+  }
+}
+
+void client_metrics::watch_health(std::function<health_status()> read) {
+  auto shared = std::make_shared<std::function<health_status()>>(std::move(read));
+  for (health_status st : {health_status::healthy, health_status::degraded, health_status::unhealthy}) {
+    m_registry.add_gauge_callback("postgresql_health_status", "Last background health check (one-hot)",
+                                  {{"status", std::string(to_string(st))}},
+                                  [shared, st] { return (*shared)() == st ? 1.0 : 0.0; });
+  }
 }
 
 void client_metrics::on_pool_acquired(std::chrono::nanoseconds wait) noexcept {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "steadypg/circuit_breaker.hpp"
+#include "steadypg/health.hpp"
 #include "steadypg/error.hpp"
 
 namespace steadypg::observe {
@@ -210,12 +211,10 @@ void log_observer::on_indeterminate_commit(std::string_view op) noexcept {
   }
 }
 
-void log_observer::on_health_changed(int from, int to) noexcept {
-  static constexpr std::string_view names[] = {"healthy", "degraded", "unhealthy"};
+void log_observer::on_health_changed(health_status from, health_status to) noexcept {
   try {
-    const auto name = [](int v) { return v >= 0 && v < 3 ? names[v] : std::string_view("unknown"); };
-    const log_field f[] = {{"from", name(from)}, {"status", name(to)}};
-    m_log.log(to == 0 ? log_level::info : log_level::warn, "health", "database health changed", f);
+    const log_field f[] = {{"from", to_string(from)}, {"status", to_string(to)}};
+    m_log.log(to == health_status::healthy ? log_level::info : log_level::warn, "health", "database health changed", f);
   } catch (...) {
   }
 }

@@ -2,10 +2,12 @@
 
 #include <array>
 #include <chrono>
+#include <functional>
 #include <mutex>
 
 #include "steadypg/observe/metrics.hpp"
 #include "steadypg/observer.hpp"
+#include "steadypg/pool.hpp"
 
 namespace steadypg::observe {
 
@@ -15,8 +17,11 @@ namespace steadypg::observe {
 /// postgresql_slow_query_total, postgresql_pool_acquire_duration_seconds,
 /// postgresql_pool_acquire_timeouts_total, postgresql_connections_closed_total{reason},
 /// postgresql_circuit_breaker_transitions_total{from,to}, postgresql_retry_budget_exhausted_total,
-/// and the batch families (fed by batch execution). Gauges that mirror live state (pool
-/// connections, breaker state) are registered by the client as callbacks.
+/// and the batch families (fed by batch execution); and the gauges that mirror live state,
+/// read when the metrics are rendered: postgresql_pool_connections{state},
+/// postgresql_pool_max_connections, postgresql_pool_pending_requests (watch_pool),
+/// postgresql_circuit_breaker_state{state} (watch_breaker) and postgresql_health_status{status}
+/// (watch_health). Every metric name of docs/metrics.md is in this class's source file.
 class client_metrics final : public observer {
  public:
   /// Registers every family in `reg`; queries slower than `slow_query_threshold` count as slow.
@@ -30,6 +35,13 @@ class client_metrics final : public observer {
   void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;
   void on_call_finished(const call_report& report) noexcept override;
   void on_batch_finished(const batch_summary& summary) noexcept override;
+
+  /// Registers the pool gauges, which call `read` when rendered. Call once.
+  void watch_pool(std::function<pool_stats()> read);
+  /// Registers the one-hot breaker state gauge. Call once.
+  void watch_breaker(std::function<breaker_state()> read);
+  /// Registers the one-hot health status gauge. Call once.
+  void watch_health(std::function<health_status()> read);
 
   /// Queries finished (ok + error) — for connection_info().
   [[nodiscard]] std::uint64_t queries() const noexcept;

@@ -92,7 +92,7 @@ class log_observer final : public observer {
   void on_indeterminate_commit(std::string_view op) noexcept override;
   void on_call_finished(const call_report& r) noexcept override;
   void on_batch_finished(const batch_summary& b) noexcept override;
-  void on_health_changed(int from, int to) noexcept override;
+  void on_health_changed(health_status from, health_status to) noexcept override;
 
  private:
   logger& m_log;
