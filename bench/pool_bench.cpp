@@ -6,6 +6,8 @@
 #include <benchmark/benchmark.h>
 #include <steadypg/pool.hpp>
 
+#include "pool/basic_pool_impl.hpp"  // the pool instantiated with fakes
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "pool/basic_pool_impl.hpp"  // the pool instantiated with fakes
 #include "steadypg/pool.hpp"
 
 using namespace steadypg;
