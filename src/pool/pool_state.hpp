@@ -456,8 +456,8 @@ struct basic_pool<Conn>::state {
     throw_closed_while_waiting();
   }
 
-  // Sleeps until handed a connection, nudged, or the deadline; throws pool_timeout at the
-  // deadline when nothing was handed.
+  // Sleeps until handed a connection, nudged, or the deadline (returns with the lock held);
+  // throws pool_timeout at the deadline when nothing was handed.
   void wait_for_turn(lock& lk, waiter& w, clock::time_point start, clock::time_point deadline) {
     if (w.cv.wait_until(lk, deadline) != std::cv_status::timeout || w.handed != nullptr) return;
     unlink_waiter(&w);
