@@ -14,6 +14,7 @@
 #include "steadypg/transaction.hpp"
 #include "check.hpp"
 #include "connection_impl.hpp"
+#include "error_builder.hpp"
 
 namespace steadypg {
 
@@ -88,10 +89,11 @@ bool server_ended_session(const error& e) {
 // Rethrown so that client::run() takes the rest of the chunk to a new connection: nothing
 // of what is left was applied.
 [[noreturn]] void throw_resumable(const error& e, outcome o) {
-  connection_error again(e.what(), failure_kind::connection_lost, o, e.server());
-  again.set_operation("batch");
-  again.set_broken();
-  throw again;
+  throw internal::error_builder(failure_kind::connection_lost, o)
+      .fields(e.server())
+      .operation("batch")
+      .broken()
+      .build<connection_error>(e.what());
 }
 
 }  // namespace
@@ -214,8 +216,13 @@ class client::batch_run {
   // anything of the step is sent).
   void bound_by_deadline(connection& c) const {
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(m_deadline - clock::now());
-    // Not a server failure: no retry, nothing for the breaker.
-    if (left.count() <= 0) throw timeout_error("the batch timeout passed", failure_kind::usage, outcome::not_sent);
+    // The batch's own deadline, not a server failure: no retry, nothing for the breaker.
+    if (left.count() <= 0) {
+      throw internal::error_builder(failure_kind::timeout, outcome::not_sent)
+          .origin(error_origin::client)
+          .operation("batch")
+          .build<timeout_error>("the batch timeout passed");
+    }
     c.set_query_timeout(left);
   }
 
@@ -338,12 +345,13 @@ class client::batch_run {
   [[noreturn]] static void throw_call_failure(const connection& c, std::uint64_t before, const error& e) {
     const bool ran_earlier = c.request_count() > before + 1;
     if (!ran_earlier || e.outcome() == outcome::indeterminate) throw;
-    connection_error doubt(fmt::format("the callable failed after some of its statements had run: {}", e.what()),
-                           e.kind() == failure_kind::server_error ? failure_kind::connection_lost : e.kind(),
-                           outcome::indeterminate, e.server());
-    doubt.set_operation("batch");
-    doubt.set_broken(e.poisons_connection());
-    throw doubt;
+    throw internal::error_builder(e.kind() == failure_kind::server_error ? failure_kind::connection_lost : e.kind(),
+                                  outcome::indeterminate)
+        .fields(e.server())
+        .operation("batch")
+        .broken(e.poisons_connection())
+        .build<connection_error>(
+            fmt::format("the callable failed after some of its statements had run: {}", e.what()));
   }
 
   // Pipeline mode: each statement is sent with its own sync point, so each is its own
@@ -507,12 +515,11 @@ class client::batch_run {
                 if (st != connection_status::in_transaction && st != connection_status::failed_transaction) {
                   // It committed or rolled back the chunk's transaction itself: what ran before it
                   // may be in the database, what follows would run outside any transaction.
-                  indeterminate_commit ended(
-                      "a callable ended the chunk's transaction itself (COMMIT or ROLLBACK inside a transaction mode "
-                      "batch); what ran before it may or may not be in the database",
-                      failure_kind::usage, outcome::indeterminate);
-                  ended.set_operation("batch");
-                  throw ended;
+                  throw internal::error_builder(failure_kind::usage, outcome::indeterminate)
+                      .operation("batch")
+                      .build<indeterminate_commit>(
+                          "a callable ended the chunk's transaction itself (COMMIT or ROLLBACK inside a transaction "
+                          "mode batch); what ran before it may or may not be in the database");
                 }
               } else {
                 result r = c.execute(ops[i].sql(), ops[i].params());
@@ -630,13 +637,12 @@ class client::batch_run {
         // No answer to COMMIT. A server that ended the session cleanly never committed;
         // otherwise COMMIT may have been processed.
         if (server_ended_session(e)) throw_resumable(e, outcome::rolled_back);
-        indeterminate_commit lost(
-            fmt::format("connection lost before COMMIT was confirmed; the chunk may or may not have committed: {}",
-                        e.what()),
-            failure_kind::connection_lost, outcome::indeterminate, e.server());
-        lost.set_operation("batch");
-        lost.set_broken();
-        throw lost;
+        throw internal::error_builder(failure_kind::connection_lost, outcome::indeterminate)
+            .fields(e.server())
+            .operation("batch")
+            .broken()
+            .build<indeterminate_commit>(fmt::format(
+                "connection lost before COMMIT was confirmed; the chunk may or may not have committed: {}", e.what()));
       }
     }
     if (!first_error) return;

@@ -21,11 +21,8 @@ std::string_view to_string(breaker_state s) noexcept {
 
 breaker_verdict breaker_verdict_of(const error& e) noexcept {
   // Raised here, before or instead of an answer: the caller, the data, the batch's own
-  // deadline (all failure_kind::usage), the pool and the breaker itself.
-  if (e.kind() == failure_kind::usage) return breaker_verdict::no_answer;
-  if (dynamic_cast<const pool_timeout*>(&e) || dynamic_cast<const circuit_open*>(&e)) {
-    return breaker_verdict::no_answer;
-  }
+  // deadline (origin client), the pool and the breaker itself.
+  if (!e.counts_for_breaker()) return breaker_verdict::no_answer;
   if (is_health_failure(e.sqlstate(), e.kind())) return breaker_verdict::unhealthy;
   // What is left is an answer: a server error report (kind server_error) or a refused login.
   return breaker_verdict::healthy;

@@ -10,6 +10,9 @@
 #include <random>
 #include <thread>
 
+#include "error_builder.hpp"
+#include "retry_policy.hpp"
+
 namespace steadypg {
 
 namespace {
@@ -202,62 +205,39 @@ thread_local std::mt19937_64 t_rng{std::random_device{}()};
 
 }  // namespace
 
-bool client::retry_after(const call_info& info, error& e, const std::optional<circuit_breaker::permit>& permit,
+void client::retry_after(const call_info& info, const error& e, const std::optional<circuit_breaker::permit>& permit,
                          int attempt, std::vector<attempt_error>& earlier, clock::time_point started) {
-  const bool is_breaker_rejection = dynamic_cast<const circuit_open*>(&e) != nullptr;
+  // The rule reads; this applies: breaker, events, budget, sleep.
+  internal::attempt_facts at;
+  at.attempt = attempt;
+  if (info.deadline) at.time_left = *info.deadline - clock::now();
+  at.budget_available = m_resilience.enabled && m_budget.available() >= 1.0;
+  at.random64 = t_rng();
+  auto d = internal::decide_retry(internal::error_facts_of(e), {info.idempotent, info.transaction}, at,
+                                  m_resilience.retry, m_resilience.enabled);
   // Only an answer from the server closes the breaker or clears its failure streak; a pool
   // timeout or a usage error hands a probe permit back without a verdict.
-  if (permit) m_breaker.record(*permit, breaker_verdict_of(e));
-  if (e.operation().empty()) e.set_operation(info.operation);
-  const bool indeterminate_commit_error = dynamic_cast<const indeterminate_commit*>(&e) != nullptr;
-  if (indeterminate_commit_error && m_observer) m_observer->on_indeterminate_commit(info.operation);
-  if (e.kind() == failure_kind::timeout && !dynamic_cast<const pool_timeout*>(&e) && e.operation() != "connect" &&
-      m_observer) {
-    m_observer->on_cancel_sent();
+  if (permit) m_breaker.record(*permit, d.breaker);
+  if (e.is_indeterminate_commit() && m_observer) m_observer->on_indeterminate_commit(info.operation);
+  if (e.cancel_sent() && m_observer) m_observer->on_cancel_sent();
+  if (d.spend_budget && !m_budget.try_spend()) {
+    // Another caller took the last retry since available() was read.
+    at.budget_available = false;
+    d = internal::decide_retry(internal::error_facts_of(e), {info.idempotent, info.transaction}, at,
+                               m_resilience.retry, m_resilience.enabled);
   }
-
-  auto give_up = [&](bool budget_spent = false) {
-    e.set_attempts(attempt + 1, earlier);
-    if (budget_spent) e.set_budget_exhausted();
-    finished(info, clock::now() - started, attempt + 1, 0, &e);
-    return false;
-  };
-  if (!m_resilience.enabled || is_breaker_rejection || indeterminate_commit_error) return give_up();
-
-  // The rule of DESIGN §4.
-  bool safe = false;
-  switch (e.outcome()) {
-    case outcome::not_sent:
-      // Nothing reached the server — but a pool timeout or a usage error would only repeat.
-      safe = e.kind() != failure_kind::usage && !dynamic_cast<const pool_timeout*>(&e);
-      break;
-    case outcome::rolled_back:
-      safe = true;  // the server undid it (a whole transaction re-runs fn)
-      break;
-    case outcome::indeterminate:
-      safe = info.idempotent;
-      break;
-    case outcome::wrong_host:
-    case outcome::fatal:
-    case outcome::ok:
-      safe = false;
-      break;
+  if (d.reason == internal::retry_reason::budget_exhausted && m_observer) {
+    m_observer->on_retry_budget_exhausted(info.operation);
   }
-  if (!safe || attempt >= m_resilience.retry.max_retries) return give_up();
-
-  // A pooled connection found dead before anything was sent: one free, immediate retry.
-  const bool transparent = attempt == 0 && e.outcome() == outcome::not_sent && e.kind() == failure_kind::connection_lost;
-  std::chrono::nanoseconds delay{0};
-  if (!transparent) {
-    if (!m_budget.try_spend()) {
-      if (m_observer) m_observer->on_retry_budget_exhausted(info.operation);
-      return give_up(true);
+  if (!d.retry) {
+    // The caught error stays as it was; what the call adds goes into a copy of the same type.
+    try {
+      internal::error_builder::raise_with_call_facts(
+          e, {info.operation, attempt + 1, std::move(earlier), d.reason == internal::retry_reason::budget_exhausted});
+    } catch (const error& final_error) {
+      finished(info, clock::now() - started, attempt + 1, 0, &final_error);
+      throw;
     }
-    delay = full_jitter_delay(m_resilience.retry, attempt, t_rng());
-  }
-  if (info.deadline) {
-    // Never sleep past the deadline, nor start an attempt that cannot finish.
-    if (clock::now() + delay + m_resilience.retry.min_attempt_time >= *info.deadline) return give_up();
   }
   earlier.push_back({e.sqlstate(), e.what(), e.outcome()});
   if (m_observer) {
@@ -266,12 +246,11 @@ bool client::retry_after(const call_info& info, error& e, const std::optional<ci
     r.reason = to_string(e.outcome());
     r.sqlstate = e.sqlstate();
     r.attempt = attempt + 2;
-    r.delay = delay;
+    r.delay = d.delay;
     r.context = context_now();
     m_observer->on_retry(r);
   }
-  if (delay.count() > 0) std::this_thread::sleep_for(delay);
-  return true;
+  if (d.delay.count() > 0) std::this_thread::sleep_for(d.delay);
 }
 
 namespace {

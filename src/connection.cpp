@@ -14,6 +14,7 @@
 
 #include "check.hpp"
 #include "connection_impl.hpp"
+#include "error_builder.hpp"
 #include "steadypg/dsn.hpp"
 #include "steadypg/transaction.hpp"
 
@@ -148,17 +149,16 @@ void connection_impl::close() noexcept {
 
 void connection_impl::begin_request(std::string_view op) {
   if (conn == nullptr) {
-    connection_error e("the connection is closed", failure_kind::connection_lost, outcome::not_sent);
-    e.set_operation(std::string(op));
-    e.set_broken();
-    throw e;
+    throw error_builder(failure_kind::connection_lost, outcome::not_sent)
+        .operation(op)
+        .broken()
+        .build<connection_error>("the connection is closed");
   }
   if (PQstatus(conn) != CONNECTION_OK) {
-    connection_error e("the connection is broken: " + last_error_message(conn), failure_kind::connection_lost,
-                       outcome::not_sent);
-    e.set_operation(std::string(op));
-    e.set_broken();
-    throw e;
+    throw error_builder(failure_kind::connection_lost, outcome::not_sent)
+        .operation(op)
+        .broken()
+        .build<connection_error>("the connection is broken: " + last_error_message(conn));
   }
   if (in_pipeline) throw usage_error("the connection is in pipeline mode; send through the steadypg::pipeline");
   if (in_copy) throw usage_error("the connection is in COPY mode; finish or abort the steadypg::copy_in or copy_out first");
@@ -375,10 +375,11 @@ void connection_impl::handle_timeout(std::string_view op, bool can_drain) {
                                 drained ? "the statement was cancelled and the connection is idle again"
                                         : "the connection could not be recovered and was closed");
   if (!drained) close();
-  timeout_error e(std::move(msg), failure_kind::timeout, o);
-  e.set_operation(std::string(op));
-  e.set_broken(!drained);
-  throw e;
+  throw error_builder(failure_kind::timeout, o)
+      .operation(op)
+      .broken(!drained)
+      .cancel_sent(cancelled)
+      .build<timeout_error>(std::move(msg));
 }
 
 void connection_impl::run_internal(const char* sql, const deadline& until, std::string_view op) {
@@ -447,10 +448,11 @@ const cached_statement& connection_impl::prepared(std::string_view sql, const pa
     (void)collect("prepare", until);
   } catch (const connection_error& e) {
     // Preparing has no effect on data: a connection lost now means nothing ran.
-    connection_error lost(e.what(), failure_kind::connection_lost, outcome::not_sent, e.server());
-    lost.set_operation("prepare");
-    lost.set_broken();
-    throw lost;
+    throw error_builder(failure_kind::connection_lost, outcome::not_sent)
+        .fields(e.server())
+        .operation("prepare")
+        .broken()
+        .build<connection_error>(e.what());
   }
   auto [pos, inserted] = cache.emplace(std::string(sql), std::move(entry));
   stats.size = cache.size();
@@ -539,10 +541,11 @@ connection::connection(const connection_options& options, validated) : m_impl(st
     // A rejected login says nothing about the server's health and repeats the same way;
     // retrying it can lock the account: fatal, one attempt.
     const auto o = is_login_rejection(f.sqlstate) ? outcome::fatal : outcome::not_sent;
-    connection_error e("could not connect: " + msg, failure_kind::connect_failed, o, std::move(f));
-    e.set_operation("connect");
-    e.set_broken();
-    throw e;
+    throw internal::error_builder(failure_kind::connect_failed, o)
+        .fields(std::move(f))
+        .operation("connect")
+        .broken()
+        .build<connection_error>("could not connect: " + msg);
   };
   d.conn = PQconnectStartParams(keywords + first, values + first, 1);
   if (d.conn == nullptr) fail("out of memory");
@@ -553,11 +556,10 @@ connection::connection(const connection_options& options, validated) : m_impl(st
     const bool ready = d.wait_socket(st == PGRES_POLLING_READING, st == PGRES_POLLING_WRITING, until);
     if (!ready) {
       d.close();
-      timeout_error e(fmt::format("could not connect within {} ms", options.connect_timeout.count()),
-                      failure_kind::connect_failed, outcome::not_sent);
-      e.set_operation("connect");
-      e.set_broken();
-      throw e;
+      throw internal::error_builder(failure_kind::connect_failed, outcome::not_sent)
+          .operation("connect")
+          .broken()
+          .build<timeout_error>(fmt::format("could not connect within {} ms", options.connect_timeout.count()));
     }
     st = PQconnectPoll(d.conn);
   }
@@ -710,16 +712,18 @@ void connection::set_statement_timeout(std::chrono::milliseconds timeout) {
   } catch (const error& e) {
     // A SET changes no data: whatever happened to it, the caller's own request was not sent.
     if (e.kind() == failure_kind::timeout) {
-      timeout_error late(e.what(), failure_kind::timeout, outcome::not_sent, e.server());
-      late.set_operation("set statement_timeout");
-      late.set_broken(e.poisons_connection());
-      throw late;
+      throw internal::error_builder::from(e)
+          .outcome(outcome::not_sent)
+          .operation("set statement_timeout")
+          .broken(e.poisons_connection())
+          .build<timeout_error>(e.what());
     }
     if (!e.poisons_connection()) throw;
-    connection_error lost(e.what(), failure_kind::connection_lost, outcome::not_sent, e.server());
-    lost.set_operation("set statement_timeout");
-    lost.set_broken();
-    throw lost;
+    throw internal::error_builder(failure_kind::connection_lost, outcome::not_sent)
+        .fields(e.server())
+        .operation("set statement_timeout")
+        .broken()
+        .build<connection_error>(e.what());
   }
   m_impl->session_statement_timeout = timeout;
 }

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "connection_impl.hpp"
+#include "error_builder.hpp"
 
 namespace steadypg {
 namespace {
@@ -231,21 +232,8 @@ namespace {
 [[noreturn]] void raise_copy_error(server_error_fields f, bool broken, const request_facts& facts,
                                    std::optional<outcome> forced) {
   if (!forced) internal::throw_server_error(std::move(f), "copy", facts, broken);
-  std::string msg = internal::format_server_message(f);
-  const std::string state = f.sqlstate;
-  auto raise = [&](auto&& e) {
-    e.set_operation("copy");
-    e.set_broken(broken);
-    throw e;
-  };
-  if (broken) raise(connection_error(std::move(msg), std::move(f), *forced));
-  if (state == sqlstates::query_canceled) raise(query_canceled(std::move(msg), std::move(f), *forced));
-  if (state == sqlstates::serialization_failure) raise(serialization_failure(std::move(msg), std::move(f), *forced));
-  if (state == sqlstates::deadlock_detected) raise(deadlock_detected(std::move(msg), std::move(f), *forced));
-  sql_error e(std::move(msg), std::move(f), *forced);
-  e.set_operation("copy");
-  e.set_broken(broken);
-  throw e;
+  // A forced outcome is fatal: never indeterminate_commit.
+  internal::raise_server_error(std::move(f), "copy", *forced, broken, false);
 }
 
 // A session-ending error: FATAL or PANIC, admin shutdown (57P…) or a connection failure (08…).
@@ -350,10 +338,10 @@ void copy_out::lost(std::string message) {
   m_active = false;
   d.close();
   if (!m_delivered) internal::throw_connection_lost(std::move(message), "copy", d.last);
-  connection_error e(std::move(message), failure_kind::connection_lost, outcome::fatal);
-  e.set_operation("copy");
-  e.set_broken();
-  throw e;
+  throw internal::error_builder(failure_kind::connection_lost, outcome::fatal)
+      .operation("copy")
+      .broken()
+      .build<connection_error>(std::move(message));
 }
 
 std::optional<std::string_view> copy_out::next() {
@@ -378,10 +366,11 @@ std::optional<std::string_view> copy_out::next() {
             d.handle_timeout("copy", false);  // in COPY mode: cancel and close, never drain
           } catch (const timeout_error& e) {
             if (!m_delivered) throw;
-            timeout_error final_error(e.what(), failure_kind::timeout, outcome::fatal);
-            final_error.set_operation("copy");
-            final_error.set_broken();
-            throw final_error;
+            throw internal::error_builder::from(e)
+                .outcome(outcome::fatal)
+                .operation("copy")
+                .broken()
+                .build<timeout_error>(e.what());
           }
         }
       }
@@ -412,10 +401,11 @@ void copy_out::finish_stream() {
         d.handle_timeout("copy", false);
       } catch (const timeout_error& e) {
         if (!m_delivered) throw;
-        timeout_error final_error(e.what(), failure_kind::timeout, outcome::fatal);
-        final_error.set_operation("copy");
-        final_error.set_broken();
-        throw final_error;
+        throw internal::error_builder::from(e)
+            .outcome(outcome::fatal)
+            .operation("copy")
+            .broken()
+            .build<timeout_error>(e.what());
       }
     }
     if (raw == nullptr) break;

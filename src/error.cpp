@@ -1,5 +1,7 @@
 #include "steadypg/error.hpp"
 
+#include "error_builder.hpp"
+
 #include <libpq-fe.h>
 
 #include <cstdlib>
@@ -7,39 +9,73 @@
 
 namespace steadypg {
 
-struct error::state {
-  server_error_fields fields;
-  failure_kind kind = failure_kind::server_error;
-  steadypg::outcome outcome = outcome::fatal;
-  std::string operation;
-  int attempts = 1;
-  bool broken = false;
-  bool budget_exhausted = false;
-  std::vector<attempt_error> earlier;
-};
+namespace {
+
+std::shared_ptr<const internal::error_details> make_details(failure_kind kind, steadypg::outcome outcome,
+                                                            server_error_fields fields, error_origin origin) {
+  auto d = std::make_shared<internal::error_details>();
+  d->fields = std::move(fields);
+  d->kind = kind;
+  d->outcome = outcome;
+  d->origin = origin;
+  return d;
+}
+
+internal::error_details details_of(failure_kind kind, steadypg::outcome outcome, server_error_fields fields,
+                                   error_origin origin) {
+  internal::error_details d;
+  d.fields = std::move(fields);
+  d.kind = kind;
+  d.outcome = outcome;
+  d.origin = origin;
+  return d;
+}
+
+internal::error_details with_origin(internal::error_details d, error_origin origin) {
+  d.origin = origin;
+  return d;
+}
+
+internal::error_details in_doubt(internal::error_details d) {
+  d.commit_in_doubt = true;
+  return d;
+}
+
+}  // namespace
+
+std::string_view to_string(error_origin o) noexcept {
+  switch (o) {
+    case error_origin::server: return "server";
+    case error_origin::connection: return "connection";
+    case error_origin::pool: return "pool";
+    case error_origin::breaker: return "breaker";
+    case error_origin::client: return "client";
+  }
+  return "unknown";
+}
 
 error::error(std::string message, failure_kind kind, steadypg::outcome outcome, server_error_fields fields)
-    : std::runtime_error(std::move(message)), m_state(std::make_shared<state>()) {
-  m_state->fields = std::move(fields);
-  m_state->kind = kind;
-  m_state->outcome = outcome;
-}
+    : std::runtime_error(std::move(message)),
+      m_state(make_details(kind, outcome, std::move(fields), internal::default_origin(kind))) {}
 
 error::error(std::string message, server_error_fields fields, steadypg::outcome outcome)
-    : std::runtime_error(std::move(message)), m_state(std::make_shared<state>()) {
-  m_state->fields = std::move(fields);
-  m_state->kind = failure_kind::server_error;
-  m_state->outcome = outcome;
-}
+    : std::runtime_error(std::move(message)),
+      m_state(make_details(failure_kind::server_error, outcome, std::move(fields), error_origin::server)) {}
+
+error::error(std::string message, internal::error_details details)
+    : std::runtime_error(std::move(message)),
+      m_state(std::make_shared<const internal::error_details>(std::move(details))) {}
 
 const std::string& error::sqlstate() const noexcept { return m_state->fields.sqlstate; }
 sqlstate_class error::state_class() const noexcept { return classify_sqlstate(m_state->fields.sqlstate); }
 const server_error_fields& error::server() const noexcept { return m_state->fields; }
 failure_kind error::kind() const noexcept { return m_state->kind; }
 outcome error::outcome() const noexcept { return m_state->outcome; }
+error_origin error::origin() const noexcept { return m_state->origin; }
 const std::string& error::operation() const noexcept { return m_state->operation; }
 int error::attempts() const noexcept { return m_state->attempts; }
 const std::vector<attempt_error>& error::earlier_attempts() const noexcept { return m_state->earlier; }
+bool error::budget_exhausted() const noexcept { return m_state->budget_exhausted; }
 
 bool error::is_transient() const noexcept {
   switch (m_state->outcome) {
@@ -48,7 +84,7 @@ bool error::is_transient() const noexcept {
     case outcome::wrong_host:
       return true;
     case outcome::not_sent:
-      return m_state->kind != failure_kind::usage;
+      return m_state->origin != error_origin::client;
     case outcome::ok:
     case outcome::fatal:
       return false;
@@ -61,21 +97,64 @@ bool error::poisons_connection() const noexcept {
          m_state->fields.sqlstate.starts_with("08") || m_state->fields.sqlstate.starts_with("57P");
 }
 
-void error::set_operation(std::string op) { m_state->operation = std::move(op); }
-
-void error::set_broken(bool broken) noexcept { m_state->broken = broken; }
-bool error::budget_exhausted() const noexcept { return m_state->budget_exhausted; }
-void error::set_budget_exhausted(bool on) noexcept { m_state->budget_exhausted = on; }
-
-void error::set_attempts(int attempts, std::vector<attempt_error> earlier) {
-  m_state->attempts = attempts;
-  m_state->earlier = std::move(earlier);
+bool error::reached_server() const noexcept {
+  return m_state->outcome != outcome::not_sent && m_state->kind != failure_kind::connect_failed;
 }
 
+bool error::counts_for_breaker() const noexcept {
+  return m_state->origin == error_origin::server || m_state->origin == error_origin::connection;
+}
+
+bool error::cancel_sent() const noexcept { return m_state->cancel_sent; }
+bool error::is_indeterminate_commit() const noexcept { return m_state->commit_in_doubt; }
+
+pool_timeout::pool_timeout(std::string message, failure_kind kind, steadypg::outcome outcome, server_error_fields fields)
+    : timeout_error(std::move(message), details_of(kind, outcome, std::move(fields), error_origin::pool)) {}
+pool_timeout::pool_timeout(std::string message, internal::error_details details)
+    : timeout_error(std::move(message), with_origin(std::move(details), error_origin::pool)) {}
+
+circuit_open::circuit_open(std::string message, failure_kind kind, steadypg::outcome outcome, server_error_fields fields)
+    : error(std::move(message), details_of(kind, outcome, std::move(fields), error_origin::breaker)) {}
+circuit_open::circuit_open(std::string message, internal::error_details details)
+    : error(std::move(message), with_origin(std::move(details), error_origin::breaker)) {}
+
+indeterminate_commit::indeterminate_commit(std::string message, failure_kind kind, steadypg::outcome outcome,
+                                           server_error_fields fields)
+    : error(std::move(message),
+            in_doubt(details_of(kind, outcome, std::move(fields), internal::default_origin(kind)))) {}
+indeterminate_commit::indeterminate_commit(std::string message, internal::error_details details)
+    : error(std::move(message), in_doubt(std::move(details))) {}
+
 usage_error::usage_error(std::string message) : error(std::move(message), failure_kind::usage, outcome::not_sent) {}
+usage_error::usage_error(std::string message, internal::error_details details)
+    : error(std::move(message), std::move(details)) {}
 conversion_error::conversion_error(std::string message)
     : error(std::move(message), failure_kind::usage, outcome::fatal) {}
+conversion_error::conversion_error(std::string message, internal::error_details details)
+    : error(std::move(message), std::move(details)) {}
 config_error::config_error(std::string message) : error(std::move(message), failure_kind::usage, outcome::not_sent) {}
+config_error::config_error(std::string message, internal::error_details details)
+    : error(std::move(message), std::move(details)) {}
+
+// Each class throws a copy of its own type (what the retry layer's rethrow relies on).
+#define STEADYPG_RAISE_WITH(type) \
+  void type::raise_with(internal::error_details details) const { throw type(what(), std::move(details)); }
+STEADYPG_RAISE_WITH(error)
+STEADYPG_RAISE_WITH(connection_error)
+STEADYPG_RAISE_WITH(timeout_error)
+STEADYPG_RAISE_WITH(pool_timeout)
+STEADYPG_RAISE_WITH(pool_exhausted)
+STEADYPG_RAISE_WITH(circuit_open)
+STEADYPG_RAISE_WITH(indeterminate_commit)
+STEADYPG_RAISE_WITH(usage_error)
+STEADYPG_RAISE_WITH(conversion_error)
+STEADYPG_RAISE_WITH(config_error)
+STEADYPG_RAISE_WITH(sql_error)
+STEADYPG_RAISE_WITH(unique_violation)
+STEADYPG_RAISE_WITH(serialization_failure)
+STEADYPG_RAISE_WITH(deadlock_detected)
+STEADYPG_RAISE_WITH(query_canceled)
+#undef STEADYPG_RAISE_WITH
 
 namespace internal {
 
@@ -116,47 +195,73 @@ std::string format_server_message(const server_error_fields& f) {
   return out;
 }
 
+error_origin default_origin(failure_kind kind) noexcept {
+  switch (kind) {
+    case failure_kind::server_error: return error_origin::server;
+    case failure_kind::usage: return error_origin::client;
+    case failure_kind::connect_failed:
+    case failure_kind::connection_lost:
+    case failure_kind::timeout:
+      break;
+  }
+  return error_origin::connection;
+}
+
+error_builder error_builder::from(const error& e) {
+  const error_details& d = *e.m_state;
+  error_builder b(d.kind, d.outcome);
+  b.m_d.fields = d.fields;
+  b.m_d.operation = d.operation;
+  b.m_d.broken = d.broken;
+  b.m_d.cancel_sent = d.cancel_sent;
+  return b;
+}
+
+void error_builder::raise_with_call_facts(const error& e, call_outcome_facts facts) {
+  error_details d = *e.m_state;
+  if (d.operation.empty()) d.operation.assign(facts.operation);
+  d.attempts = facts.attempts;
+  d.earlier = std::move(facts.earlier);
+  d.budget_exhausted = facts.budget_exhausted;
+  e.raise_with(std::move(d));
+  std::abort();  // not reached: raise_with always throws
+}
+
 void throw_connection_lost(std::string message, std::string_view operation, const request_facts& facts) {
   const auto o = classify_outcome("", failure_kind::connection_lost, facts);
+  auto b = error_builder(failure_kind::connection_lost, o).operation(operation).broken();
   if (o == outcome::indeterminate && facts.commit_sent) {
-    indeterminate_commit e("connection lost after COMMIT was sent; the transaction may or may not have committed: " +
-                               message,
-                           failure_kind::connection_lost, o);
-    e.set_operation(std::string(operation));
-    e.set_broken();
-    throw e;
+    throw b.build<indeterminate_commit>(
+        "connection lost after COMMIT was sent; the transaction may or may not have committed: " + message);
   }
-  connection_error e(std::move(message), failure_kind::connection_lost, o);
-  e.set_operation(std::string(operation));
-  e.set_broken();
-  throw e;
+  throw b.build<connection_error>(std::move(message));
+}
+
+void raise_server_error(server_error_fields fields, std::string_view operation, steadypg::outcome o, bool broken,
+                        bool commit_sent) {
+  std::string msg = format_server_message(fields);
+  const std::string s = fields.sqlstate;
+  auto b = error_builder(failure_kind::server_error, o).fields(std::move(fields)).operation(operation).broken(broken);
+  if (broken) {
+    // The server ended the session (57P01 …): the connection is gone, whatever it said.
+    b.origin(error_origin::connection);
+    if (o == outcome::indeterminate && commit_sent) {
+      throw b.build<indeterminate_commit>("connection lost after COMMIT was sent; the transaction may or may not have "
+                                          "committed: " + msg);
+    }
+    throw b.build<connection_error>(std::move(msg));
+  }
+  if (s == sqlstates::unique_violation) throw b.build<unique_violation>(std::move(msg));
+  if (s == sqlstates::serialization_failure) throw b.build<serialization_failure>(std::move(msg));
+  if (s == sqlstates::deadlock_detected) throw b.build<deadlock_detected>(std::move(msg));
+  if (s == sqlstates::query_canceled) throw b.build<query_canceled>(std::move(msg));
+  throw b.build<sql_error>(std::move(msg));
 }
 
 void throw_server_error(server_error_fields fields, std::string_view operation, const request_facts& facts,
                         bool broken) {
   const auto o = classify_outcome(fields.sqlstate, failure_kind::server_error, facts);
-  std::string msg = format_server_message(fields);
-  const std::string& s = fields.sqlstate;
-  auto raise = [&](auto&& e) {
-    e.set_operation(std::string(operation));
-    e.set_broken(broken);
-    throw e;
-  };
-  if (broken) {
-    if (o == outcome::indeterminate && facts.commit_sent) {
-      raise(indeterminate_commit("connection lost after COMMIT was sent; the transaction may or may not have "
-                                 "committed: " + msg, std::move(fields), o));
-    }
-    raise(connection_error(std::move(msg), std::move(fields), o));
-  }
-  if (s == sqlstates::unique_violation) raise(unique_violation(std::move(msg), std::move(fields), o));
-  if (s == sqlstates::serialization_failure) raise(serialization_failure(std::move(msg), std::move(fields), o));
-  if (s == sqlstates::deadlock_detected) raise(deadlock_detected(std::move(msg), std::move(fields), o));
-  if (s == sqlstates::query_canceled) raise(query_canceled(std::move(msg), std::move(fields), o));
-  sql_error e(std::move(msg), std::move(fields), o);
-  e.set_operation(std::string(operation));
-  e.set_broken(broken);
-  throw e;
+  raise_server_error(std::move(fields), operation, o, broken, facts.commit_sent);
 }
 
 }  // namespace internal

@@ -5,12 +5,18 @@
 #include <optional>
 
 #include "connection_impl.hpp"
+#include "error_builder.hpp"
 
 namespace steadypg {
 
 pipeline_aborted::pipeline_aborted()
     : sql_error("pipeline aborted: an earlier statement in the same sync group failed, so this one was not run",
                 failure_kind::server_error, outcome::not_sent) {}
+pipeline_aborted::pipeline_aborted(std::string message, internal::error_details details)
+    : sql_error(std::move(message), std::move(details)) {}
+void pipeline_aborted::raise_with(internal::error_details details) const {
+  throw pipeline_aborted(what(), std::move(details));
+}
 
 pipeline::pipeline(connection& conn) : m_conn(&conn) {
   auto& d = *conn.m_impl;
@@ -59,11 +65,12 @@ void pipeline::out_of_step(std::string_view what) {
   auto& d = *m_conn->m_impl;
   lost();
   m_conn->close();
-  connection_error e(fmt::format("pipeline out of step with the server ({}); the connection was closed", what),
-                     failure_kind::connection_lost, d.last.bytes_sent ? outcome::indeterminate : outcome::not_sent);
-  e.set_operation("pipeline");
-  e.set_broken();
-  throw e;
+  throw internal::error_builder(failure_kind::connection_lost,
+                                d.last.bytes_sent ? outcome::indeterminate : outcome::not_sent)
+      .operation("pipeline")
+      .broken()
+      .build<connection_error>(
+          fmt::format("pipeline out of step with the server ({}); the connection was closed", what));
 }
 
 void pipeline::consumed_statement() noexcept {

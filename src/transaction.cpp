@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "error_builder.hpp"
+
 namespace steadypg {
 
 transaction::transaction(connection& conn, const transaction_options& options) : m_conn(&conn) {
@@ -49,9 +51,10 @@ void transaction::commit() {
     server_error_fields f;
     f.sqlstate = std::string(sqlstates::in_failed_sql_transaction);
     f.message = "COMMIT rolled back the transaction because an earlier statement in it failed";
-    auto e = sql_error(f.message + " (SQLSTATE 25P02)", f, outcome::fatal);
-    e.set_operation("commit");
-    throw e;
+    throw internal::error_builder(failure_kind::server_error, outcome::fatal)
+        .fields(f)
+        .operation("commit")
+        .build<sql_error>(f.message + " (SQLSTATE 25P02)");
   }
 }
 

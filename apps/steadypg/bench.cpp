@@ -97,7 +97,7 @@ void init_schema(const context& ctx, int scale) {
 }
 
 bool is_outage(const error& e) {
-  return is_health_failure(e.sqlstate(), e.kind()) || dynamic_cast<const pool_timeout*>(&e) != nullptr;
+  return is_health_failure(e.sqlstate(), e.kind()) || e.origin() == error_origin::pool;
 }
 
 }  // namespace

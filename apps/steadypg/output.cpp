@@ -99,9 +99,11 @@ int report_error(const context& ctx, std::string_view command) {
     if (!e.server().detail.empty()) err["detail"] = e.server().detail;
     if (!e.server().hint.empty()) err["hint"] = e.server().hint;
     err["outcome"] = std::string(to_string(e.outcome()));
-    const bool unreachable = dynamic_cast<const connection_error*>(&e) != nullptr ||
-                             dynamic_cast<const timeout_error*>(&e) != nullptr ||
-                             dynamic_cast<const circuit_open*>(&e) != nullptr;
+    // No connection, a lost one, a deadline, or an open breaker. A lost COMMIT is a failed
+    // statement (exit 1): the server may have applied it.
+    const bool unreachable = (e.origin() == error_origin::connection || e.origin() == error_origin::pool ||
+                              e.origin() == error_origin::breaker) &&
+                             !e.is_indeterminate_commit();
     code = unreachable ? unavailable : sql_failure;
   } catch (const std::exception& e) {
     message = e.what();

@@ -31,7 +31,8 @@ enum class breaker_verdict {
               ///< error, circuit_open, the batch's own deadline; counts neither way
 };
 
-/// The breaker's reading of a failed call (a pure function of the error).
+/// The breaker's reading of a failed call (a pure function of the error): no_answer unless
+/// e.counts_for_breaker(); then unhealthy for a health failure (is_health_failure()), else healthy.
 [[nodiscard]] breaker_verdict breaker_verdict_of(const error& e) noexcept;
 
 /// Breaker configuration (docs/resilience.md). Plain aggregate; validate() throws config_error.

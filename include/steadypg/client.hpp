@@ -210,6 +210,7 @@ class client {
   /// The event counters behind the metrics, or nullptr when metrics are off.
   [[nodiscard]] const observe::client_metrics* metric_events() const noexcept { return m_metrics.get(); }
 
+ private:
   /// What the pipeline needs to know about a call.
   struct call_info {
     const char* operation;
@@ -249,8 +250,8 @@ class client {
           }
           return r;
         }
-      } catch (error& e) {
-        if (!retry_after(info, e, permit, attempt, earlier, started)) throw;
+      } catch (const error& e) {
+        retry_after(info, e, permit, attempt, earlier, started);  // or throws the final error
         ++attempt;
       } catch (...) {
         // Not a steadypg error (thrown by the caller's code): it says nothing about the server,
@@ -261,7 +262,6 @@ class client {
     }
   }
 
- private:
   // Applies the call's remaining time as the connection's client-side timeout for one attempt.
   class timeout_scope {
    public:
@@ -297,8 +297,10 @@ class client {
   pooled_connection acquire_for(const call_info& info);
   void succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit,
                  clock::time_point started, int attempt, std::uint64_t rows) noexcept;
-  // Records the failure (breaker, budget, events) and decides; true after sleeping the backoff.
-  bool retry_after(const call_info& info, error& e, const std::optional<circuit_breaker::permit>& permit,
+  // Applies the retry rule (src/retry_policy.hpp) to a failed attempt: records it with the
+  // breaker, fires the events, spends the budget and sleeps the backoff when the call is to run
+  // again; otherwise throws a copy of `e` carrying the attempts (and reports the call finished).
+  void retry_after(const call_info& info, const error& e, const std::optional<circuit_breaker::permit>& permit,
                    int attempt, std::vector<attempt_error>& earlier, clock::time_point started);
 
   client_options m_options;

@@ -36,13 +36,38 @@ struct attempt_error {
   steadypg::outcome outcome = outcome::fatal;
 };
 
-/// Root of every exception steadypg throws.
+/// Which layer raised an error (error::origin(); docs/errors.md). The retry rule and the
+/// circuit breaker read it instead of the error's class.
+enum class error_origin {
+  server,      ///< the server answered with an error report (sql_error and its subclasses)
+  connection,  ///< the connection: could not connect (a refused login too), was lost (also when the
+               ///< server ended the session, e.g. 57P01), or passed its deadline
+  pool,        ///< the pool lent no connection (pool_timeout, pool_exhausted)
+  breaker,     ///< the circuit breaker rejected the call without trying (circuit_open)
+  client       ///< stopped on this side for reasons that say nothing about the server: a usage,
+               ///< configuration or conversion error, a batch's own deadline
+};
+/// "server", "connection", "pool", "breaker", "client".
+[[nodiscard]] std::string_view to_string(error_origin o) noexcept;
+
+namespace internal {
+struct error_details;  // every fact of an error; built by the library (src/error_builder.hpp)
+class error_builder;
+}  // namespace internal
+
+/// Root of every exception steadypg throws. Immutable: everything it reports is known when it
+/// is thrown; a layer that adds facts (the retry layer's attempts) throws a new error of the
+/// same type.
 class error : public std::runtime_error {
  public:
-  /// A local error; `fields` may carry a SQLSTATE inferred from a connect failure.
+  /// A local error; `fields` may carry a SQLSTATE inferred from a connect failure. The origin
+  /// follows from `kind` (server_error → server, usage → client, else connection).
   error(std::string message, failure_kind kind, steadypg::outcome outcome, server_error_fields fields = {});
   /// An error reported by the server.
+  [[deprecated("use error(message, failure_kind::server_error, outcome, fields)")]]
   error(std::string message, server_error_fields fields, steadypg::outcome outcome);
+  /// Internal: an error with every fact given (only the library can make `details`).
+  error(std::string message, internal::error_details details);
 
   /// The SQLSTATE code, or "" when the failure was local.
   [[nodiscard]] const std::string& sqlstate() const noexcept;
@@ -54,73 +79,170 @@ class error : public std::runtime_error {
   [[nodiscard]] failure_kind kind() const noexcept;
   /// What the failure means for a retry (docs/resilience.md).
   [[nodiscard]] steadypg::outcome outcome() const noexcept;
+  /// Which layer raised it: the server, the connection, the pool, the breaker or this side.
+  [[nodiscard]] error_origin origin() const noexcept;
   /// The operation that failed ("execute", "connect", "commit", …); may be empty.
   [[nodiscard]] const std::string& operation() const noexcept;
   /// How many attempts were made in total (1 unless a retry layer ran it again).
   [[nodiscard]] int attempts() const noexcept;
   /// The errors of the earlier attempts, oldest first.
   [[nodiscard]] const std::vector<attempt_error>& earlier_attempts() const noexcept;
+  /// True when a retry was refused because the retry budget was spent.
+  [[nodiscard]] bool budget_exhausted() const noexcept;
 
   /// True when running the same request again may succeed (rolled_back, not_sent with a
   /// health failure, lost connection) — it does not say whether it is *safe* (see outcome()).
   [[nodiscard]] bool is_transient() const noexcept;
   /// True when the connection that produced this error must not be reused.
   [[nodiscard]] bool poisons_connection() const noexcept;
-
-  /// Sets the operation name (used by higher layers).
-  void set_operation(std::string op);
-  /// True when a retry was refused because the retry budget was spent.
-  [[nodiscard]] bool budget_exhausted() const noexcept;
-  /// Flags the error as returned because the retry budget was spent.
-  void set_budget_exhausted(bool on = true) noexcept;
-  /// Marks the connection that produced this error as unusable.
-  void set_broken(bool broken = true) noexcept;
-  /// Records the attempt count and the earlier attempts (used by the retry layer).
-  void set_attempts(int attempts, std::vector<attempt_error> earlier);
+  /// True when some of the request may have reached the server, so it may have had effects:
+  /// every outcome but not_sent, except a refused login (only the login reached the server).
+  [[nodiscard]] bool reached_server() const noexcept;
+  /// True when the failure says something about the server's health, either way (origin
+  /// server or connection); false for pool, breaker and client errors (breaker_verdict_of()).
+  [[nodiscard]] bool counts_for_breaker() const noexcept;
+  /// True when a deadline passed and a cancel request was delivered to the server for it.
+  [[nodiscard]] bool cancel_sent() const noexcept;
+  /// True for indeterminate_commit: the transaction may or may not have committed.
+  [[nodiscard]] bool is_indeterminate_commit() const noexcept;
 
  private:
-  struct state;
-  std::shared_ptr<state> m_state;  // shared so that copying an exception cannot throw
+  friend class internal::error_builder;
+  // Throws a copy of this error, of the same type, carrying `details` (error_builder).
+  [[noreturn]] virtual void raise_with(internal::error_details details) const;
+
+  std::shared_ptr<const internal::error_details> m_state;  // shared so that copying cannot throw
 };
 
 /// The connection could not be established or was lost.
-class connection_error : public error { using error::error; };
+class connection_error : public error {
+ public:
+  using error::error;
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
 /// A client-side deadline passed (connect, query, acquire).
-class timeout_error : public error { using error::error; };
-/// No pooled connection became free before the acquire deadline, or the waiter cap was hit.
-class pool_timeout : public timeout_error { using timeout_error::timeout_error; };
-/// An acquire was rejected at once because max_waiters callers were already queued.
-class pool_exhausted : public pool_timeout { using pool_timeout::pool_timeout; };
-/// The circuit breaker is open: the call failed at once without trying the server.
-class circuit_open : public error { using error::error; };
+class timeout_error : public error {
+ public:
+  using error::error;
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
+/// No pooled connection became free before the acquire deadline, or the waiter cap was hit
+/// (origin() == error_origin::pool).
+class pool_timeout : public timeout_error {
+ public:
+  pool_timeout(std::string message, failure_kind kind, steadypg::outcome outcome, server_error_fields fields = {});
+  /// Internal (see error).
+  pool_timeout(std::string message, internal::error_details details);
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
+/// An acquire was rejected at once because max_waiters callers were already queued. It
+/// never waited; it derives from pool_timeout so that one catch handles "no connection".
+class pool_exhausted : public pool_timeout {
+ public:
+  using pool_timeout::pool_timeout;
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
+/// The circuit breaker is open: the call failed at once without trying the server
+/// (origin() == error_origin::breaker).
+class circuit_open : public error {
+ public:
+  circuit_open(std::string message, failure_kind kind, steadypg::outcome outcome, server_error_fields fields = {});
+  /// Internal (see error).
+  circuit_open(std::string message, internal::error_details details);
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
 /// The connection was lost after COMMIT was sent: the transaction may or may not have
 /// committed. Never retried automatically.
-class indeterminate_commit : public error { using error::error; };
+class indeterminate_commit : public error {
+ public:
+  indeterminate_commit(std::string message, failure_kind kind, steadypg::outcome outcome,
+                       server_error_fields fields = {});
+  /// Internal (see error).
+  indeterminate_commit(std::string message, internal::error_details details);
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
 /// A bad argument or misuse detected before anything was sent (parameter count, NUL byte …).
 class usage_error : public error {
  public:
   explicit usage_error(std::string message);
+  /// Internal (see error).
+  usage_error(std::string message, internal::error_details details);
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
 };
 /// A result value could not be converted (NULL into a non-optional, unparsable text …).
 class conversion_error : public error {
  public:
   explicit conversion_error(std::string message);
+  /// Internal (see error).
+  conversion_error(std::string message, internal::error_details details);
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
 };
 /// Invalid configuration (environment variable, option or DSN).
 class config_error : public error {
  public:
   explicit config_error(std::string message);
+  /// Internal (see error).
+  config_error(std::string message, internal::error_details details);
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
 };
 /// The server reported an error for a statement.
-class sql_error : public error { using error::error; };
+class sql_error : public error {
+ public:
+  using error::error;
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
 /// 23505
-class unique_violation : public sql_error { using sql_error::sql_error; };
+class unique_violation : public sql_error {
+ public:
+  using sql_error::sql_error;
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
 /// 40001
-class serialization_failure : public sql_error { using sql_error::sql_error; };
+class serialization_failure : public sql_error {
+ public:
+  using sql_error::sql_error;
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
 /// 40P01
-class deadlock_detected : public sql_error { using sql_error::sql_error; };
+class deadlock_detected : public sql_error {
+ public:
+  using sql_error::sql_error;
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
 /// 57014 (statement_timeout or a cancel request)
-class query_canceled : public sql_error { using sql_error::sql_error; };
+class query_canceled : public sql_error {
+ public:
+  using sql_error::sql_error;
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
 
 namespace internal {
 /// Extracts every error field of a failed PGresult.

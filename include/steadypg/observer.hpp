@@ -111,7 +111,8 @@ class observer {
   virtual void on_breaker_transition(breaker_state from, breaker_state to) noexcept { (void)from, (void)to; }
   /// A call was rejected at once by an open breaker.
   virtual void on_breaker_rejected() noexcept {}
-  /// A cancel request was sent for a statement that passed its deadline.
+  /// A cancel request was delivered to the server for a statement that passed its deadline
+  /// (error::cancel_sent()).
   virtual void on_cancel_sent() noexcept {}
   /// A COMMIT was in flight when the connection was lost: its outcome is unknown.
   virtual void on_indeterminate_commit(std::string_view operation) noexcept { (void)operation; }

@@ -88,6 +88,11 @@ class pipeline {
 class pipeline_aborted : public sql_error {
  public:
   pipeline_aborted();
+  /// Internal (see error).
+  pipeline_aborted(std::string message, internal::error_details details);
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
 };
 
 }  // namespace steadypg

@@ -119,7 +119,7 @@ TEST(log, failures_carry_context) {
   server_error_fields fields;
   fields.sqlstate = "22012";
   fields.message = "division by zero";
-  sql_error e("division by zero (SQLSTATE 22012)", fields, outcome::fatal);
+  sql_error e("division by zero (SQLSTATE 22012)", failure_kind::server_error, outcome::fatal, fields);
   call_report rep{"execute", "SELECT 1/0", 2ms, 1, 0, &e};
   rep.context = {1, 2, 0, "closed"};
   obs.on_call_finished(rep);

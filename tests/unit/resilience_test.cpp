@@ -12,6 +12,8 @@
 #include "steadypg/observer.hpp"
 #include "steadypg/retry.hpp"
 
+#include "error_builder.hpp"
+
 using namespace steadypg;
 using namespace std::chrono_literals;
 
@@ -259,7 +261,7 @@ TEST(circuit_breaker, verdict_of_each_error) {
     server_error_fields f;
     f.sqlstate = state;
     f.message = "from the server";
-    return sql_error("from the server", f, outcome::fatal);
+    return sql_error("from the server", failure_kind::server_error, outcome::fatal, f);
   };
   server_error_fields login;
   login.sqlstate = "28P01";
@@ -280,6 +282,22 @@ TEST(circuit_breaker, verdict_of_each_error) {
        breaker_verdict::no_answer},
       {"batch deadline", [] { throw timeout_error("batch deadline", failure_kind::usage, outcome::not_sent); },
        breaker_verdict::no_answer},
+      {"batch deadline (as the batch raises it)",
+       [] {
+         throw internal::error_builder(failure_kind::timeout, outcome::not_sent)
+             .origin(error_origin::client)
+             .build<timeout_error>("the batch timeout passed");
+       },
+       breaker_verdict::no_answer},
+      {"server ended the session (57P01, broken)",
+       [] {
+         server_error_fields f;
+         f.sqlstate = "57P01";
+         internal::throw_server_error(f, "execute", {true, false, false}, true);
+       },
+       breaker_verdict::unhealthy},
+      {"indeterminate_commit", [] { internal::throw_connection_lost("lost", "commit", {true, true, true}); },
+       breaker_verdict::unhealthy},
       {"23505", [&] { throw server("23505"); }, breaker_verdict::healthy},
       {"42P01", [&] { throw server("42P01"); }, breaker_verdict::healthy},
       {"40001", [&] { throw server("40001"); }, breaker_verdict::healthy},

@@ -3,6 +3,8 @@
 #include "steadypg/error.hpp"
 #include "steadypg/sqlstate.hpp"
 
+#include "error_builder.hpp"
+
 using namespace steadypg;
 
 namespace {
@@ -146,10 +148,22 @@ TEST(error, lost_connection_and_attempts) {
   } catch (const connection_error& e) {
     EXPECT_EQ(e.outcome(), outcome::rolled_back);
     EXPECT_EQ(e.attempts(), 1);
-    connection_error copy = e;
-    copy.set_attempts(3, {{"57P01", "first", outcome::indeterminate}, {"", "second", outcome::not_sent}});
-    EXPECT_EQ(copy.attempts(), 3);
-    ASSERT_EQ(copy.earlier_attempts().size(), 2u);
-    EXPECT_EQ(copy.earlier_attempts()[0].sqlstate, "57P01");
+    // The retry layer adds its facts to a copy of the same type; the caught error is unchanged.
+    try {
+      internal::error_builder::raise_with_call_facts(
+          e, {"transaction", 3, {{"57P01", "first", outcome::indeterminate}, {"", "second", outcome::not_sent}}, true});
+      FAIL() << "no throw";
+    } catch (const connection_error& copy) {
+      EXPECT_EQ(copy.attempts(), 3);
+      ASSERT_EQ(copy.earlier_attempts().size(), 2u);
+      EXPECT_EQ(copy.earlier_attempts()[0].sqlstate, "57P01");
+      EXPECT_TRUE(copy.budget_exhausted());
+      EXPECT_EQ(copy.operation(), "execute") << "the error's own operation wins";
+      EXPECT_EQ(copy.outcome(), outcome::rolled_back);
+      EXPECT_STREQ(copy.what(), e.what());
+    }
+    EXPECT_EQ(e.attempts(), 1);
+    EXPECT_TRUE(e.earlier_attempts().empty());
+    EXPECT_FALSE(e.budget_exhausted());
   }
 }
