@@ -1,8 +1,9 @@
 // Every ```cpp block in README.md and docs/*.md must be, line for line, a //[name … //]
 // region of a program in examples/ (which CI compiles and runs), so that the documentation
-// shows code that builds and works; and every file path the docs name (headers, sources,
-// examples, scripts) must exist. Usage: steadypg_docs_check SOURCE_DIR
+// shows code that builds and works; and every file path the docs name (public headers against
+// include/, other headers, sources, examples, scripts) must exist. Usage: steadypg_docs_check SOURCE_DIR
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -53,23 +54,65 @@ std::vector<std::string> expand_braces(const std::string& path) {
   return out;
 }
 
-// The repository files a doc names that do not exist.
-std::vector<std::string> missing_paths(const fs::path& root, const std::vector<std::string>& lines) {
+struct missing_path {
+  std::size_t line;     // 1-based
+  std::string message;  // what is named and where it was looked for
+};
+
+// True when the match at `pos` starts a path rather than continuing one (`apps/steadypg/x.hpp`
+// is not a `steadypg/x.hpp` header). std::regex has no lookbehind.
+bool starts_path(const std::string& line, std::size_t pos) {
+  if (pos == 0) return true;
+  const char c = line[pos - 1];
+  return !(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '/' || c == '.' || c == '-');
+}
+
+// The repository files a doc names that do not exist:
+//  - public headers, however they are written (`steadypg/client.hpp`, `<steadypg/observe/log.hpp>`,
+//    `include/steadypg/{copy,observer}.hpp`), against include/;
+//  - headers named in backticks relative to include/steadypg/ (`client.hpp`, `observe/metrics.hpp`),
+//    against include/steadypg/ and then src/ (private headers); a name whose directory is neither
+//    (`nlohmann/json.hpp`) is another project's and is not checked;
+//  - other repository files (src/…, examples/…, tests/…, scripts/…, apps/…, bench/…, cmake/…).
+std::vector<missing_path> missing_paths(const fs::path& root, const std::vector<std::string>& lines) {
   static const std::regex header(R"((?:include/)?steadypg/[A-Za-z0-9_/{},]+\.hpp)");
+  static const std::regex relative_header(R"(`([A-Za-z0-9_/{},]+\.hpp)`)");
   static const std::regex file(R"((?:^|[\s`(\[])((?:src|examples|bench|tests|scripts|apps|cmake)/[A-Za-z0-9_./{},-]+\.(?:cpp|hpp|sh|in|cmake|txt)))");
-  std::vector<std::string> out;
-  auto check = [&](const std::string& named, const fs::path& base) {
-    for (const auto& p : expand_braces(named)) {
-      if (!fs::exists(base / p)) out.push_back(p);
-    }
-  };
-  for (const auto& line : lines) {
+  static const std::regex rooted(R"(^(?:include|steadypg|src|examples|bench|tests|scripts|apps|cmake)/)");
+  const fs::path public_dir = root / "include" / "steadypg";
+  std::vector<missing_path> out;
+  for (std::size_t n = 0; n < lines.size(); ++n) {
+    const auto& line = lines[n];
     for (std::sregex_iterator it(line.begin(), line.end(), header), end; it != end; ++it) {
+      if (!starts_path(line, static_cast<std::size_t>(it->position()))) continue;
       std::string named = it->str();
       if (named.rfind("include/", 0) == 0) named = named.substr(8);
-      check(named, root / "include");
+      for (const auto& p : expand_braces(named)) {
+        if (!fs::exists(root / "include" / p)) {
+          out.push_back({n + 1, "names the public header " + p + ", but include/" + p + " does not exist"});
+        }
+      }
     }
-    for (std::sregex_iterator it(line.begin(), line.end(), file), end; it != end; ++it) check((*it)[1].str(), root);
+    for (std::sregex_iterator it(line.begin(), line.end(), relative_header), end; it != end; ++it) {
+      const std::string named = (*it)[1].str();
+      if (std::regex_search(named, rooted)) continue;  // checked above or below
+      const auto slash = named.find('/');
+      if (slash != std::string::npos && !fs::is_directory(public_dir / named.substr(0, slash)) &&
+          !fs::is_directory(root / "src" / named.substr(0, slash))) {
+        continue;  // another project's header
+      }
+      for (const auto& p : expand_braces(named)) {
+        if (!fs::exists(public_dir / p) && !fs::exists(root / "src" / p)) {
+          out.push_back({n + 1, "names the header " + p + ", but neither include/steadypg/" + p + " nor src/" + p +
+                                    " exists"});
+        }
+      }
+    }
+    for (std::sregex_iterator it(line.begin(), line.end(), file), end; it != end; ++it) {
+      for (const auto& p : expand_braces((*it)[1].str())) {
+        if (!fs::exists(root / p)) out.push_back({n + 1, "names " + p + ", which does not exist"});
+      }
+    }
   }
   return out;
 }
@@ -105,9 +148,9 @@ int main(int argc, char** argv) {
   int missing = 0;
   for (const auto& doc : docs) {
     const auto lines = read_lines(doc);
-    for (const auto& p : missing_paths(root, lines)) {
+    for (const auto& m : missing_paths(root, lines)) {
       ++missing;
-      std::cerr << fs::relative(doc, root).string() << ": names " << p << ", which does not exist\n";
+      std::cerr << fs::relative(doc, root).string() << ":" << m.line << ": " << m.message << "\n";
     }
     for (std::size_t i = 0; i < lines.size(); ++i) {
       if (lines[i] != "```cpp") continue;
