@@ -8,6 +8,7 @@ packages=(
   libpq-dev postgresql postgresql-contrib
   nlohmann-json3-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang-format clang-tidy
   prometheus
 )
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test (unit, integration, fault, package),
-# then the same tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# checks the house style (scripts/check_style.sh: clang-format, clang-tidy naming), then runs
+# the same tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 # Each test binary starts the PostgreSQL server it needs on loopback and stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,9 @@ echo "== debug build and tests"
 cmake --preset debug >/dev/null
 cmake --build --preset debug -j "$jobs"
 ctest --preset debug -j "$jobs"
+
+echo "== style: clang-format and clang-tidy naming (STEADYPG_STYLE_SKIP=format,tidy leaves them out)"
+scripts/check_style.sh build/debug
 
 if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
   echo "== asan-ubsan build and tests"
