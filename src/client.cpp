@@ -24,13 +24,6 @@ connection_options pooled_connection_options(const client_options& o) {
   return c;
 }
 
-// The pool's connect deadline is the connections' own.
-pool_options pool_settings(const client_options& o) {
-  pool_options p = o.pool;
-  p.connect_timeout = o.connection.connect_timeout;
-  return p;
-}
-
 // A half-open breaker's probe must have time to connect: at least twice the connect timeout.
 breaker_options breaker_settings(const client_options& o) {
   breaker_options b = o.resilience.breaker;
@@ -52,7 +45,7 @@ client::client(client_options options, observer* obs)
       m_breaker(breaker_settings(m_options), m_observer),
       m_budget(m_resilience.budget) {
   m_pool = std::make_unique<pool_type>(
-      pool_settings(m_options),
+      m_options.pool,
       std::make_shared<internal::connection_factory>(pooled_connection_options(m_options)), m_observer);
   if (m_metrics) {
     // Live state, read when the metrics are rendered.

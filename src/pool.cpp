@@ -34,7 +34,6 @@ void pool_options::validate() const {
   check_range("pool_options.leak_detection_threshold", leak_detection_threshold, {0, internal::no_max, " ms"},
               " (0 off)");
   check_range("pool_options.health_check_interval", health_check_interval, {1, internal::no_max, " ms"});
-  check_range("pool_options.connect_timeout", connect_timeout, {1, internal::no_max, " ms"});
 }
 
 }  // namespace steadypg

@@ -46,8 +46,8 @@ struct pool_options {
   /// Period of the maintenance thread (keeps min_size warm, closes idle and old connections,
   /// looks for leaks). Default 30 s; > 0.
   std::chrono::milliseconds health_check_interval{30000};
-  /// Deadline for opening one connection. Default 10 s; > 0.
-  std::chrono::milliseconds connect_timeout{10000};
+  // How long opening one connection may take is the factory's own setting (a client's is
+  // connection.connect_timeout); the pool bounds it further by an acquire's time left.
 
   /// Throws config_error naming the field when a value is out of range.
   void validate() const;
@@ -89,7 +89,9 @@ template <typename Conn>
 class pool_factory {
  public:
   virtual ~pool_factory() = default;
-  /// Opens a connection within `timeout`; throws (for example connection_error) on failure.
+  /// Opens a connection within `timeout` (an acquire's time left, or milliseconds::max() for
+  /// the maintenance thread) and within the factory's own connect timeout; throws (for
+  /// example connection_error) on failure.
   virtual std::unique_ptr<Conn> connect(std::chrono::milliseconds timeout) = 0;
   /// Cheap check without a round trip; false closes the connection (reason broken).
   virtual bool quick_check(Conn& c) noexcept = 0;

@@ -82,7 +82,7 @@ void basic_pool<Conn>::state::keep_min_size() {
       ++m_connecting;
     }
     std::exception_ptr failure;
-    auto c = open(m_options.connect_timeout, failure);
+    auto c = open(std::chrono::milliseconds::max(), failure);
     std::lock_guard lk(m_mutex);
     --m_connecting;
     if (!c) {

@@ -430,7 +430,7 @@ struct basic_pool<Conn>::state {
     lk.unlock();
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
     std::exception_ptr failure;
-    auto c = open(std::clamp(left, std::chrono::milliseconds{1}, m_options.connect_timeout), failure);
+    auto c = open(std::max(left, std::chrono::milliseconds{1}), failure);
     lk.lock();
     w.connecting = false;
     --m_connecting;
