@@ -1,7 +1,5 @@
 #include "steadypg/observer.hpp"
 
-#include "steadypg/health.hpp"
-
 namespace steadypg {
 
 #define STEADYPG_TEE(call) \
