@@ -278,7 +278,9 @@ class client {
   };
 
   static std::optional<clock::time_point> deadline_of(const statement& st);
-  class batch_run;
+  // internal::call_runner over this client, for the components in src/ that run calls of
+  // their own (the batch executor); defined in src/batch.cpp.
+  class runner;
   template <typename... Args>
   static auto describer() -> std::string (*)(const void*) {
     if constexpr (sizeof...(Args) == 0) {
