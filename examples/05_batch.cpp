@@ -39,7 +39,8 @@ int main() try {
       [](steadypg::copy_in& copy) {
         for (int id = 100000; id < 150000; ++id) copy.write_row(id, "bulk\tsensor", id * 0.25);
       },
-      steadypg::copy_format::text, [](std::uint64_t rows) { std::cout << rows << " rows sent\n"; });
+      {.format = steadypg::copy_format::text,
+       .progress = [](std::uint64_t rows) { std::cout << rows << " rows sent\n"; }});
   std::cout << "copied " << loaded << " rows\n";
   //]
 

@@ -506,7 +506,7 @@ int run_copy(const context& ctx, const copy_args& args) {
                    fmt::format("{:.1f} MiB, {:.1f} MiB/s", static_cast<double>(read) / (1 << 20),
                                secs > 0 ? static_cast<double>(read) / (1 << 20) / secs : 0.0));
       }
-    }, format, {}, args.header);
+    }, {.format = format, .header = args.header});
     bar.finish();
     const double duration_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();

@@ -155,10 +155,17 @@ class client {
   /// `write(copy)` writes the rows (copy.write_row(…) or copy.write_raw(…)); returns the rows
   /// the server loaded. All or nothing: a bad row raises sql_error naming its line and loads
   /// nothing. `write` runs again if the connection was lost before anything was sent, so it
-  /// must produce the same rows each time. `progress(rows)` is called every 10,000 rows.
-  /// `header`: the data's first line is a header the server skips.
+  /// must produce the same rows each time. `options`: the data's format, whether its first
+  /// line is a header the server skips, and a progress callback.
+  ///
+  ///     db.copy_from("items", {"id", "name"}, [&](steadypg::copy_in& copy) { copy.write_row(1, "one"); },
+  ///                  {.format = steadypg::copy_format::csv});
   std::uint64_t copy_from(std::string_view table, const std::vector<std::string>& columns,
-                          const std::function<void(copy_in&)>& write, copy_format format = copy_format::text,
+                          const std::function<void(copy_in&)>& write, const copy_options& options = {});
+  /// The former signature, with the options one by one; removed in the release after 0.1.0.
+  [[deprecated("use copy_from(table, columns, write, copy_options)")]]
+  std::uint64_t copy_from(std::string_view table, const std::vector<std::string>& columns,
+                          const std::function<void(copy_in&)>& write, copy_format format,
                           const std::function<void(std::uint64_t rows)>& progress = {}, bool header = false);
 
   /// COPY `source` TO STDOUT on a pooled connection through the pipeline: `sink(chunk)` gets

@@ -79,13 +79,17 @@ class copy_in {
   copy_format m_format;
 };
 
-/// How COPY … TO STDOUT writes its data.
+/// How a COPY's data is written: COPY … TO STDOUT (client::copy_to, copy_out) and
+/// COPY … FROM STDIN (client::copy_from).
 struct copy_options {
   /// text (tab-separated, `\N` for NULL, backslash escapes) or csv (RFC 4180: quoted when
   /// needed, an unquoted empty field is NULL). Default text.
   copy_format format = copy_format::text;
-  /// The first line names the columns. Default false.
+  /// The first line names the columns: written by COPY out, skipped by COPY in. Default false.
   bool header = false;
+  /// client::copy_from only: called with the rows written so far after every 10,000 rows
+  /// written with write_row (raw data is not counted), from the calling thread. Default none.
+  std::function<void(std::uint64_t rows)> progress = {};
 };
 
 /// What COPY … TO STDOUT reads: a table (some of its columns, or all) or a query.

@@ -81,16 +81,4 @@ batch_report client::batch_execute(std::size_t count, const std::function<batch_
   return internal::batch_executor(r, options, count, {}, &make).execute();
 }
 
-std::uint64_t client::copy_from(std::string_view table, const std::vector<std::string>& columns,
-                                const std::function<void(copy_in&)>& write, copy_format format,
-                                const std::function<void(std::uint64_t)>& progress, bool header) {
-  const call_info info{"copy", table, false, false, std::nullopt, nullptr, nullptr};
-  return run(info, [&](connection& c) {
-    copy_in copy(c, table, columns, format, header);
-    if (progress) copy.on_progress(progress);
-    write(copy);
-    return copy.finish();
-  });
-}
-
 }  // namespace steadypg

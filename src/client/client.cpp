@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <exception>
 #include <random>
 #include <thread>
 
@@ -244,35 +243,6 @@ void client::retry_after(const call_info& info, const error& e, const std::optio
     m_observer->on_retry(r);
   }
   if (d.delay.count() > 0) std::this_thread::sleep_for(d.delay);
-}
-
-namespace {
-// Carries an exception of a copy_to sink through run(), which must not retry it: the sink
-// had data, and its failure is the caller's, not the server's.
-struct sink_failure {
-  std::exception_ptr error;
-};
-}  // namespace
-
-std::uint64_t client::copy_to(const copy_source& source, const std::function<void(std::string_view)>& sink,
-                              const copy_options& options) {
-  // A read: retried like an idempotent statement, but only while the sink has had nothing;
-  // copy_out throws outcome::fatal once it handed out data, which run() never retries.
-  const call_info info{"copy_to", source.text(), true, false, std::nullopt, nullptr, nullptr};
-  try {
-    return run(info, [&](connection& c) {
-      copy_out out(c, source, options);
-      return out.read_all([&](std::string_view chunk) {
-        try {
-          sink(chunk);
-        } catch (...) {
-          throw sink_failure{std::current_exception()};
-        }
-      });
-    });
-  } catch (const sink_failure& f) {
-    std::rethrow_exception(f.error);
-  }
 }
 
 }  // namespace steadypg

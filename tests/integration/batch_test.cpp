@@ -399,7 +399,7 @@ TEST(copy, client_copy_from_round_trips_awkward_values) {
             }
           }
         },
-        format, [&](std::uint64_t n) { progress.push_back(n); });
+        {.format = format, .progress = [&](std::uint64_t n) { progress.push_back(n); }});
     EXPECT_EQ(rows, 1000 * values.size());
     EXPECT_EQ(progress, (std::vector<std::uint64_t>{10000}));
     const auto rs = c.execute("SELECT id, v FROM copy_t WHERE id < $1 ORDER BY id", static_cast<int>(values.size()));
