@@ -12,6 +12,7 @@ namespace steadypg {
 class error;
 enum class breaker_state;
 enum class health_status;
+enum class outcome;  // steadypg/sqlstate.hpp
 
 /// Why a pooled connection was closed.
 enum class close_reason {
@@ -63,7 +64,10 @@ struct call_report {
 /// A call about to be retried.
 struct retry_report {
   std::string_view operation;
-  /// The outcome class of the failed attempt: "not_sent", "rolled_back" or "indeterminate".
+  /// The outcome class of the failed attempt: not_sent, rolled_back or indeterminate (the
+  /// only ones retried). Value-initialised (outcome::ok) only in a report made by hand.
+  outcome failed_outcome{};
+  /// The same as text, for logs: "not_sent", "rolled_back" or "indeterminate".
   std::string_view reason;
   std::string_view sqlstate;         ///< of the failed attempt
   int attempt = 2;                   ///< the number of the next attempt

@@ -235,6 +235,7 @@ void client::retry_after(const call_info& info, const error& e, const std::optio
   if (m_observer) {
     retry_report r;
     r.operation = info.operation;
+    r.failed_outcome = e.outcome();
     r.reason = to_string(e.outcome());
     r.sqlstate = e.sqlstate();
     r.attempt = attempt + 2;

@@ -83,10 +83,15 @@ void client_metrics::on_pool_connection_closed(close_reason reason) noexcept {
 void client_metrics::on_pool_acquire_timeout(std::chrono::nanoseconds) noexcept { m_acquire_timeouts->inc(); }
 
 void client_metrics::on_retry(const retry_report& r) noexcept {
-  const auto reason = r.reason;
-  if (reason == "not_sent") m_retry[0]->inc();
-  else if (reason == "rolled_back") m_retry[1]->inc();
-  else m_retry[2]->inc();
+  // The counters of the constructor's `reasons`: not_sent, rolled_back, indeterminate.
+  switch (r.failed_outcome) {
+    case outcome::not_sent: m_retry[0]->inc(); break;
+    case outcome::rolled_back: m_retry[1]->inc(); break;
+    case outcome::indeterminate:
+    case outcome::ok:
+    case outcome::wrong_host:
+    case outcome::fatal: m_retry[2]->inc(); break;  // only indeterminate ones are retried (idempotent calls)
+  }
 }
 
 void client_metrics::on_retry_budget_exhausted(std::string_view) noexcept { m_budget_exhausted->inc(); }

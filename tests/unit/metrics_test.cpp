@@ -5,7 +5,9 @@
 #include <thread>
 #include <vector>
 
+#include "steadypg/observe/client_metrics.hpp"
 #include "steadypg/observe/metrics.hpp"
+#include "steadypg/sqlstate.hpp"
 
 using namespace steadypg::observe;
 
@@ -121,4 +123,20 @@ TEST(metrics, concurrent_updates_are_exact) {
   EXPECT_EQ(h.count(), 80000u);
   EXPECT_EQ(h.cumulative(histogram::bounds.size()), 80000u);
   EXPECT_NEAR(h.sum(), 80.0, 1e-6);
+}
+
+TEST(metrics, retries_are_counted_by_the_failed_attempts_outcome) {
+  registry r;
+  client_metrics m(r, std::chrono::milliseconds(100));
+  steadypg::retry_report report;
+  report.reason = "text for logs only";  // the label comes from the typed field
+  for (auto o : {steadypg::outcome::not_sent, steadypg::outcome::not_sent, steadypg::outcome::rolled_back,
+                 steadypg::outcome::indeterminate, steadypg::outcome::not_sent}) {
+    report.failed_outcome = o;
+    m.on_retry(report);
+  }
+  const auto text = r.render_prometheus();
+  EXPECT_NE(text.find("postgresql_operation_retry_total{reason=\"not_sent\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("postgresql_operation_retry_total{reason=\"rolled_back\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("postgresql_operation_retry_total{reason=\"indeterminate\"} 1\n"), std::string::npos) << text;
 }
