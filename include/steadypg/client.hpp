@@ -241,7 +241,7 @@ class client {
     while (true) {
       std::optional<circuit_breaker::permit> permit;
       try {
-        if (m_resilience.enabled) permit = m_breaker.acquire();
+        if (m_options.resilience.enabled) permit = m_breaker.acquire();
         auto conn = acquire_for(info);
         timeout_scope scope(*conn, info.deadline, m_options.connection.statement_timeout);
         if constexpr (std::is_void_v<R>) {
@@ -313,7 +313,6 @@ class client {
                    int attempt, std::vector<attempt_error>& earlier, clock::time_point started);
 
   client_options m_options;
-  resilience_options m_resilience;
   std::unique_ptr<observe::registry> m_registry;
   std::unique_ptr<observe::client_metrics> m_metrics;  // null when metrics are off
   std::unique_ptr<observer> m_fanout;                  // metrics + the caller's observer

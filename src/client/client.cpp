@@ -34,7 +34,6 @@ breaker_options breaker_settings(const client_options& o) {
 
 client::client(client_options options, observer* obs)
     : m_options((options.validate(), std::move(options))),
-      m_resilience(m_options.resilience),
       m_registry(std::make_unique<observe::registry>()),
       m_metrics(m_options.observe.metrics_enabled
                     ? std::make_unique<observe::client_metrics>(*m_registry, m_options.observe.slow_query_threshold)
@@ -42,7 +41,7 @@ client::client(client_options options, observer* obs)
       m_fanout(m_metrics ? std::make_unique<observer_tee>(m_metrics.get(), obs) : nullptr),
       m_observer(m_fanout ? m_fanout.get() : obs),
       m_breaker(breaker_settings(m_options), m_observer),
-      m_budget(m_resilience.budget) {
+      m_budget(m_options.resilience.budget) {
   m_pool = std::make_unique<pool_type>(
       m_options.pool,
       std::make_shared<internal::connection_factory>(pooled_connection_options(m_options)), m_observer);
@@ -187,7 +186,7 @@ client::timeout_scope::~timeout_scope() {
 void client::succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit,
                        clock::time_point started, int attempt, std::uint64_t rows) noexcept {
   if (permit) m_breaker.on_success(*permit);
-  if (m_resilience.enabled) m_budget.record_success();
+  if (m_options.resilience.enabled) m_budget.record_success();
   finished(info, clock::now() - started, attempt + 1, rows, nullptr);
 }
 
@@ -203,10 +202,10 @@ void client::retry_after(const call_info& info, const error& e, const std::optio
   internal::attempt_facts at;
   at.attempt = attempt;
   if (info.deadline) at.time_left = *info.deadline - clock::now();
-  at.budget_available = m_resilience.enabled && m_budget.available() >= 1.0;
+  at.budget_available = m_options.resilience.enabled && m_budget.available() >= 1.0;
   at.random64 = t_rng();
   auto d = internal::decide_retry(internal::error_facts_of(e), {info.idempotent, info.transaction}, at,
-                                  m_resilience.retry, m_resilience.enabled);
+                                  m_options.resilience.retry, m_options.resilience.enabled);
   // Only an answer from the server closes the breaker or clears its failure streak; a pool
   // timeout or a usage error hands a probe permit back without a verdict.
   if (permit) m_breaker.record(*permit, d.breaker);
@@ -216,7 +215,7 @@ void client::retry_after(const call_info& info, const error& e, const std::optio
     // Another caller took the last retry since available() was read.
     at.budget_available = false;
     d = internal::decide_retry(internal::error_facts_of(e), {info.idempotent, info.transaction}, at,
-                               m_resilience.retry, m_resilience.enabled);
+                               m_options.resilience.retry, m_options.resilience.enabled);
   }
   if (d.reason == internal::retry_reason::budget_exhausted && m_observer) {
     m_observer->on_retry_budget_exhausted(info.operation);
