@@ -28,10 +28,7 @@ using steadypg::test::connect;
 namespace {
 
 client_options options() {
-  client_options o;
-  o.dsn = cluster_environment::dsn();
-  o.pool.max_size = 4;
-  o.resilience.retry.base_delay = 10ms;
+  auto o = steadypg::test::client_options_for(4);
   o.connection.connect_timeout = 2000ms;
   return o;
 }

@@ -15,13 +15,7 @@ using steadypg::test::cluster_environment;
 
 namespace {
 
-client_options options() {
-  client_options o;
-  o.dsn = cluster_environment::dsn();
-  o.pool.max_size = 6;
-  o.resilience.retry.base_delay = 10ms;
-  return o;
-}
+client_options options() { return steadypg::test::client_options_for(6); }
 
 void reset_table(connection& c) {
   c.execute("DROP TABLE IF EXISTS batch_t");

@@ -18,10 +18,7 @@ using steadypg::test::cluster_environment;
 namespace {
 
 client_options options() {
-  client_options o;
-  o.dsn = cluster_environment::dsn();
-  o.pool.max_size = 2;
-  o.resilience.retry.base_delay = 10ms;
+  auto o = steadypg::test::client_options_for(2);
   o.observe.slow_query_threshold = 50ms;
   return o;
 }

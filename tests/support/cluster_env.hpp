@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "steadypg/config.hpp"
 #include "steadypg/connection.hpp"
 #include "steadypg/testing/temp_cluster.hpp"
 
@@ -37,5 +38,15 @@ class cluster_environment : public ::testing::Environment {
 
 /// A new connection to the server under test.
 inline steadypg::connection connect() { return steadypg::connection(cluster_environment::dsn()); }
+
+/// Options for a client of the server under test: at most `pool_max` connections, retries
+/// 10 ms apart (the tests' outages are short).
+inline steadypg::client_options client_options_for(std::size_t pool_max) {
+  steadypg::client_options o;
+  o.dsn = cluster_environment::dsn();
+  o.pool.max_size = pool_max;
+  o.resilience.retry.base_delay = std::chrono::milliseconds(10);
+  return o;
+}
 
 }  // namespace steadypg::test
