@@ -1,6 +1,8 @@
 #pragma once
 
-// Private: shared by connection, transaction, pipeline and copy_in.
+// Private: shared by connection, transaction, pipeline and copy_in. connection_impl is
+// defined in connection.cpp (requests), connect.cpp, wire.cpp (the socket loop), cancel.cpp
+// and statement_cache.cpp.
 
 #include <libpq-fe.h>
 
@@ -88,6 +90,9 @@ struct connection_impl {
   statement_cache_stats stats;
 
   ~connection_impl();
+  /// Connects with `given` (validated): keepalive defaults, then the DSN, within
+  /// connect_timeout. Throws connection_error or timeout_error, closed.
+  void connect(const connection_options& given);
   void close() noexcept;
 
   /// Throws if the connection cannot take a request now; resets `last`.
