@@ -73,6 +73,13 @@ class pipeline {
   void lost();  // the connection failed: the pipeline is over
   [[noreturn]] void out_of_step(std::string_view what);  // closes the connection and throws
   void consumed_statement() noexcept;
+  // Flushes what is queued; when that finds the connection lost, the pipeline is over.
+  void flush_or_lost(const std::optional<std::chrono::steady_clock::time_point>& until);
+  // The next result of the stream, never null (the caller owns it). The pipeline is over and
+  // this throws when the connection is lost, at the deadline, or when nothing comes where a
+  // result was due (`missing` says what was due).
+  [[nodiscard]] pg_result* next_in_stream(const std::optional<std::chrono::steady_clock::time_point>& until,
+                                          std::string_view missing);
   connection* m_conn;
   std::size_t m_pending = 0;            // statements whose results are not collected
   std::size_t m_syncs = 0;              // sync markers not yet consumed (= m_groups.size())

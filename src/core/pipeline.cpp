@@ -73,6 +73,36 @@ void pipeline::out_of_step(std::string_view what) {
           fmt::format("pipeline out of step with the server ({}); the connection was closed", what));
 }
 
+void pipeline::flush_or_lost(const internal::deadline& until) {
+  auto& d = *m_conn->m_impl;
+  try {
+    d.flush(until, "pipeline");
+  } catch (const error&) {
+    if (PQstatus(d.conn) != CONNECTION_OK) lost();
+    throw;
+  }
+}
+
+PGresult* pipeline::next_in_stream(const internal::deadline& until, std::string_view missing) {
+  auto& d = *m_conn->m_impl;
+  int nulls = 0;
+  while (true) {
+    if (PQstatus(d.conn) != CONNECTION_OK) {
+      lost();
+      internal::throw_connection_lost(internal::last_error_message(d.conn), "pipeline", d.last);
+    }
+    bool timed_out = false;
+    PGresult* raw = d.next_result(until, timed_out);
+    if (timed_out) {
+      lost();
+      d.handle_timeout("pipeline", false);
+    }
+    if (raw != nullptr) return raw;
+    // One NULL ends a statement's results; a second in a row means libpq has nothing queued.
+    if (++nulls > 1) out_of_step(missing);
+  }
+}
+
 void pipeline::consumed_statement() noexcept {
   --m_pending;
   if (!m_groups.empty() && m_groups.front() > 0) {
@@ -156,12 +186,7 @@ void pipeline::sync() {
   m_unsynced_sends = false;
   m_open_group = false;
   m_sends_since_flush = 0;
-  try {
-    d.flush(d.make_deadline(), "pipeline");
-  } catch (const error&) {
-    if (PQstatus(d.conn) != CONNECTION_OK) lost();
-    throw;
-  }
+  flush_or_lost(d.make_deadline());
 }
 
 result pipeline::get_result() {
@@ -177,31 +202,10 @@ result pipeline::get_result() {
     }
     m_unsynced_sends = false;
   }
-  try {
-    d.flush(until, "pipeline");
-  } catch (const error&) {
-    if (PQstatus(d.conn) != CONNECTION_OK) lost();
-    throw;
-  }
-  int nulls = 0;
+  flush_or_lost(until);
   while (true) {
-    if (PQstatus(d.conn) != CONNECTION_OK) {
-      lost();
-      internal::throw_connection_lost(internal::last_error_message(d.conn), "pipeline", d.last);
-    }
-    bool timed_out = false;
-    PGresult* raw = d.next_result(until, timed_out);
-    if (timed_out) {
-      lost();
-      d.handle_timeout("pipeline", false);
-    }
-    if (raw == nullptr) {
-      // One NULL ends a statement's results; a second in a row means libpq has nothing queued.
-      if (++nulls > 1) out_of_step("no result where one was due");
-      continue;
-    }
-    nulls = 0;
-    internal::result_ptr r(raw);
+    internal::result_ptr r(next_in_stream(until, "no result where one was due"));
+    PGresult* raw = r.get();
     switch (PQresultStatus(raw)) {
       case PGRES_PIPELINE_SYNC:
         if (m_syncs > 0) --m_syncs;
@@ -247,31 +251,11 @@ void pipeline::await_sync() {
   }
   auto& d = *m_conn->m_impl;
   const auto until = d.make_deadline();
-  try {
-    d.flush(until, "pipeline");
-  } catch (const error&) {
-    if (PQstatus(d.conn) != CONNECTION_OK) lost();
-    throw;
-  }
+  flush_or_lost(until);
   std::optional<server_error_fields> commit_failed;  // the group's commit failed at the sync
-  int nulls = 0;
   while (true) {
-    if (PQstatus(d.conn) != CONNECTION_OK) {
-      lost();
-      internal::throw_connection_lost(internal::last_error_message(d.conn), "pipeline", d.last);
-    }
-    bool timed_out = false;
-    PGresult* raw = d.next_result(until, timed_out);
-    if (timed_out) {
-      lost();
-      d.handle_timeout("pipeline", false);
-    }
-    if (raw == nullptr) {
-      if (++nulls > 1) out_of_step("no sync point where one was due");
-      continue;
-    }
-    nulls = 0;
-    internal::result_ptr r(raw);
+    internal::result_ptr r(next_in_stream(until, "no sync point where one was due"));
+    PGresult* raw = r.get();
     const auto st = PQresultStatus(raw);
     if (st == PGRES_PIPELINE_SYNC) {
       --m_syncs;
