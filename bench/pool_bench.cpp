@@ -53,7 +53,8 @@ BENCHMARK(BM_acquire_release);
 steadypg::basic_pool<fake_conn>* g_shared = nullptr;
 
 void BM_contended(benchmark::State& state) {
-  if (state.thread_index() == 0) g_shared = new steadypg::basic_pool<fake_conn>(options(4), std::make_shared<fake_factory>());
+  if (state.thread_index() == 0)
+    g_shared = new steadypg::basic_pool<fake_conn>(options(4), std::make_shared<fake_factory>());
   for (auto _ : state) {
     auto h = g_shared->acquire();
     benchmark::DoNotOptimize(h->id);
@@ -99,10 +100,11 @@ void fairness_run() {
   const double max = all.back();
   const long total = std::accumulate(ops.begin(), ops.end(), 0L);
   const auto [mn, mx] = std::minmax_element(ops.begin(), ops.end());
-  std::printf("fairness: 16 threads on 4 connections for 2 s: %.0f acquires/s; wait mean %.2f us, p99 %.2f us, "
-              "max %.2f us, max/mean %.1f; per-thread ops min %ld max %ld (max/min %.2f)\n",
-              static_cast<double>(total) / 2.0, mean, p99, max, max / mean, *mn, *mx,
-              static_cast<double>(*mx) / static_cast<double>(*mn));
+  std::printf(
+      "fairness: 16 threads on 4 connections for 2 s: %.0f acquires/s; wait mean %.2f us, p99 %.2f us, "
+      "max %.2f us, max/mean %.1f; per-thread ops min %ld max %ld (max/min %.2f)\n",
+      static_cast<double>(total) / 2.0, mean, p99, max, max / mean, *mn, *mx,
+      static_cast<double>(*mx) / static_cast<double>(*mn));
 }
 
 }  // namespace

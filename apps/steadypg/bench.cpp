@@ -96,9 +96,7 @@ void init_schema(const context& ctx, int scale) {
   (void)db.execute("VACUUM ANALYZE pgbench_branches, pgbench_tellers, pgbench_accounts, pgbench_history");
 }
 
-bool is_outage(const error& e) {
-  return is_health_failure(e.sqlstate(), e.kind()) || e.origin() == error_origin::pool;
-}
+bool is_outage(const error& e) { return is_health_failure(e.sqlstate(), e.kind()) || e.origin() == error_origin::pool; }
 
 }  // namespace
 
@@ -130,8 +128,9 @@ int run_bench(const context& ctx, const bench_args& args) {
     co.resilience.enabled = !args.no_resilience;
     command_client cc(ctx, co);
     client& db = *cc;
-    const int scale = static_cast<int>(db.query_value<int64_t>(
-        statement{"SELECT count(*) FROM pgbench_branches"}.timeout(co.connection.connect_timeout + co.pool.acquire_timeout)));
+    const int scale =
+        static_cast<int>(db.query_value<int64_t>(statement{"SELECT count(*) FROM pgbench_branches"}.timeout(
+            co.connection.connect_timeout + co.pool.acquire_timeout)));
     if (scale < 1) throw usage_error("pgbench_branches is empty: run `steadypg bench --init --scale N` first");
     const int accounts = scale * 100000;
 
@@ -195,7 +194,8 @@ int run_bench(const context& ctx, const bench_args& args) {
               ~restore() { c.set_query_timeout(t); }
             } restore_timeout{*c, saved};
             pipeline p(*c);
-            for (int i = 0; i < args.depth; ++i) p.send("SELECT abalance FROM pgbench_accounts WHERE aid = $1", aid(rng));
+            for (int i = 0; i < args.depth; ++i)
+              p.send("SELECT abalance FROM pgbench_accounts WHERE aid = $1", aid(rng));
             p.sync();
             for (int i = 0; i < args.depth; ++i) benchmark_sink(p.get_result().as<int>());
             p.finish();
@@ -243,10 +243,11 @@ int run_bench(const context& ctx, const bench_args& args) {
                            {"p99_ms", round3(all.percentile_ms(99))},
                            {"timeline", timeline}});
     } else {
-      std::cout << fmt::format("workload {}, {} clients, {} s (scale {}): {} ops, {} errors, {:.1f} ops/s, "
-                               "p50 {:.3f} ms, p99 {:.3f} ms\n",
-                               args.workload, args.clients, args.seconds, scale, total_ops.load(),
-                               total_errors.load(), ops_per_s, all.percentile_ms(50), all.percentile_ms(99));
+      std::cout << fmt::format(
+          "workload {}, {} clients, {} s (scale {}): {} ops, {} errors, {:.1f} ops/s, "
+          "p50 {:.3f} ms, p99 {:.3f} ms\n",
+          args.workload, args.clients, args.seconds, scale, total_ops.load(), total_errors.load(), ops_per_s,
+          all.percentile_ms(50), all.percentile_ms(99));
       for (std::size_t s = 0; s < seconds; ++s) {
         std::cout << fmt::format("  t={:>3}s ops={:<8} errors={}\n", s + 1, timeline_ops[s], timeline_errors[s]);
       }

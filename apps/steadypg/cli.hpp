@@ -115,9 +115,9 @@ int run_batch(const context& ctx, const batch_args& args);
 /// Arguments of `steadypg copy`.
 struct copy_args {
   std::string table;
-  std::string file;     ///< load from this file ("-": standard input)
-  std::string to;       ///< export to this file ("-": standard output)
-  std::string query;    ///< export the rows of this query instead of `table`
+  std::string file;   ///< load from this file ("-": standard input)
+  std::string to;     ///< export to this file ("-": standard output)
+  std::string query;  ///< export the rows of this query instead of `table`
   std::string format = "text";
   std::string columns;  ///< comma-separated; empty: all, in table order
   bool header = false;

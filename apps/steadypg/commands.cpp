@@ -61,8 +61,7 @@ std::string json_cell(const field& f, oid type) {
     case 3802:  // jsonb
       if (is_json_text(t)) return std::string(t);
       break;
-    default:
-      break;
+    default: break;
   }
   return json_string(t);
 }
@@ -146,9 +145,7 @@ void print_table(const result& rs, const std::optional<std::string>& null_marker
   for (const auto& line : cells) {
     for (std::size_t c = 0; c < cols; ++c) width[c] = std::max(width[c], display_width(line[c]));
   }
-  auto cell = [&](const std::string& s, std::size_t c) {
-    return s + std::string(width[c] - display_width(s), ' ');
-  };
+  auto cell = [&](const std::string& s, std::size_t c) { return s + std::string(width[c] - display_width(s), ' '); };
   auto print_line = [&](const std::vector<std::string>& line) {
     std::string out;
     for (std::size_t c = 0; c < cols; ++c) out += (c ? " | " : " ") + cell(line[c], c);
@@ -263,7 +260,7 @@ int run_health(const context& ctx) {
 json_doc info_json(const connection_info_report& i) {
   json_doc slow = json_doc::array();
   for (const auto& q : i.recent_slow_queries) {
-    json_doc e{{"operation", q.operation}, {"sql", q.sql}, {"duration_ms", round3(q.duration_ms)},
+    json_doc e{{"operation", q.operation}, {"sql", q.sql},           {"duration_ms", round3(q.duration_ms)},
                {"rows", q.rows},           {"attempts", q.attempts}, {"failed", q.failed}};
     if (!q.params.empty()) e["params"] = q.params;
     slow.push_back(std::move(e));
@@ -277,7 +274,10 @@ json_doc info_json(const connection_info_report& i) {
               {"total", i.server.connections.total},
               {"max", i.server.connections.max}}}}},
           {"pool",
-           {{"active", i.pool.active}, {"idle", i.pool.idle}, {"total", i.pool.total}, {"waiting", i.pool.waiting},
+           {{"active", i.pool.active},
+            {"idle", i.pool.idle},
+            {"total", i.pool.total},
+            {"waiting", i.pool.waiting},
             {"max", i.pool.max}}},
           {"performance",
            {{"queries", i.performance.queries},
@@ -406,10 +406,8 @@ int run_sandbox(const context& ctx, const std::string& action, const std::string
     o.die_with_parent = false;
     testing::temp_cluster cluster(o);
     cluster.detach();
-    std::ofstream(dir / "sandbox.json") << json_doc{{"dsn", cluster.dsn()}, {"pid", cluster.pid()},
-                                                          {"dir", dir.string()}}
-                                               .dump()
-                                        << "\n";
+    std::ofstream(dir / "sandbox.json")
+        << json_doc{{"dsn", cluster.dsn()}, {"pid", cluster.pid()}, {"dir", dir.string()}}.dump() << "\n";
     ctx.log(log_level::info, "sandbox started", {{"dir", dir.string()}, {"pid", cluster.pid()}});
     describe(cluster.pid(), cluster.port());
     return ok;

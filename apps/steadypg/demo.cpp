@@ -27,4 +27,3 @@ int run_demo(const context& ctx) {
 }
 
 }  // namespace steadypg::cli
-

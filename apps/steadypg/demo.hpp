@@ -129,10 +129,10 @@ class demo_observer final : public observer {
       // The first few retries tell the story; the rest are counted.
       if (m_recording && m_retries_logged < 3) {
         ++m_retries_logged;
-        m_events.push_back({ms_between(m_t0, clock_type::now()),
-                            fmt::format("retry of {} (attempt {}, previous attempt {}, backoff {:.0f} ms)",
-                                        r.operation, r.attempt, r.reason,
-                                        std::chrono::duration<double, std::milli>(r.delay).count())});
+        m_events.push_back(
+            {ms_between(m_t0, clock_type::now()),
+             fmt::format("retry of {} (attempt {}, previous attempt {}, backoff {:.0f} ms)", r.operation, r.attempt,
+                         r.reason, std::chrono::duration<double, std::milli>(r.delay).count())});
       }
     } catch (...) {
     }
@@ -141,7 +141,8 @@ class demo_observer final : public observer {
     if (to == breaker_state::open) ++m_opened;
     try {
       std::string why;
-      if (to == breaker_state::open && from == breaker_state::closed) why = " (consecutive failures reached the threshold)";
+      if (to == breaker_state::open && from == breaker_state::closed)
+        why = " (consecutive failures reached the threshold)";
       if (to == breaker_state::half_open) why = " (open time over: one probe call may pass)";
       if (to == breaker_state::open && from == breaker_state::half_open) why = " (the probe failed)";
       if (to == breaker_state::closed) why = " (the probe succeeded)";
@@ -208,8 +209,8 @@ struct workload_result {
 
 class demo {
  public:
-  demo(const context& ctx) : m_ctx(ctx), m_out(ctx.json), m_log_observer(m_log),
-        m_observers(&m_log_observer, &m_events) {}
+  demo(const context& ctx)
+      : m_ctx(ctx), m_out(ctx.json), m_log_observer(m_log), m_observers(&m_log_observer, &m_events) {}
 
   int run() {
     const auto t_start = clock_type::now();
@@ -263,9 +264,10 @@ class demo {
     m_dsn = m_cluster->dsn();
     m_server_start_ms = ms_between(t0, clock_type::now());
     if (!m_ctx.json) {
-      std::cout << fmt::format("started an embedded throwaway PostgreSQL on 127.0.0.1:{} in {:.1f} s (it is removed at "
-                               "the end)\n",
-                               m_cluster->port(), m_server_start_ms / 1000.0);
+      std::cout << fmt::format(
+          "started an embedded throwaway PostgreSQL on 127.0.0.1:{} in {:.1f} s (it is removed at "
+          "the end)\n",
+          m_cluster->port(), m_server_start_ms / 1000.0);
     }
   }
 

@@ -63,13 +63,12 @@ void demo::step_outage() {
     const double at = s["t_ms"].get<double>();
     if (at < stopped_at - 500 || (started_at > 0 && at > started_at + 1000)) continue;
     m_out.line(fmt::format("                           {:5}  {:6}  {:6}  {:16}  {}", s["t_ms"].get<long>(),
-                           s["ok"].get<std::uint64_t>(),
-                           s["errors"].get<std::uint64_t>(), s["rejected_by_breaker"].get<std::uint64_t>(),
-                           s["breaker"].get<std::string>()));
+                           s["ok"].get<std::uint64_t>(), s["errors"].get<std::uint64_t>(),
+                           s["rejected_by_breaker"].get<std::uint64_t>(), s["breaker"].get<std::string>()));
   }
   // Let the pool settle, then prove that no write was applied twice or lost silently.
-  const auto events_after = m_db->query_value<std::int64_t>(
-      statement{fmt::format("SELECT count(*) FROM {}", t("events"))}.idempotent());
+  const auto events_after =
+      m_db->query_value<std::int64_t>(statement{fmt::format("SELECT count(*) FROM {}", t("events"))}.idempotent());
   const auto acknowledged = m_acknowledged_writes.load() - acknowledged_before;
   const auto rows_written = events_after - events_before;
   const auto unknown = m_unknown_writes.load() - unknown_before;
@@ -137,12 +136,16 @@ void demo::step_report() {
   const std::string prom = m_db->metrics().render_prometheus();
   m_out.line("metrics (excerpt of the Prometheus text):");
   json_doc metrics = json_doc::object();
-  static constexpr std::string_view shown[] = {
-      "postgresql_operation_retry_total",   "postgresql_slow_query_total",
-      "postgresql_batch_duration_seconds_count", "postgresql_batch_duration_seconds_sum",
-      "postgresql_batch_operations_total",  "postgresql_batch_errors_total",
-      "postgresql_queries_total",           "postgresql_circuit_breaker_transitions_total",
-      "postgresql_connections_closed_total{reason=\"broken\"}", "postgresql_query_duration_seconds_count"};
+  static constexpr std::string_view shown[] = {"postgresql_operation_retry_total",
+                                               "postgresql_slow_query_total",
+                                               "postgresql_batch_duration_seconds_count",
+                                               "postgresql_batch_duration_seconds_sum",
+                                               "postgresql_batch_operations_total",
+                                               "postgresql_batch_errors_total",
+                                               "postgresql_queries_total",
+                                               "postgresql_circuit_breaker_transitions_total",
+                                               "postgresql_connections_closed_total{reason=\"broken\"}",
+                                               "postgresql_query_duration_seconds_count"};
   std::istringstream in(prom);
   for (std::string line; std::getline(in, line);) {
     if (line.empty() || line[0] == '#') continue;

@@ -20,10 +20,10 @@ void demo::step_connect() {
   m_created_schema = true;
   m_db->execute(fmt::format("CREATE TABLE {} (id int PRIMARY KEY, balance bigint NOT NULL, updated_at timestamptz)",
                             t("accounts")));
-  m_db->execute(fmt::format("CREATE TABLE {} (id bigint PRIMARY KEY, account int, amount int, at timestamptz)",
-                            t("events")));
-  m_db->execute(fmt::format("CREATE TABLE {} (id int PRIMARY KEY, account int, value float8 CHECK (value >= 0))",
-                            t("readings")));
+  m_db->execute(
+      fmt::format("CREATE TABLE {} (id bigint PRIMARY KEY, account int, amount int, at timestamptz)", t("events")));
+  m_db->execute(
+      fmt::format("CREATE TABLE {} (id int PRIMARY KEY, account int, value float8 CHECK (value >= 0))", t("readings")));
   const auto c0 = clock_type::now();
   const auto seeded = m_db->copy_from(t("accounts"), {"id", "balance"}, [](copy_in& copy) {
     for (int id = 1; id <= accounts; ++id) copy.write_row(id, std::int64_t{1000});
@@ -35,11 +35,12 @@ void demo::step_connect() {
                          info.server.connections.max));
   m_out.line(fmt::format("pool: {}..{} connections, acquire timeout {} ms, connect timeout {} ms", po.min_size,
                          po.max_size, po.acquire_timeout.count(), m_options.connection.connect_timeout.count()));
-  m_out.line(fmt::format("resilience: up to {} retries (full-jitter backoff from {} ms), breaker opens after {} "
-                         "failures for {} ms; slow queries over {} ms",
-                         m_options.resilience.retry.max_retries, m_options.resilience.retry.base_delay.count(),
-                         m_options.resilience.breaker.failure_threshold,
-                         m_options.resilience.breaker.open_duration.count(), m_options.observe.slow_query_threshold.count()));
+  m_out.line(
+      fmt::format("resilience: up to {} retries (full-jitter backoff from {} ms), breaker opens after {} "
+                  "failures for {} ms; slow queries over {} ms",
+                  m_options.resilience.retry.max_retries, m_options.resilience.retry.base_delay.count(),
+                  m_options.resilience.breaker.failure_threshold, m_options.resilience.breaker.open_duration.count(),
+                  m_options.observe.slow_query_threshold.count()));
   m_out.line(fmt::format("schema {}: seeded {} accounts with COPY in {:.1f} ms", m_schema, seeded, copy_ms));
   expect(seeded == accounts, "the COPY seed loaded a different number of rows");
   m_report["server"] = {{"version", info.server.version},
@@ -51,7 +52,7 @@ void demo::step_connect() {
 }
 
 workload_result demo::run_workload(int threads, std::chrono::milliseconds length, int write_percent,
-                             const std::function<void(double elapsed_ms)>& on_tick, bool outage) {
+                                   const std::function<void(double elapsed_ms)>& on_tick, bool outage) {
   std::vector<worker_samples> samples(static_cast<std::size_t>(threads));
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> reads{0}, writes{0};
@@ -180,9 +181,10 @@ void demo::step_workload() {
   m_out.step(2, "Mixed read/write workload",
              "4 threads share the pool for 4 s: 80% point reads, 20% two-statement transactions, live.");
   const auto r = run_workload(4, std::chrono::milliseconds(4000), 20, {}, false);
-  m_out.line(fmt::format("{} ops ({} reads, {} write transactions), {} errors, {:.0f} ops/s, p50 {:.2f} ms, p99 "
-                         "{:.2f} ms",
-                         r.ops, r.reads, r.writes, r.errors, r.ops_per_s, r.p50_ms, r.p99_ms));
+  m_out.line(
+      fmt::format("{} ops ({} reads, {} write transactions), {} errors, {:.0f} ops/s, p50 {:.2f} ms, p99 "
+                  "{:.2f} ms",
+                  r.ops, r.reads, r.writes, r.errors, r.ops_per_s, r.p50_ms, r.p99_ms));
   const auto st = m_db->pool_statistics();
   m_out.line(fmt::format("pool: {} acquires, {} had to wait, {} connections opened", st.acquire_count,
                          st.acquires_waited, st.connections_created));
@@ -229,7 +231,8 @@ void demo::step_batch() {
                          st.failed, st.success_rate * 100.0, ms, static_cast<double>(st.total) * 1000.0 / ms));
   json_doc errors = json_doc::array();
   for (const auto& e : report.errors) {
-    m_out.line(fmt::format("  operation {:5}: {} {}", e.index, e.sqlstate, e.message.substr(0, e.message.find(" (SQLSTATE"))));
+    m_out.line(
+        fmt::format("  operation {:5}: {} {}", e.index, e.sqlstate, e.message.substr(0, e.message.find(" (SQLSTATE"))));
     errors.push_back({{"index", e.index}, {"sqlstate", e.sqlstate}, {"message", e.message}});
   }
   const auto rows = m_db->query_value<std::int64_t>(fmt::format("SELECT count(*) FROM {}", t("readings")));

@@ -112,8 +112,8 @@ std::string read_statement_input(const std::string& path) {
   input_file in(path);
   std::string text = in.read_all();
   if (const auto nul = text.find('\0'); nul != std::string::npos) {
-    const auto line = 1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(nul),
-                                                               '\n'));
+    const auto line =
+        1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(nul), '\n'));
     throw usage_error(fmt::format("{}:{}: a NUL byte (0x00) in line {}; nothing was run",
                                   path == "-" ? "standard input" : path, line, line));
   }
@@ -260,8 +260,8 @@ class output_file {
     }
   }
   [[noreturn]] void fail() {
-    throw usage_error(fmt::format("cannot write {}: {}", m_path == "-" ? "standard output" : m_path,
-                                  std::strerror(errno)));
+    throw usage_error(
+        fmt::format("cannot write {}: {}", m_path == "-" ? "standard output" : m_path, std::strerror(errno)));
   }
   std::string m_path;
   std::string m_buffer;
@@ -419,14 +419,15 @@ int run_copy_out(const context& ctx, const copy_args& args) {
     throw usage_error("--columns goes with a TABLE; with --query, select the columns in the query");
   }
   if (args.to == "-" && ctx.json) {
-    throw usage_error("--json with --to - would mix the report with the data on standard output; write to a file, or "
-                      "leave out --json");
+    throw usage_error(
+        "--json with --to - would mix the report with the data on standard output; write to a file, or "
+        "leave out --json");
   }
   const copy_options options{args.format == "csv" ? copy_format::csv : copy_format::text, args.header};
-  const auto source = args.query.empty() ? copy_source::table(args.table, split_columns(args.columns))
-                                         : copy_source::query(args.query);
+  const auto source =
+      args.query.empty() ? copy_source::table(args.table, split_columns(args.columns)) : copy_source::query(args.query);
   (void)source.statement(options);  // a NUL byte: a usage error before connecting
-  output_file out(args.to);           // an unwritable path: a usage error before connecting
+  output_file out(args.to);         // an unwritable path: a usage error before connecting
   auto lc = load_client(ctx, 1);
   // No bar when the same terminal shows the data.
   progress_bar bar(ctx, "copy", !(out.is_stdout() && ::isatty(STDOUT_FILENO) == 1));
@@ -434,23 +435,26 @@ int run_copy_out(const context& ctx, const copy_args& args) {
   std::uint64_t rows = 0;
   try {
     std::uint64_t next_report = 0;  // the bar's figures once per MiB, not per row (the hot path)
-    rows = lc->copy_to(source, [&](std::string_view chunk) {
-      out.start();
-      out.write(chunk);
-      if (out.written() < next_report) return;
-      next_report = out.written() + (1 << 20);
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      const double mib = static_cast<double>(out.written()) / (1 << 20);
-      bar.update(-1.0, fmt::format("{:.1f} MiB, {:.1f} MiB/s", mib, secs > 0 ? mib / secs : 0.0));
-    }, options);
+    rows = lc->copy_to(
+        source,
+        [&](std::string_view chunk) {
+          out.start();
+          out.write(chunk);
+          if (out.written() < next_report) return;
+          next_report = out.written() + (1 << 20);
+          const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+          const double mib = static_cast<double>(out.written()) / (1 << 20);
+          bar.update(-1.0, fmt::format("{:.1f} MiB, {:.1f} MiB/s", mib, secs > 0 ? mib / secs : 0.0));
+        },
+        options);
     out.start();
     out.flush();
   } catch (...) {
     bar.finish();
     out.abandon();
     if (out.written() > 0 && !out.is_stdout()) {
-      ctx.log(log_level::error, fmt::format("the export stopped after {} bytes: {} is incomplete", out.written(),
-                                            out.path()));
+      ctx.log(log_level::error,
+              fmt::format("the export stopped after {} bytes: {} is incomplete", out.written(), out.path()));
     }
     throw;
   }
@@ -493,20 +497,24 @@ int run_copy(const context& ctx, const copy_args& args) {
     auto lc = load_client(ctx, 1);
     progress_bar bar(ctx, "copy");
     const auto started = std::chrono::steady_clock::now();
-    const auto rows = lc->copy_from(args.table, columns, [&](copy_in& copy) {
-      // `write` runs again only when the COPY could not even start, so nothing was read yet.
-      in.rewind();
-      std::string buf(1 << 20, '\0');
-      std::uint64_t read = 0;
-      while (const std::size_t n = in.read(buf.data(), buf.size())) {
-        read += n;
-        copy.write_raw(std::string_view(buf.data(), n));
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        bar.update(size < 0 ? -1.0 : static_cast<double>(read) / size,
-                   fmt::format("{:.1f} MiB, {:.1f} MiB/s", static_cast<double>(read) / (1 << 20),
-                               secs > 0 ? static_cast<double>(read) / (1 << 20) / secs : 0.0));
-      }
-    }, {.format = format, .header = args.header});
+    const auto rows =
+        lc->copy_from(args.table, columns,
+                      [&](copy_in& copy) {
+                        // `write` runs again only when the COPY could not even start, so nothing was read yet.
+                        in.rewind();
+                        std::string buf(1 << 20, '\0');
+                        std::uint64_t read = 0;
+                        while (const std::size_t n = in.read(buf.data(), buf.size())) {
+                          read += n;
+                          copy.write_raw(std::string_view(buf.data(), n));
+                          const double secs =
+                              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+                          bar.update(size < 0 ? -1.0 : static_cast<double>(read) / size,
+                                     fmt::format("{:.1f} MiB, {:.1f} MiB/s", static_cast<double>(read) / (1 << 20),
+                                                 secs > 0 ? static_cast<double>(read) / (1 << 20) / secs : 0.0));
+                        }
+                      },
+                      {.format = format, .header = args.header});
     bar.finish();
     const double duration_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();

@@ -76,7 +76,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000000));
   batch->add_option("--concurrency", batch_a.concurrency, "Connections at once (default POSTGRESQL_BATCH_CONCURRENCY)")
       ->check(CLI::Range(1, 1024));
-  batch->add_option("--timeout-ms", batch_a.timeout_ms, "Deadline for the whole batch (default POSTGRESQL_BATCH_TIMEOUT)")
+  batch
+      ->add_option("--timeout-ms", batch_a.timeout_ms,
+                   "Deadline for the whole batch (default POSTGRESQL_BATCH_TIMEOUT)")
       ->check(CLI::Range(1L, 86400000L));
   batch->add_option("--mode", batch_a.mode, "independent | pipeline | transaction")
       ->check(CLI::IsMember({"independent", "pipeline", "transaction"}))
@@ -84,20 +86,26 @@ int main(int argc, char** argv) {
   batch->add_flag("--stop-on-error", batch_a.stop_on_error, "Start no new chunk after a failure");
 
   copy_args copy_a;
-  auto* copy = app.add_subcommand("copy", "COPY bulk load of a file into a table, or export of a table or query to a file");
+  auto* copy =
+      app.add_subcommand("copy", "COPY bulk load of a file into a table, or export of a table or query to a file");
   copy->add_option("table", copy_a.table, "Table to load (--file) or export (--to); may be schema-qualified");
   auto* copy_file = copy->add_option("--file", copy_a.file, "Load: the data file; - streams standard input");
-  auto* copy_to = copy->add_option("--to", copy_a.to, "Export: the file to write (created or replaced); - is standard output");
-  auto* copy_query = copy->add_option("--query", copy_a.query, "Export the rows of this query instead of a table (with --to)");
+  auto* copy_to =
+      copy->add_option("--to", copy_a.to, "Export: the file to write (created or replaced); - is standard output");
+  auto* copy_query =
+      copy->add_option("--query", copy_a.query, "Export the rows of this query instead of a table (with --to)");
   copy_file->excludes(copy_to);
   copy_query->needs(copy_to);
-  copy->add_option("--format", copy_a.format, "csv | text")->check(CLI::IsMember({"csv", "text"}))->capture_default_str();
+  copy->add_option("--format", copy_a.format, "csv | text")
+      ->check(CLI::IsMember({"csv", "text"}))
+      ->capture_default_str();
   copy->add_option("--columns", copy_a.columns, "Comma-separated columns of TABLE (default: all, in table order)");
   copy->add_flag("--header", copy_a.header, "Load: skip the file's first line; export: write a header line first");
 
   auto* demo = app.add_subcommand(
-      "demo", "The whole story in one run against an embedded server (or DATABASE_URL/--dsn): pool, batch, outage "
-              "and circuit breaker, slow query, health, info, metrics");
+      "demo",
+      "The whole story in one run against an embedded server (or DATABASE_URL/--dsn): pool, batch, outage "
+      "and circuit breaker, slow query, health, info, metrics");
 
   std::string action;
   std::string dir = default_sandbox_dir();

@@ -100,7 +100,7 @@ class circuit_breaker {
   time_source m_now;
   std::atomic<breaker_state> m_state{breaker_state::closed};
   std::atomic<int> m_consecutive_failures{0};
-  mutable std::mutex m_mutex;         // transitions and half-open bookkeeping
+  mutable std::mutex m_mutex;  // transitions and half-open bookkeeping
   clock::time_point m_opened_at{};
   clock::time_point m_half_open_at{};
   int m_probes_in_flight = 0;

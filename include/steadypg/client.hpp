@@ -97,8 +97,8 @@ class client {
   template <bindable... Args>
   result execute(const statement& st, const Args&... args) {
     const std::tuple<const Args&...> a(args...);
-    return run({st.name().empty() ? "execute" : st.name().c_str(), st.sql(), st.is_idempotent(), false,
-                deadline_of(st), describer<Args...>(), &a},
+    return run({st.name().empty() ? "execute" : st.name().c_str(), st.sql(), st.is_idempotent(), false, deadline_of(st),
+                describer<Args...>(), &a},
                [&](connection& c) { return c.execute(st, args...); });
   }
   /// Runs a statement with run-time parameters.
@@ -149,7 +149,7 @@ class client {
   /// called from the worker threads one call at a time. Memory stays bounded however large
   /// count is (unless keep_results).
   [[nodiscard]] batch_report batch_execute(std::size_t count, const std::function<batch_operation(std::size_t)>& make,
-                             const batch_options& options);
+                                           const batch_options& options);
 
   /// COPY `table` (columns) FROM STDIN on a pooled connection through the pipeline:
   /// `write(copy)` writes the rows (copy.write_row(…) or copy.write_raw(…)); returns the rows
@@ -163,10 +163,9 @@ class client {
   std::uint64_t copy_from(std::string_view table, const std::vector<std::string>& columns,
                           const std::function<void(copy_in&)>& write, const copy_options& options = {});
   /// The former signature, with the options one by one; removed in the release after 0.1.0.
-  [[deprecated("use copy_from(table, columns, write, copy_options)")]]
-  std::uint64_t copy_from(std::string_view table, const std::vector<std::string>& columns,
-                          const std::function<void(copy_in&)>& write, copy_format format,
-                          const std::function<void(std::uint64_t rows)>& progress = {}, bool header = false);
+  [[deprecated("use copy_from(table, columns, write, copy_options)")]] std::uint64_t copy_from(
+      std::string_view table, const std::vector<std::string>& columns, const std::function<void(copy_in&)>& write,
+      copy_format format, const std::function<void(std::uint64_t rows)>& progress = {}, bool header = false);
 
   /// COPY `source` TO STDOUT on a pooled connection through the pipeline: `sink(chunk)` gets
   /// the data in chunks of whole rows, in bounded memory; returns the rows the server sent.
@@ -304,8 +303,8 @@ class client {
                 const error* failure) noexcept;
   call_context context_now() const noexcept;
   pooled_connection acquire_for(const call_info& info);
-  void succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit,
-                 clock::time_point started, int attempt, std::uint64_t rows) noexcept;
+  void succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit, clock::time_point started,
+                 int attempt, std::uint64_t rows) noexcept;
   // Applies the retry rule (src/retry_policy.hpp) to a failed attempt: records it with the
   // breaker, fires the events, spends the budget and sleeps the backoff when the call is to run
   // again; otherwise throws a copy of `e` carrying the attempts (and reports the call finished).

@@ -64,18 +64,42 @@ class statement {
 
   /// Marks the statement safe to run twice (reads, upserts): the retry layer may resend it
   /// even when its first outcome is unknown.
-  statement& idempotent(bool on = true) & { m_idempotent = on; return *this; }
-  statement&& idempotent(bool on = true) && { m_idempotent = on; return std::move(*this); }
+  statement& idempotent(bool on = true) & {
+    m_idempotent = on;
+    return *this;
+  }
+  statement&& idempotent(bool on = true) && {
+    m_idempotent = on;
+    return std::move(*this);
+  }
   /// A short name for metrics and logs (never the SQL text).
-  statement& name(std::string n) & { m_name = std::move(n); return *this; }
-  statement&& name(std::string n) && { m_name = std::move(n); return std::move(*this); }
+  statement& name(std::string n) & {
+    m_name = std::move(n);
+    return *this;
+  }
+  statement&& name(std::string n) && {
+    m_name = std::move(n);
+    return std::move(*this);
+  }
   /// A deadline for the whole call through a client (all attempts, waits and backoff);
   /// each attempt gets the time that is left, enforced with a real cancel.
-  statement& timeout(std::chrono::milliseconds t) & { m_timeout = t; return *this; }
-  statement&& timeout(std::chrono::milliseconds t) && { m_timeout = t; return std::move(*this); }
+  statement& timeout(std::chrono::milliseconds t) & {
+    m_timeout = t;
+    return *this;
+  }
+  statement&& timeout(std::chrono::milliseconds t) && {
+    m_timeout = t;
+    return std::move(*this);
+  }
   /// Opts this statement out of the prepared-statement cache.
-  statement& unprepared() & { m_prepare = false; return *this; }
-  statement&& unprepared() && { m_prepare = false; return std::move(*this); }
+  statement& unprepared() & {
+    m_prepare = false;
+    return *this;
+  }
+  statement&& unprepared() && {
+    m_prepare = false;
+    return std::move(*this);
+  }
 
   [[nodiscard]] const std::string& sql() const noexcept { return m_sql; }
   [[nodiscard]] bool is_idempotent() const noexcept { return m_idempotent; }
@@ -105,11 +129,11 @@ enum class connection_status {
 
 /// Counters of the prepared-statement cache.
 struct statement_cache_stats {
-  std::size_t size = 0;       ///< statements currently prepared
-  std::size_t capacity = 0;   ///< configured capacity
-  std::uint64_t hits = 0;     ///< executions that reused a prepared statement
-  std::uint64_t misses = 0;   ///< executions that had to prepare first
-  std::uint64_t evictions = 0;///< statements deallocated to make room
+  std::size_t size = 0;         ///< statements currently prepared
+  std::size_t capacity = 0;     ///< configured capacity
+  std::uint64_t hits = 0;       ///< executions that reused a prepared statement
+  std::uint64_t misses = 0;     ///< executions that had to prepare first
+  std::uint64_t evictions = 0;  ///< statements deallocated to make room
 };
 
 class transaction;
@@ -127,7 +151,8 @@ class connection_factory;
 /// The client-side bound that goes with a server-side statement_timeout: 1 s after it (0 when
 /// it is off). A server that stopped answering cannot enforce its own timeout; at this bound
 /// the client cancels and drops the connection (timeout_error).
-[[nodiscard]] std::chrono::milliseconds statement_timeout_backstop(std::chrono::milliseconds statement_timeout) noexcept;
+[[nodiscard]] std::chrono::milliseconds statement_timeout_backstop(
+    std::chrono::milliseconds statement_timeout) noexcept;
 
 /// One libpq connection. Not thread-safe, except cancel(), which another thread may call.
 class connection {
@@ -240,8 +265,8 @@ class connection {
 
   template <typename... Args>
   result execute_with(std::string_view sql, bool may_prepare, const Args&... args) {
-    return internal::with_params(
-        [&](std::span<const param_ref> refs) { return execute_refs(sql, refs, may_prepare); }, args...);
+    return internal::with_params([&](std::span<const param_ref> refs) { return execute_refs(sql, refs, may_prepare); },
+                                 args...);
   }
 
   std::unique_ptr<internal::connection_impl> m_impl;

@@ -14,25 +14,25 @@ namespace steadypg {
 
 /// Every field a server error report can carry (PQresultErrorField).
 struct server_error_fields {
-  std::string severity;         ///< ERROR, FATAL, PANIC (localised form)
-  std::string sqlstate;         ///< five-character code, e.g. "23505"
-  std::string message;          ///< primary human-readable message
-  std::string detail;           ///< optional secondary message
-  std::string hint;             ///< optional suggestion what to do
-  int position = 0;             ///< 1-based character offset into the statement, 0 if none
-  std::string internal_query;   ///< failed internally generated command, if any
-  std::string context;          ///< call stack context (PL/pgSQL etc.)
-  std::string schema;           ///< schema of the object involved
-  std::string table;            ///< table involved
-  std::string column;           ///< column involved
-  std::string datatype;         ///< data type involved
-  std::string constraint;       ///< constraint involved
+  std::string severity;        ///< ERROR, FATAL, PANIC (localised form)
+  std::string sqlstate;        ///< five-character code, e.g. "23505"
+  std::string message;         ///< primary human-readable message
+  std::string detail;          ///< optional secondary message
+  std::string hint;            ///< optional suggestion what to do
+  int position = 0;            ///< 1-based character offset into the statement, 0 if none
+  std::string internal_query;  ///< failed internally generated command, if any
+  std::string context;         ///< call stack context (PL/pgSQL etc.)
+  std::string schema;          ///< schema of the object involved
+  std::string table;           ///< table involved
+  std::string column;          ///< column involved
+  std::string datatype;        ///< data type involved
+  std::string constraint;      ///< constraint involved
 };
 
 /// A summary of an earlier failed attempt of the same operation.
 struct attempt_error {
-  std::string sqlstate;   ///< may be empty for local failures
-  std::string message;    ///< what() of that attempt
+  std::string sqlstate;  ///< may be empty for local failures
+  std::string message;   ///< what() of that attempt
   steadypg::outcome outcome = outcome::fatal;
 };
 
@@ -64,8 +64,9 @@ class error : public std::runtime_error {
   /// follows from `kind` (server_error → server, usage → client, else connection).
   error(std::string message, failure_kind kind, steadypg::outcome outcome, server_error_fields fields = {});
   /// An error reported by the server.
-  [[deprecated("use error(message, failure_kind::server_error, outcome, fields)")]]
-  error(std::string message, server_error_fields fields, steadypg::outcome outcome);
+  [[deprecated("use error(message, failure_kind::server_error, outcome, fields)")]] error(std::string message,
+                                                                                          server_error_fields fields,
+                                                                                          steadypg::outcome outcome);
   /// Internal: an error with every fact given (only the library can make `details`).
   error(std::string message, internal::error_details details);
 
@@ -249,11 +250,10 @@ namespace internal {
 [[nodiscard]] server_error_fields read_error_fields(const pg_result* res);
 /// Throws the most specific exception for a server error; `broken` says the connection
 /// did not survive it (57P01 and friends end the session).
-[[noreturn]] void throw_server_error(server_error_fields fields, std::string_view operation,
-                                     const request_facts& facts, bool broken);
+[[noreturn]] void throw_server_error(server_error_fields fields, std::string_view operation, const request_facts& facts,
+                                     bool broken);
 /// Throws connection_error, or indeterminate_commit when COMMIT was in flight.
-[[noreturn]] void throw_connection_lost(std::string message, std::string_view operation,
-                                        const request_facts& facts);
+[[noreturn]] void throw_connection_lost(std::string message, std::string_view operation, const request_facts& facts);
 /// Builds the what() text of a server error: "message (SQLSTATE x) DETAIL: … HINT: …".
 [[nodiscard]] std::string format_server_message(const server_error_fields& f);
 }  // namespace internal

@@ -29,8 +29,8 @@ struct health_report {
   double latency_ms = 0;    ///< ping round trip (0 when it did not run)
   double threshold_ms = 0;  ///< observe.slow_query_threshold
   breaker_state breaker = breaker_state::closed;
-  std::string reason;       ///< why not healthy ("" when healthy)
-  std::string error;        ///< the error of a failed ping, passwords never included
+  std::string reason;  ///< why not healthy ("" when healthy)
+  std::string error;   ///< the error of a failed ping, passwords never included
 };
 
 }  // namespace steadypg

@@ -28,10 +28,10 @@ enum class close_reason {
 
 /// A connection held longer than leak_detection_threshold.
 struct leak_report {
-  std::uint64_t connection_id = 0;         ///< the pool's id for the connection
-  std::chrono::nanoseconds held_for{};     ///< how long it has been out so far
-  std::thread::id acquirer;                ///< the thread that acquired it
-  std::string_view context;                ///< the context string passed to acquire(), or ""
+  std::uint64_t connection_id = 0;      ///< the pool's id for the connection
+  std::chrono::nanoseconds held_for{};  ///< how long it has been out so far
+  std::thread::id acquirer;             ///< the thread that acquired it
+  std::string_view context;             ///< the context string passed to acquire(), or ""
 };
 
 /// The pool and the breaker when something happened (log context); -1 / "" when unknown.
@@ -46,12 +46,12 @@ struct call_report {
               const error* e) noexcept
       : operation(op), sql(statement), duration(d), attempts(n), rows(r), failure(e) {}
 
-  std::string_view operation;        ///< "execute", "transaction", a statement's name() …
-  std::string_view sql;              ///< the statement text ("" for transactions and pings)
+  std::string_view operation;           ///< "execute", "transaction", a statement's name() …
+  std::string_view sql;                 ///< the statement text ("" for transactions and pings)
   std::chrono::nanoseconds duration{};  ///< including pool waits, retries and backoff
   int attempts = 1;
-  std::uint64_t rows = 0;            ///< rows returned or affected, when known
-  const error* failure = nullptr;    ///< nullptr on success
+  std::uint64_t rows = 0;          ///< rows returned or affected, when known
+  const error* failure = nullptr;  ///< nullptr on success
   /// Filled for failed and slow calls (the hot path does not pay for it otherwise).
   call_context context;
   /// Slower than the client's slow_query_threshold.

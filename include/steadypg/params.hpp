@@ -26,10 +26,10 @@ using bytes_view = std::span<const std::byte>;
 
 /// Well-known type OIDs.
 namespace oids {
-inline constexpr oid unknown = 0, boolean = 16, bytea = 17, int8 = 20, int2 = 21, int4 = 23, text = 25,
-                     float4 = 700, float8 = 701, bool_array = 1000, int2_array = 1005, int4_array = 1007,
-                     text_array = 1009, int8_array = 1016, float4_array = 1021, float8_array = 1022,
-                     timestamp = 1114, timestamptz = 1184, timestamptz_array = 1185, numeric = 1700;
+inline constexpr oid unknown = 0, boolean = 16, bytea = 17, int8 = 20, int2 = 21, int4 = 23, text = 25, float4 = 700,
+                     float8 = 701, bool_array = 1000, int2_array = 1005, int4_array = 1007, text_array = 1009,
+                     int8_array = 1016, float4_array = 1021, float8_array = 1022, timestamp = 1114, timestamptz = 1184,
+                     timestamptz_array = 1185, numeric = 1700;
 }  // namespace oids
 
 /// One bound parameter as libpq wants it. `data == nullptr` means SQL NULL.
@@ -78,9 +78,7 @@ template <typename Holder>
 struct nullable {
   std::optional<Holder> value;
   oid type = oids::unknown;
-  [[nodiscard]] param_ref ref() const noexcept {
-    return value ? value->ref() : param_ref{nullptr, 0, 0, type};
-  }
+  [[nodiscard]] param_ref ref() const noexcept { return value ? value->ref() : param_ref{nullptr, 0, 0, type}; }
 };
 
 /// Length of a buffer as the int libpq wants; throws usage_error above 1 GiB - 1.
@@ -117,9 +115,11 @@ constexpr oid integer_oid() {
 }
 }  // namespace internal
 
+// clang-format off
 template <typename T>
   requires(std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char> && sizeof(T) <= 8)
 struct param_traits<T> {
+  // clang-format on
   static constexpr oid type = internal::integer_oid<T>();
   static constexpr oid array_type = type == oids::int2   ? oids::int2_array
                                     : type == oids::int4 ? oids::int4_array
@@ -232,9 +232,11 @@ struct param_traits<std::optional<T>> {
 };
 
 /// A std::vector<T> binds as a one-dimensional array ('{…}' literal).
+// clang-format off
 template <typename T>
   requires(!std::is_same_v<T, std::byte>)
 struct param_traits<std::vector<T>> {
+  // clang-format on
   static constexpr oid type = [] {
     if constexpr (requires { param_traits<T>::array_type; }) return param_traits<T>::array_type;
     return oids::unknown;
@@ -269,16 +271,18 @@ decltype(auto) with_params(Fn&& fn, const Args&... args) {
     return fn(std::span<const param_ref>{});
   } else {
     auto holders = std::make_tuple(param_traits<std::remove_cvref_t<Args>>::to_param(args)...);
-    auto refs = std::apply([](const auto&... h) { return std::array<param_ref, sizeof...(Args)>{h.ref()...}; },
-                           holders);
+    auto refs =
+        std::apply([](const auto&... h) { return std::array<param_ref, sizeof...(Args)>{h.ref()...}; }, holders);
     return fn(std::span<const param_ref>(refs));
   }
 }
 }  // namespace internal
 
 /// True when T has a param_traits specialisation.
+// clang-format off
 template <typename T>
 concept bindable = requires(const T& v) { param_traits<std::remove_cvref_t<T>>::to_param(v).ref(); };
+// clang-format on
 
 /// A parameter list built at run time (the CLI, batch files). Owns every value.
 class param_list {

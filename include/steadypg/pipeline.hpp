@@ -70,7 +70,7 @@ class pipeline {
   void finish();
 
  private:
-  void lost();  // the connection failed: the pipeline is over
+  void lost();                                           // the connection failed: the pipeline is over
   [[noreturn]] void out_of_step(std::string_view what);  // closes the connection and throws
   void consumed_statement() noexcept;
   // Flushes what is queued; when that finds the connection lost, the pipeline is over.
@@ -81,12 +81,12 @@ class pipeline {
   [[nodiscard]] pg_result* next_in_stream(const std::optional<std::chrono::steady_clock::time_point>& until,
                                           std::string_view missing);
   connection* m_conn;
-  std::size_t m_pending = 0;            // statements whose results are not collected
-  std::size_t m_syncs = 0;              // sync markers not yet consumed (= m_groups.size())
-  std::size_t m_unsynced = 0;           // statements sent since the last sync, not collected
-  std::deque<std::size_t> m_groups;     // per pending sync: its statements not collected yet
-  bool m_unsynced_sends = false;        // statements sent since the last sync/flush request
-  bool m_open_group = false;            // statements sent since the last sync
+  std::size_t m_pending = 0;         // statements whose results are not collected
+  std::size_t m_syncs = 0;           // sync markers not yet consumed (= m_groups.size())
+  std::size_t m_unsynced = 0;        // statements sent since the last sync, not collected
+  std::deque<std::size_t> m_groups;  // per pending sync: its statements not collected yet
+  bool m_unsynced_sends = false;     // statements sent since the last sync/flush request
+  bool m_open_group = false;         // statements sent since the last sync
   int m_sends_since_flush = 0;
   bool m_active = false;
 };

@@ -55,25 +55,25 @@ struct pool_options {
 
 /// A snapshot of the pool's state and counters.
 struct pool_stats {
-  std::size_t active = 0;      ///< connections handed out
-  std::size_t idle = 0;        ///< connections ready in the pool
-  std::size_t total = 0;       ///< open connections (active + idle)
-  std::size_t connecting = 0;  ///< connections being opened
-  std::size_t waiting = 0;     ///< callers waiting in acquire()
-  std::size_t max = 0;         ///< max_size
-  std::uint64_t acquire_count = 0;            ///< successful acquires
-  std::uint64_t release_count = 0;            ///< connections returned
+  std::size_t active = 0;                         ///< connections handed out
+  std::size_t idle = 0;                           ///< connections ready in the pool
+  std::size_t total = 0;                          ///< open connections (active + idle)
+  std::size_t connecting = 0;                     ///< connections being opened
+  std::size_t waiting = 0;                        ///< callers waiting in acquire()
+  std::size_t max = 0;                            ///< max_size
+  std::uint64_t acquire_count = 0;                ///< successful acquires
+  std::uint64_t release_count = 0;                ///< connections returned
   std::chrono::nanoseconds acquire_wait_total{};  ///< time spent waiting, summed over acquires
-  std::uint64_t acquires_waited = 0;          ///< acquires that found no idle connection
-  std::uint64_t acquire_timeouts = 0;         ///< acquires that gave up at the deadline
-  std::uint64_t rejections = 0;               ///< acquires rejected because max_waiters were queued
-  std::uint64_t connections_created = 0;      ///< connections opened
-  std::uint64_t connect_failures = 0;         ///< failed attempts to open one
-  std::uint64_t closed_broken = 0;            ///< closed: broken or failed validation
-  std::uint64_t closed_idle = 0;              ///< closed: idle_timeout
-  std::uint64_t closed_lifetime = 0;          ///< closed: max_lifetime
-  std::uint64_t closed_reset_failed = 0;      ///< closed: could not be reset on return
-  std::uint64_t closed_pool_closed = 0;       ///< closed: the pool was destroyed
+  std::uint64_t acquires_waited = 0;              ///< acquires that found no idle connection
+  std::uint64_t acquire_timeouts = 0;             ///< acquires that gave up at the deadline
+  std::uint64_t rejections = 0;                   ///< acquires rejected because max_waiters were queued
+  std::uint64_t connections_created = 0;          ///< connections opened
+  std::uint64_t connect_failures = 0;             ///< failed attempts to open one
+  std::uint64_t closed_broken = 0;                ///< closed: broken or failed validation
+  std::uint64_t closed_idle = 0;                  ///< closed: idle_timeout
+  std::uint64_t closed_lifetime = 0;              ///< closed: max_lifetime
+  std::uint64_t closed_reset_failed = 0;          ///< closed: could not be reset on return
+  std::uint64_t closed_pool_closed = 0;           ///< closed: the pool was destroyed
 };
 
 /// What a connection must come back as when returned to the pool.
@@ -121,8 +121,7 @@ class basic_pool {
   class handle {
    public:
     handle() = default;
-    handle(handle&& o) noexcept
-        : m_slot(std::exchange(o.m_slot, nullptr)), m_conn(std::exchange(o.m_conn, nullptr)) {}
+    handle(handle&& o) noexcept : m_slot(std::exchange(o.m_slot, nullptr)), m_conn(std::exchange(o.m_conn, nullptr)) {}
     handle& operator=(handle&& o) noexcept {
       if (this != &o) {
         release();

@@ -47,9 +47,11 @@ bytes parse_bytea(std::string_view text);
 std::vector<std::optional<std::string>> parse_array(std::string_view text);
 }  // namespace internal
 
+// clang-format off
 template <typename T>
   requires(std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>)
 struct result_traits<T> {
+  // clang-format on
   static T from_text(std::string_view text) { return internal::parse_integer<T>(text, "integer"); }
 };
 
@@ -97,9 +99,11 @@ struct result_traits<std::optional<T>> {
   static std::optional<T> null() { return std::nullopt; }
 };
 
+// clang-format off
 template <typename T>
   requires(!std::is_same_v<T, std::byte>)
 struct result_traits<std::vector<T>> {
+  // clang-format on
   static std::vector<T> from_text(std::string_view text) {
     std::vector<T> out;
     auto elements = internal::parse_array(text);

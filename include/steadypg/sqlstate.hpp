@@ -6,49 +6,49 @@ namespace steadypg {
 
 /// SQLSTATE classes (the first two characters of a five-character code).
 enum class sqlstate_class {
-  successful_completion,          ///< 00
-  warning,                        ///< 01
-  no_data,                        ///< 02
-  statement_not_complete,         ///< 03
-  connection_exception,           ///< 08
-  triggered_action,               ///< 09
-  feature_not_supported,          ///< 0A
-  invalid_transaction_initiation, ///< 0B
-  locator_exception,              ///< 0F
-  invalid_grantor,                ///< 0L
-  invalid_role_specification,     ///< 0P
-  diagnostics_exception,          ///< 0Z
-  case_not_found,                 ///< 20
-  cardinality_violation,          ///< 21
-  data_exception,                 ///< 22
-  integrity_constraint_violation, ///< 23
-  invalid_cursor_state,           ///< 24
-  invalid_transaction_state,      ///< 25
-  invalid_statement_name,         ///< 26
-  triggered_data_change,          ///< 27
-  invalid_authorization,          ///< 28
-  dependent_privilege,            ///< 2B
-  invalid_transaction_termination,///< 2D
-  routine_exception,              ///< 2F
-  invalid_cursor_name,            ///< 34
-  external_routine,               ///< 38
-  external_routine_invocation,    ///< 39
-  savepoint_exception,            ///< 3B
-  invalid_catalog_name,           ///< 3D
-  invalid_schema_name,            ///< 3F
-  transaction_rollback,           ///< 40
-  syntax_error_or_access_rule,    ///< 42
-  with_check_option_violation,    ///< 44
-  insufficient_resources,         ///< 53
-  program_limit_exceeded,         ///< 54
-  object_not_in_prerequisite_state,///< 55
-  operator_intervention,          ///< 57
-  system_error,                   ///< 58
-  config_file_error,              ///< F0
-  fdw_error,                      ///< HV
-  plpgsql_error,                  ///< P0
-  internal_error,                 ///< XX
-  unknown                         ///< empty, malformed or unlisted
+  successful_completion,             ///< 00
+  warning,                           ///< 01
+  no_data,                           ///< 02
+  statement_not_complete,            ///< 03
+  connection_exception,              ///< 08
+  triggered_action,                  ///< 09
+  feature_not_supported,             ///< 0A
+  invalid_transaction_initiation,    ///< 0B
+  locator_exception,                 ///< 0F
+  invalid_grantor,                   ///< 0L
+  invalid_role_specification,        ///< 0P
+  diagnostics_exception,             ///< 0Z
+  case_not_found,                    ///< 20
+  cardinality_violation,             ///< 21
+  data_exception,                    ///< 22
+  integrity_constraint_violation,    ///< 23
+  invalid_cursor_state,              ///< 24
+  invalid_transaction_state,         ///< 25
+  invalid_statement_name,            ///< 26
+  triggered_data_change,             ///< 27
+  invalid_authorization,             ///< 28
+  dependent_privilege,               ///< 2B
+  invalid_transaction_termination,   ///< 2D
+  routine_exception,                 ///< 2F
+  invalid_cursor_name,               ///< 34
+  external_routine,                  ///< 38
+  external_routine_invocation,       ///< 39
+  savepoint_exception,               ///< 3B
+  invalid_catalog_name,              ///< 3D
+  invalid_schema_name,               ///< 3F
+  transaction_rollback,              ///< 40
+  syntax_error_or_access_rule,       ///< 42
+  with_check_option_violation,       ///< 44
+  insufficient_resources,            ///< 53
+  program_limit_exceeded,            ///< 54
+  object_not_in_prerequisite_state,  ///< 55
+  operator_intervention,             ///< 57
+  system_error,                      ///< 58
+  config_file_error,                 ///< F0
+  fdw_error,                         ///< HV
+  plpgsql_error,                     ///< P0
+  internal_error,                    ///< XX
+  unknown                            ///< empty, malformed or unlisted
 };
 
 /// The class of a SQLSTATE code ("23505" → integrity_constraint_violation).

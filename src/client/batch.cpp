@@ -69,9 +69,7 @@ batch_report client::batch_execute(std::span<const batch_operation> ops, const b
   return internal::batch_executor(r, options, ops.size(), ops, nullptr).execute();
 }
 
-batch_report client::batch_execute(std::span<const batch_operation> ops) {
-  return batch_execute(ops, m_options.batch);
-}
+batch_report client::batch_execute(std::span<const batch_operation> ops) { return batch_execute(ops, m_options.batch); }
 
 batch_report client::batch_execute(std::size_t count, const std::function<batch_operation(std::size_t)>& make,
                                    const batch_options& options) {

@@ -125,10 +125,11 @@ std::span<const batch_operation> batch_executor::chunk_ops(std::size_t begin, st
       // Each operation is its own transaction (pipeline) or part of its chunk's (transaction):
       // one that opens or ends a transaction itself would make the report lie.
       if (extended_always && is_transaction_control(ops[i].sql())) {
-        throw usage_error(fmt::format("transaction control ({}) is not allowed in a {} mode batch: the batch runs "
-                                      "each {} in a transaction of its own",
-                                      ops[i].sql().substr(0, 40), to_string(m_o.mode),
-                                      m_o.mode == batch_mode::pipeline ? "operation" : "chunk"));
+        throw usage_error(
+            fmt::format("transaction control ({}) is not allowed in a {} mode batch: the batch runs "
+                        "each {} in a transaction of its own",
+                        ops[i].sql().substr(0, 40), to_string(m_o.mode),
+                        m_o.mode == batch_mode::pipeline ? "operation" : "chunk"));
       }
     } catch (const error& e) {
       w.skip[i] = 1;
@@ -201,8 +202,7 @@ void batch_executor::throw_call_failure(const connection& c, std::uint64_t befor
       .fields(e.server())
       .operation("batch")
       .broken(e.poisons_connection())
-      .build<connection_error>(
-          fmt::format("the callable failed after some of its statements had run: {}", e.what()));
+      .build<connection_error>(fmt::format("the callable failed after some of its statements had run: {}", e.what()));
 }
 
 batch_failure batch_executor::reason_for(const failure_info& f, batch_failure reason) const {
@@ -253,7 +253,7 @@ batch_report batch_executor::report(std::vector<worker_state>& states) {
     if (m_state[i] != pending) continue;
     ++not_started;
     const auto reason = (m_stop.load() && !timed_out) || aborted ? batch_failure::not_run : batch_failure::timed_out;
-    std::string message = aborted ? m_abort_message
+    std::string message = aborted                            ? m_abort_message
                           : reason == batch_failure::not_run ? "not run: an earlier operation failed"
                                                              : "not run: the batch timeout passed";
     r.errors.push_back({i, "", std::move(message), reason, outcome::not_sent, std::nullopt, std::nullopt});
@@ -265,10 +265,12 @@ batch_report batch_executor::report(std::vector<worker_state>& states) {
   st.succeeded = m_succeeded.load();
   st.failed = m_count - st.succeeded;
   st.processed = m_count - not_started;
-  st.timed_out = static_cast<std::size_t>(std::count_if(
-      r.errors.begin(), r.errors.end(), [](const batch_error& e) { return e.reason == batch_failure::timed_out; }));
-  st.unknown = static_cast<std::size_t>(std::count_if(
-      r.errors.begin(), r.errors.end(), [](const batch_error& e) { return e.outcome == outcome::indeterminate; }));
+  st.timed_out = static_cast<std::size_t>(std::count_if(r.errors.begin(), r.errors.end(), [](const batch_error& e) {
+    return e.reason == batch_failure::timed_out;
+  }));
+  st.unknown = static_cast<std::size_t>(std::count_if(r.errors.begin(), r.errors.end(), [](const batch_error& e) {
+    return e.outcome == outcome::indeterminate;
+  }));
   st.breaker_waited = m_breaker_waited.load();
   st.success_rate = m_count == 0 ? 1.0 : static_cast<double>(st.succeeded) / static_cast<double>(m_count);
   st.duration = clock::now() - m_start;
@@ -276,8 +278,7 @@ batch_report batch_executor::report(std::vector<worker_state>& states) {
   r.stopped = m_stop.load();
   r.results = std::move(m_results);
   if (auto* events = m_runner.events()) {
-    events->on_batch_finished(
-        {to_string(m_o.mode), st.total, st.succeeded, st.failed, st.duration, r.timed_out});
+    events->on_batch_finished({to_string(m_o.mode), st.total, st.succeeded, st.failed, st.duration, r.timed_out});
   }
   return r;
 }

@@ -127,8 +127,9 @@ void batch_executor::run_call(connection& c, std::size_t index, const batch_oper
     if (c.status() == connection_status::in_transaction || c.status() == connection_status::failed_transaction) {
       (void)c.execute("ROLLBACK");
       fail(w, index,
-           {"", "the callable left a transaction block open; it was rolled back (in pipeline mode each operation "
-                "runs in autocommit: use transaction mode for a transaction)",
+           {"",
+            "the callable left a transaction block open; it was rolled back (in pipeline mode each operation "
+            "runs in autocommit: use transaction mode for a transaction)",
             outcome::rolled_back, false});
       return;
     }

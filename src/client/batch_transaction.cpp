@@ -140,7 +140,7 @@ void batch_executor::run_pipelined_transaction(connection& c, const chunk_view& 
     p.send("COMMIT");
     p.sync();
     try {
-      (void)p.get_result();  // BEGIN
+      (void)p.get_result();                            // BEGIN
       for (std::size_t i = 0; i <= ops.size(); ++i) {  // the statements, then COMMIT
         if (i < ops.size() && v.skip[i]) continue;
         try {
@@ -161,7 +161,7 @@ void batch_executor::run_pipelined_transaction(connection& c, const chunk_view& 
     } catch (const sql_error&) {
       throw;
     } catch (const error& e) {
-      if (committed) return;  // COMMIT answered: the chunk is in, whatever the rest of the stream
+      if (committed) return;                 // COMMIT answered: the chunk is in, whatever the rest of the stream
       if (first_error && failed_at) return;  // a statement failed: the transaction was aborted
       // No answer to COMMIT. A server that ended the session cleanly never committed;
       // otherwise COMMIT may have been processed.
@@ -170,8 +170,9 @@ void batch_executor::run_pipelined_transaction(connection& c, const chunk_view& 
           .fields(e.server())
           .operation("batch")
           .broken()
-          .build<indeterminate_commit>(fmt::format(
-              "connection lost before COMMIT was confirmed; the chunk may or may not have committed: {}", e.what()));
+          .build<indeterminate_commit>(
+              fmt::format("connection lost before COMMIT was confirmed; the chunk may or may not have committed: {}",
+                          e.what()));
     }
   }
   if (!first_error) return;

@@ -42,9 +42,10 @@ client::client(client_options options, observer* obs)
       m_observer(m_fanout ? m_fanout.get() : obs),
       m_breaker(breaker_settings(m_options), m_observer),
       m_budget(m_options.resilience.budget) {
-  m_pool = std::make_unique<pool_type>(
-      m_options.pool,
-      std::make_shared<internal::connection_factory>(pooled_connection_options(m_options)), m_observer);
+  m_pool =
+      std::make_unique<pool_type>(m_options.pool,
+                                  std::make_shared<internal::connection_factory>(pooled_connection_options(m_options)),
+                                  m_observer);
   if (m_metrics) {
     // Live state, read when the metrics are rendered.
     pool_type* p = m_pool.get();
@@ -104,14 +105,14 @@ pool_stats client::pool_statistics() const { return m_pool->stats(); }
 
 connection_info_report client::connection_info() {
   connection_info_report r;
-  auto rs = execute(statement{
-      "SELECT current_setting('server_version'), "
-      "extract(epoch FROM now() - pg_postmaster_start_time())::bigint, "
-      "count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state = 'idle'), count(*), "
-      "current_setting('max_connections')::bigint "
-      "FROM pg_stat_activity WHERE datname = current_database()"}
-                        .idempotent()
-                        .name("connection_info"));
+  auto rs =
+      execute(statement{"SELECT current_setting('server_version'), "
+                        "extract(epoch FROM now() - pg_postmaster_start_time())::bigint, "
+                        "count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state = 'idle'), count(*), "
+                        "current_setting('max_connections')::bigint "
+                        "FROM pg_stat_activity WHERE datname = current_database()"}
+                  .idempotent()
+                  .name("connection_info"));
   auto [version, uptime, active, idle, total, max] =
       rs[0].as<std::string, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t>();
   r.server.version = version;
@@ -147,8 +148,8 @@ client::timeout_scope::timeout_scope(connection& c, const std::optional<clock::t
     if (c.statement_timeout() != session_default) c.set_statement_timeout(session_default);
     return;
   }
-  auto left = std::max(std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock::now()),
-                       std::chrono::milliseconds{1});
+  auto left =
+      std::max(std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock::now()), std::chrono::milliseconds{1});
   // The server stops the statement a little before the deadline (statement_timeout); the
   // client-side timeout with a cancel request is the backstop. The SET is skipped while the
   // session's value is already within a quarter of what is wanted. A configured
@@ -223,8 +224,8 @@ void client::retry_after(const call_info& info, const error& e, const std::optio
   if (!d.retry) {
     // The caught error stays as it was; what the call adds goes into a copy of the same type.
     try {
-      internal::error_builder::raise_with_call_facts(
-          e, {info.operation, attempt + 1, std::move(earlier), d.reason == internal::retry_reason::budget_exhausted});
+      internal::error_builder::raise_with_call_facts(e, {info.operation, attempt + 1, std::move(earlier),
+                                                         d.reason == internal::retry_reason::budget_exhausted});
     } catch (const error& final_error) {
       finished(info, clock::now() - started, attempt + 1, 0, &final_error);
       throw;

@@ -46,10 +46,10 @@ struct int_knob {
   void (*set)(client_options&, long long);
 };
 
-#define STEADYPG_INT_KNOB(env, member, range)                                        \
-  int_knob {                                                                         \
+#define STEADYPG_INT_KNOB(env, member, range)                                          \
+  int_knob {                                                                           \
     env, #member, range, [](const client_options& o) { return as_integer(o.member); }, \
-        [](client_options& o, long long v) { assign(o.member, v); }                  \
+        [](client_options& o, long long v) { assign(o.member, v); }                    \
   }
 
 const std::vector<int_knob>& int_knobs() {

@@ -18,9 +18,11 @@ template <typename R, typename... Args>
 class function_ref<R(Args...)> {
  public:
   /// Refers to `fn` (a lambda or another function object); `fn` must outlive this.
+  // clang-format off
   template <typename Fn>
     requires(!std::is_same_v<std::remove_cvref_t<Fn>, function_ref> && std::is_invocable_r_v<R, Fn&, Args...>)
   function_ref(Fn&& fn) noexcept  // NOLINT(google-explicit-constructor): converts like std::function
+      // clang-format on
       : m_callable(const_cast<void*>(static_cast<const void*>(std::addressof(fn)))),
         m_invoke([](void* callable, Args... args) -> R {
           auto& target = *static_cast<std::remove_reference_t<Fn>*>(callable);

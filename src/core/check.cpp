@@ -36,7 +36,8 @@ void check_range(std::string_view field, std::chrono::milliseconds value, int_ra
 
 void check_range(std::string_view field, double value, double min, double max, std::string_view note) {
   if (!(value >= min && value <= max)) {  // NaN fails too
-    throw config_error(fmt::format("{} = {} is out of range: expected a number in {}–{}{}", field, value, min, max, note));
+    throw config_error(
+        fmt::format("{} = {} is out of range: expected a number in {}–{}{}", field, value, min, max, note));
   }
 }
 

@@ -69,10 +69,9 @@ void connection_impl::connect(const connection_options& given) {
   // is noticed within about 30 s even by a call without a deadline. They come before the
   // DSN, so that a DSN setting any of them wins (libpq: later entries override earlier ones).
   // A service file's settings apply only to keywords not given here: with a service, give none.
-  const char* keywords[] = {"keepalives",      "keepalives_idle", "keepalives_interval",       "keepalives_count",
+  const char* keywords[] = {"keepalives",       "keepalives_idle", "keepalives_interval",       "keepalives_count",
                             "tcp_user_timeout", "dbname",          "fallback_application_name", nullptr};
-  const char* values[] = {"1",  "15", "5", "3", "30000", options.dsn.c_str(), options.application_name.c_str(),
-                          nullptr};
+  const char* values[] = {"1", "15", "5", "3", "30000", options.dsn.c_str(), options.application_name.c_str(), nullptr};
   const int first = names_a_service(options.dsn) ? 5 : 0;
   const auto until = clock::now() + options.connect_timeout;
   auto fail = [&](std::string msg) {
@@ -107,7 +106,8 @@ void connection_impl::connect(const connection_options& given) {
   }
   if (PQsetnonblocking(conn, 1) != 0) fail(last_error_message(conn));
   // Server notices (NOTICE, WARNING) are not printed to stderr by a library.
-  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn, [](void*, const char*) {}, nullptr);
   stats.capacity = options.statement_cache_capacity;
 }
 

@@ -60,7 +60,8 @@ void connection_impl::begin_request(std::string_view op) {
         .build<connection_error>("the connection is broken: " + last_error_message(conn));
   }
   if (in_pipeline) throw usage_error("the connection is in pipeline mode; send through the steadypg::pipeline");
-  if (in_copy) throw usage_error("the connection is in COPY mode; finish or abort the steadypg::copy_in or copy_out first");
+  if (in_copy)
+    throw usage_error("the connection is in COPY mode; finish or abort the steadypg::copy_in or copy_out first");
   const auto tx = PQtransactionStatus(conn);
   last = request_facts{false, false, tx == PQTRANS_INTRANS || tx == PQTRANS_INERROR};
   ++requests;
@@ -106,11 +107,12 @@ std::string_view to_string(connection_status s) noexcept {
   return "unknown";
 }
 
-connection::connection(std::string_view dsn) : connection([&] {
-  connection_options o;
-  o.dsn = std::string(dsn);
-  return o;
-}()) {}
+connection::connection(std::string_view dsn)
+    : connection([&] {
+        connection_options o;
+        o.dsn = std::string(dsn);
+        return o;
+      }()) {}
 
 connection::connection(const connection_options& options) : connection((options.validate(), options), validated{}) {}
 
@@ -265,7 +267,9 @@ void connection::set_statement_timeout(std::chrono::milliseconds timeout) {
 
 std::chrono::milliseconds connection::statement_timeout() const noexcept { return m_impl->session_statement_timeout; }
 
-void connection::set_query_timeout(std::chrono::milliseconds timeout) noexcept { m_impl->options.query_timeout = timeout; }
+void connection::set_query_timeout(std::chrono::milliseconds timeout) noexcept {
+  m_impl->options.query_timeout = timeout;
+}
 void connection::set_deadline(std::optional<std::chrono::steady_clock::time_point> until) noexcept {
   m_impl->hard_deadline = until;
 }

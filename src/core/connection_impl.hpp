@@ -69,7 +69,7 @@ class param_arrays {
 };
 
 struct connection_impl {
-  PGconn* conn = nullptr;    // replaced only under cancel_mutex (cancel() runs on other threads)
+  PGconn* conn = nullptr;  // replaced only under cancel_mutex (cancel() runs on other threads)
   std::mutex cancel_mutex;
   connection_options options;
   request_facts last;
@@ -83,8 +83,8 @@ struct connection_impl {
   // Adaptive read-before-poll: under load the answer is often there already, and a poll()
   // would be a wasted syscall; when it keeps not being there, stop trying for a while.
   std::chrono::milliseconds session_statement_timeout{0};
-  deadline hard_deadline;         // an absolute bound for every request (a call's deadline)
-  std::uint64_t requests = 0;     // requests started (begin_request)
+  deadline hard_deadline;      // an absolute bound for every request (a call's deadline)
+  std::uint64_t requests = 0;  // requests started (begin_request)
   unsigned eager_misses = 0;
   unsigned eager_skip = 0;
   statement_cache_stats stats;

@@ -98,9 +98,10 @@ void copy_in::append_field(const param_ref& value) {
       std::memchr(value.data, 0, static_cast<std::size_t>(value.length)) != nullptr) {
     // The row is not sent: what it had put in the buffer goes, the COPY stays usable.
     m_buffer.resize(m_row_start);
-    throw usage_error(fmt::format("COPY row {}, field {} contains a NUL byte, which PostgreSQL text cannot hold; the "
-                                  "row was not sent (send binary data as steadypg::bytes)",
-                                  m_rows + 1, m_field));
+    throw usage_error(
+        fmt::format("COPY row {}, field {} contains a NUL byte, which PostgreSQL text cannot hold; the "
+                    "row was not sent (send binary data as steadypg::bytes)",
+                    m_rows + 1, m_field));
   }
   if (!m_first_field) m_buffer.push_back(m_format == copy_format::csv ? ',' : '\t');
   m_first_field = false;
@@ -154,8 +155,8 @@ void copy_in::write_row_refs(std::span<const param_ref> fields) {
 void copy_in::write_raw(std::string_view data) {
   if (!m_active) throw usage_error("the COPY is finished");
   if (const auto nul = data.find('\0'); nul != std::string_view::npos) {
-    throw usage_error(fmt::format("COPY data contains a NUL byte (at offset {} of this write); nothing of it was sent",
-                                  nul));
+    throw usage_error(
+        fmt::format("COPY data contains a NUL byte (at offset {} of this write); nothing of it was sent", nul));
   }
   m_buffer.append(data);
   if (m_buffer.size() >= flush_threshold) flush_buffer();
@@ -246,8 +247,8 @@ bool ends_session(const PGresult* r) {
 }
 
 std::string_view trim_query(std::string_view sql) {
-  while (!sql.empty() && (sql.back() == ';' || sql.back() == ' ' || sql.back() == '\t' || sql.back() == '\n' ||
-                          sql.back() == '\r')) {
+  while (!sql.empty() &&
+         (sql.back() == ';' || sql.back() == ' ' || sql.back() == '\t' || sql.back() == '\n' || sql.back() == '\r')) {
     sql.remove_suffix(1);
   }
   return sql;
@@ -286,7 +287,8 @@ std::string copy_source::statement(const copy_options& options) const {
     }
     sql += " TO STDOUT";
   }
-  if (options.format == copy_format::csv) sql += options.header ? " WITH (FORMAT csv, HEADER true)" : " WITH (FORMAT csv)";
+  if (options.format == copy_format::csv)
+    sql += options.header ? " WITH (FORMAT csv, HEADER true)" : " WITH (FORMAT csv)";
   else if (options.header) sql += " WITH (FORMAT text, HEADER true)";
   return sql;
 }
@@ -486,8 +488,8 @@ void copy_out::abort() noexcept {
     const auto st = PQresultStatus(raw);
     // The COPY's end (it finished before the cancel) or 57014 (cancelled) are expected.
     const char* state = PQresultErrorField(raw, PG_DIAG_SQLSTATE);
-    const bool expected = st == PGRES_COMMAND_OK || (st == PGRES_FATAL_ERROR && !ends_session(raw) && state != nullptr &&
-                                                     sqlstates::query_canceled == state);
+    const bool expected = st == PGRES_COMMAND_OK || (st == PGRES_FATAL_ERROR && !ends_session(raw) &&
+                                                     state != nullptr && sqlstates::query_canceled == state);
     if (!expected) {
       d.close();
       return;

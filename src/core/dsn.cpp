@@ -355,9 +355,10 @@ std::optional<std::string> check_values(const PQconninfoOption* opts) {
     for (const auto entry : split_commas(*port)) {
       const auto n = entry.empty() ? std::optional<int>(1) : libpq_int(entry);
       if (!n || *n < 1 || *n > 65535) {
-        return fmt::format("port=\"{}\" is invalid: expected an integer in 1–65535 (a comma-separated list: "
-                           "one port for all hosts or one per host, empty for the default)",
-                           *port);
+        return fmt::format(
+            "port=\"{}\" is invalid: expected an integer in 1–65535 (a comma-separated list: "
+            "one port for all hosts or one per host, empty for the default)",
+            *port);
       }
     }
   }
@@ -372,9 +373,10 @@ std::optional<std::string> check_values(const PQconninfoOption* opts) {
       const int rc = ::getaddrinfo(std::string(entry).c_str(), nullptr, &hints, &found);
       if (found != nullptr) ::freeaddrinfo(found);
       if (rc != 0) {
-        return fmt::format("hostaddr=\"{}\" is invalid: expected a numeric IPv4 or IPv6 address in each "
-                           "comma-separated entry (names go in host)",
-                           *hostaddr);
+        return fmt::format(
+            "hostaddr=\"{}\" is invalid: expected a numeric IPv4 or IPv6 address in each "
+            "comma-separated entry (names go in host)",
+            *hostaddr);
       }
     }
   }
@@ -383,15 +385,16 @@ std::optional<std::string> check_values(const PQconninfoOption* opts) {
   const bool has_host = host && !host->empty();
   const std::size_t hosts = has_hostaddr ? split_commas(*hostaddr).size() : has_host ? split_commas(*host).size() : 1;
   if (has_hostaddr && has_host && split_commas(*host).size() != hosts) {
-    return fmt::format("host=\"{}\" lists {} host names for {} hostaddr values: give one host name per hostaddr "
-                       "entry, or none",
-                       *host, split_commas(*host).size(), hosts);
+    return fmt::format(
+        "host=\"{}\" lists {} host names for {} hostaddr values: give one host name per hostaddr "
+        "entry, or none",
+        *host, split_commas(*host).size(), hosts);
   }
   if (port && !port->empty()) {
     const std::size_t ports = split_commas(*port).size();
     if (ports != 1 && ports != hosts) {
-      return fmt::format("port=\"{}\" lists {} ports for {} hosts: give one port for all hosts or one per host",
-                         *port, ports, hosts);
+      return fmt::format("port=\"{}\" lists {} ports for {} hosts: give one port for all hosts or one per host", *port,
+                         ports, hosts);
     }
   }
 
@@ -447,15 +450,17 @@ std::optional<std::string> check_values(const PQconninfoOption* opts) {
   }();
   if ((!keepalives || libpq_int(*keepalives) != 0) && !sockets_only) {
     static constexpr std::tuple<std::string_view, int, std::string_view> kernel[] = {
-        {"keepalives_idle", 32767, "seconds"}, {"keepalives_interval", 32767, "seconds"},
+        {"keepalives_idle", 32767, "seconds"},
+        {"keepalives_interval", 32767, "seconds"},
         {"keepalives_count", 127, "probes"}};
     for (const auto& [keyword, max, unit] : kernel) {
       const auto v = value_of(opts, keyword);
       const auto n = v ? libpq_int(*v) : std::nullopt;  // an integer: checked above
       if (n && (*n < 1 || *n > max)) {
-        return fmt::format("{}=\"{}\" is invalid: expected an integer in 1–{} ({}; Linux refuses other values "
-                           "unless keepalives=0)",
-                           keyword, *v, max, unit);
+        return fmt::format(
+            "{}=\"{}\" is invalid: expected an integer in 1–{} ({}; Linux refuses other values "
+            "unless keepalives=0)",
+            keyword, *v, max, unit);
       }
     }
   }
@@ -473,13 +478,12 @@ std::optional<std::string> check_values(const PQconninfoOption* opts) {
   for (const auto& [keyword, v] :
        {std::pair{"ssl_min_protocol_version", tls_min}, std::pair{"ssl_max_protocol_version", tls_max}}) {
     if (v && !v->empty() && tls_index(*v) < 0) {
-      return fmt::format("{}=\"{}\" is invalid: expected one of {} (case does not matter; empty for no limit)",
-                         keyword, *v, fmt::join(tls, ", "));
+      return fmt::format("{}=\"{}\" is invalid: expected one of {} (case does not matter; empty for no limit)", keyword,
+                         *v, fmt::join(tls, ", "));
     }
   }
   if (tls_min && tls_max && !tls_min->empty() && !tls_max->empty() && tls_index(*tls_min) > tls_index(*tls_max)) {
-    return fmt::format("ssl_min_protocol_version=\"{}\" is above ssl_max_protocol_version=\"{}\"", *tls_min,
-                       *tls_max);
+    return fmt::format("ssl_min_protocol_version=\"{}\" is above ssl_max_protocol_version=\"{}\"", *tls_min, *tls_max);
   }
   return std::nullopt;
 }
@@ -503,13 +507,14 @@ void validate_dsn(std::string_view dsn) {
   const auto opts = parse_conninfo(dsn, &parse_error);
   if (!opts) {
     const std::string shown = redact_conservatively(dsn);
-    throw config_error(fmt::format("invalid connection string \"{}\": {}", shown,
-                                   sanitize_parse_error(parse_error, dsn, shown)));
+    throw config_error(
+        fmt::format("invalid connection string \"{}\": {}", shown, sanitize_parse_error(parse_error, dsn, shown)));
   }
   if (is_uri(dsn) && uri_has_stray_at(dsn)) {
-    throw config_error(fmt::format("invalid connection string \"{}\": an '@' after the user info; in the user name "
-                                   "and password write '@' as %40, '/' as %2F and '%' as %25",
-                                   redact_conservatively(dsn)));
+    throw config_error(
+        fmt::format("invalid connection string \"{}\": an '@' after the user info; in the user name "
+                    "and password write '@' as %40, '/' as %2F and '%' as %25",
+                    redact_conservatively(dsn)));
   }
   if (auto problem = check_values(opts.get())) {
     throw config_error(fmt::format("invalid connection string \"{}\": {}", redact_dsn(dsn), *problem));

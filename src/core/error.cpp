@@ -81,20 +81,18 @@ bool error::is_transient() const noexcept {
   switch (m_state->outcome) {
     case outcome::rolled_back:
     case outcome::indeterminate:
-    case outcome::wrong_host:
-      return true;
-    case outcome::not_sent:
-      return m_state->origin != error_origin::client;
+    case outcome::wrong_host: return true;
+    case outcome::not_sent: return m_state->origin != error_origin::client;
     case outcome::ok:
-    case outcome::fatal:
-      return false;
+    case outcome::fatal: return false;
   }
   return false;
 }
 
 bool error::poisons_connection() const noexcept {
-  return m_state->broken || m_state->kind == failure_kind::connection_lost || m_state->kind == failure_kind::connect_failed ||
-         m_state->fields.sqlstate.starts_with("08") || m_state->fields.sqlstate.starts_with("57P");
+  return m_state->broken || m_state->kind == failure_kind::connection_lost ||
+         m_state->kind == failure_kind::connect_failed || m_state->fields.sqlstate.starts_with("08") ||
+         m_state->fields.sqlstate.starts_with("57P");
 }
 
 bool error::reached_server() const noexcept {
@@ -108,12 +106,14 @@ bool error::counts_for_breaker() const noexcept {
 bool error::cancel_sent() const noexcept { return m_state->cancel_sent; }
 bool error::is_indeterminate_commit() const noexcept { return m_state->commit_in_doubt; }
 
-pool_timeout::pool_timeout(std::string message, failure_kind kind, steadypg::outcome outcome, server_error_fields fields)
+pool_timeout::pool_timeout(std::string message, failure_kind kind, steadypg::outcome outcome,
+                           server_error_fields fields)
     : timeout_error(std::move(message), details_of(kind, outcome, std::move(fields), error_origin::pool)) {}
 pool_timeout::pool_timeout(std::string message, internal::error_details details)
     : timeout_error(std::move(message), with_origin(std::move(details), error_origin::pool)) {}
 
-circuit_open::circuit_open(std::string message, failure_kind kind, steadypg::outcome outcome, server_error_fields fields)
+circuit_open::circuit_open(std::string message, failure_kind kind, steadypg::outcome outcome,
+                           server_error_fields fields)
     : error(std::move(message), details_of(kind, outcome, std::move(fields), error_origin::breaker)) {}
 circuit_open::circuit_open(std::string message, internal::error_details details)
     : error(std::move(message), with_origin(std::move(details), error_origin::breaker)) {}
@@ -201,8 +201,7 @@ error_origin default_origin(failure_kind kind) noexcept {
     case failure_kind::usage: return error_origin::client;
     case failure_kind::connect_failed:
     case failure_kind::connection_lost:
-    case failure_kind::timeout:
-      break;
+    case failure_kind::timeout: break;
   }
   return error_origin::connection;
 }
@@ -246,8 +245,10 @@ void raise_server_error(server_error_fields fields, std::string_view operation, 
     // The server ended the session (57P01 …): the connection is gone, whatever it said.
     b.origin(error_origin::connection);
     if (o == outcome::indeterminate && commit_sent) {
-      throw b.build<indeterminate_commit>("connection lost after COMMIT was sent; the transaction may or may not have "
-                                          "committed: " + msg);
+      throw b.build<indeterminate_commit>(
+          "connection lost after COMMIT was sent; the transaction may or may not have "
+          "committed: " +
+          msg);
     }
     throw b.build<connection_error>(std::move(msg));
   }

@@ -28,7 +28,9 @@ void observer_tee::on_breaker_transition(breaker_state from, breaker_state to) n
 void observer_tee::on_breaker_rejected() noexcept { STEADYPG_TEE(on_breaker_rejected()) }
 void observer_tee::on_cancel_sent() noexcept { STEADYPG_TEE(on_cancel_sent()) }
 void observer_tee::on_indeterminate_commit(std::string_view op) noexcept { STEADYPG_TEE(on_indeterminate_commit(op)) }
-void observer_tee::on_health_changed(health_status from, health_status to) noexcept { STEADYPG_TEE(on_health_changed(from, to)) }
+void observer_tee::on_health_changed(health_status from, health_status to) noexcept {
+  STEADYPG_TEE(on_health_changed(from, to))
+}
 void observer_tee::on_batch_finished(const batch_summary& b) noexcept { STEADYPG_TEE(on_batch_finished(b)) }
 void observer_tee::on_call_finished(const call_report& r) noexcept { STEADYPG_TEE(on_call_finished(r)) }
 

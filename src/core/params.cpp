@@ -43,8 +43,8 @@ inline_text format_time_point(std::chrono::system_clock::time_point tp) {
   const int y = static_cast<int>(ymd.year());
   auto r = fmt::format_to_n(t.buf.data(), t.buf.size() - 1, "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00{}",
                             y > 0 ? y : 1 - y, static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                            tod.hours().count(), tod.minutes().count(), tod.seconds().count(),
-                            tod.subseconds().count(), y > 0 ? "" : " BC");
+                            tod.hours().count(), tod.minutes().count(), tod.seconds().count(), tod.subseconds().count(),
+                            y > 0 ? "" : " BC");
   t.len = static_cast<int>(r.size);
   return t;
 }

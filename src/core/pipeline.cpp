@@ -121,11 +121,12 @@ void pipeline::send_refs(std::string_view sql, std::span<const param_ref> params
   // A statement the connection already prepared goes by name (no parse or plan on the server).
   const auto* cached = d.find_prepared(sql, arrays);
   internal::check_param_count(cached ? cached->param_count : internal::placeholder_count(sql), params.size());
-  if (cached == nullptr && d.options.statement_cache_capacity > 0 && m_pending == 0 && m_syncs == 0 &&
-      !m_open_group && !internal::is_transaction_control(sql)) {
+  if (cached == nullptr && d.options.statement_cache_capacity > 0 && m_pending == 0 && m_syncs == 0 && !m_open_group &&
+      !internal::is_transaction_control(sql)) {
     // Nothing is outstanding: leave pipeline mode for one round trip and prepare it, so that
     // this and every later statement of this text on the connection shares one plan.
-    if (!PQexitPipelineMode(d.conn)) throw usage_error("cannot leave pipeline mode: " + internal::last_error_message(d.conn));
+    if (!PQexitPipelineMode(d.conn))
+      throw usage_error("cannot leave pipeline mode: " + internal::last_error_message(d.conn));
     d.in_pipeline = false;
     try {
       cached = &d.prepared(sql, arrays, d.make_deadline());
@@ -211,14 +212,10 @@ result pipeline::get_result() {
         if (m_syncs > 0) --m_syncs;
         if (!m_groups.empty()) m_groups.pop_front();
         continue;
-      case PGRES_PIPELINE_ABORTED:
-        consumed_statement();
-        throw pipeline_aborted();
+      case PGRES_PIPELINE_ABORTED: consumed_statement(); throw pipeline_aborted();
       case PGRES_TUPLES_OK:
       case PGRES_COMMAND_OK:
-      case PGRES_EMPTY_QUERY:
-        consumed_statement();
-        return result(r.release());
+      case PGRES_EMPTY_QUERY: consumed_statement(); return result(r.release());
       default: {
         consumed_statement();
         auto fields = internal::read_error_fields(raw);
@@ -246,8 +243,8 @@ void pipeline::await_sync() {
   if (!m_active) throw usage_error("the pipeline is finished");
   if (m_groups.empty()) throw usage_error("no sync point is outstanding: call sync() first");
   if (m_groups.front() > 0) {
-    throw usage_error(fmt::format("collect the {} result(s) before the sync point first (get_result())",
-                                  m_groups.front()));
+    throw usage_error(
+        fmt::format("collect the {} result(s) before the sync point first (get_result())", m_groups.front()));
   }
   auto& d = *m_conn->m_impl;
   const auto until = d.make_deadline();

@@ -11,8 +11,8 @@ namespace internal {
 
 void throw_unparsable(std::string_view text, std::string_view type_name) {
   constexpr std::size_t shown = 64;
-  throw conversion_error(fmt::format("cannot parse \"{}{}\" as {}", text.substr(0, shown),
-                                     text.size() > shown ? "…" : "", type_name));
+  throw conversion_error(
+      fmt::format("cannot parse \"{}{}\" as {}", text.substr(0, shown), text.size() > shown ? "…" : "", type_name));
 }
 
 double parse_double(std::string_view text) {
@@ -125,9 +125,10 @@ std::chrono::system_clock::time_point parse_timestamp(std::string_view text) {
   const auto lo = time_point_cast<microseconds>(system_clock::time_point::min()) + microseconds{1};
   const auto hi = time_point_cast<microseconds>(system_clock::time_point::max()) - microseconds{1};
   if (tp < lo || tp > hi) {
-    throw conversion_error(fmt::format("timestamp \"{}\" is outside the range of std::chrono::system_clock "
-                                       "(about 1678–2261); read it as text",
-                                       text));
+    throw conversion_error(
+        fmt::format("timestamp \"{}\" is outside the range of std::chrono::system_clock "
+                    "(about 1678–2261); read it as text",
+                    text));
   }
   return time_point_cast<system_clock::duration>(tp);
 }
@@ -249,8 +250,8 @@ void result::check_columns(std::size_t n) const {
 
 void result::check_single() const {
   if (columns() != 1 || size() != 1) {
-    throw usage_error(fmt::format("expected exactly one row with one column, got {} rows × {} columns", size(),
-                                  columns()));
+    throw usage_error(
+        fmt::format("expected exactly one row with one column, got {} rows × {} columns", size(), columns()));
   }
 }
 

@@ -102,8 +102,8 @@ outcome classify_outcome(std::string_view sqlstate, failure_kind kind, const req
     return outcome::rolled_back;
   }
   if (sqlstate == sqlstates::read_only_sql_transaction) return outcome::wrong_host;
-  const bool lost = kind == failure_kind::connection_lost || kind == failure_kind::timeout ||
-                    is_lost_connection_state(sqlstate);
+  const bool lost =
+      kind == failure_kind::connection_lost || kind == failure_kind::timeout || is_lost_connection_state(sqlstate);
   if (lost) {
     // A server drops an open transaction block when its session ends, so the work is
     // known to be gone — unless COMMIT itself was in flight.
@@ -124,12 +124,9 @@ bool is_health_failure(std::string_view sqlstate, failure_kind kind) noexcept {
   switch (kind) {
     case failure_kind::connect_failed:
     case failure_kind::connection_lost:
-    case failure_kind::timeout:
-      return true;
-    case failure_kind::usage:
-      return false;
-    case failure_kind::server_error:
-      break;
+    case failure_kind::timeout: return true;
+    case failure_kind::usage: return false;
+    case failure_kind::server_error: break;
   }
   return is_lost_connection_state(sqlstate) || sqlstate == sqlstates::too_many_connections;
 }

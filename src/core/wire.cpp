@@ -45,26 +45,28 @@ std::string last_error_message(PGconn* conn) {
 
 void check_param_count(int expected, std::size_t given) {
   if (static_cast<std::size_t>(expected) != given) {
-    throw usage_error(fmt::format("wrong number of parameters: the statement uses {} ($1…${}), {} given", expected,
-                                  expected, given));
+    throw usage_error(
+        fmt::format("wrong number of parameters: the statement uses {} ($1…${}), {} given", expected, expected, given));
   }
 }
 
 void connection_impl::check_sql(std::string_view sql, std::string_view what) {
   const auto nul = sql.find('\0');
   if (nul == std::string_view::npos) return;
-  throw usage_error(fmt::format("{} contains a NUL byte at offset {}; nothing was sent (the server would have run only "
-                                "the text before it)",
-                                what, nul));
+  throw usage_error(
+      fmt::format("{} contains a NUL byte at offset {}; nothing was sent (the server would have run only "
+                  "the text before it)",
+                  what, nul));
 }
 
 void connection_impl::check_params(std::span<const param_ref> params) {
   for (std::size_t i = 0; i < params.size(); ++i) {
     const auto& p = params[i];
     if (p.format == 0 && p.data != nullptr && std::memchr(p.data, 0, static_cast<std::size_t>(p.length))) {
-      throw usage_error(fmt::format("parameter ${} contains a NUL byte, which PostgreSQL text cannot hold; "
-                                    "send binary data as steadypg::bytes (bytea)",
-                                    i + 1));
+      throw usage_error(
+          fmt::format("parameter ${} contains a NUL byte, which PostgreSQL text cannot hold; "
+                      "send binary data as steadypg::bytes (bytea)",
+                      i + 1));
     }
   }
 }

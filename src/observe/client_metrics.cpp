@@ -10,8 +10,8 @@ client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_que
     : m_registry(reg), m_slow_threshold(slow_query_threshold) {
   m_queries_ok = &reg.add_counter("postgresql_queries_total", "Calls finished, by outcome", {{"outcome", "ok"}});
   m_queries_error = &reg.add_counter("postgresql_queries_total", "Calls finished, by outcome", {{"outcome", "error"}});
-  m_query_duration = &reg.add_histogram("postgresql_query_duration_seconds",
-                                        "Duration of calls including retries and pool waits");
+  m_query_duration =
+      &reg.add_histogram("postgresql_query_duration_seconds", "Duration of calls including retries and pool waits");
   reg.add_counter("postgresql_query_errors_total", "Failed calls by SQLSTATE class", {{"sqlstate_class", "none"}});
   const char* reasons[] = {"not_sent", "rolled_back", "indeterminate"};
   for (std::size_t i = 0; i < m_retry.size(); ++i) {
@@ -21,8 +21,7 @@ client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_que
   m_slow = &reg.add_counter("postgresql_slow_query_total", "Calls slower than the slow-query threshold");
   m_batch_duration = &reg.add_histogram("postgresql_batch_duration_seconds", "Duration of batch executions");
   m_batch_operations = &reg.add_counter("postgresql_batch_operations_total", "Operations in batch executions");
-  m_batch_errors =
-      &reg.add_counter("postgresql_batch_errors_total", "Batch operations that did not succeed");
+  m_batch_errors = &reg.add_counter("postgresql_batch_errors_total", "Batch operations that did not succeed");
   m_acquire_duration =
       &reg.add_histogram("postgresql_pool_acquire_duration_seconds", "Time spent waiting for a pooled connection");
   m_acquire_timeouts =

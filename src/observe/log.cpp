@@ -197,8 +197,8 @@ void log_observer::on_retry_budget_exhausted(std::string_view op) noexcept {
 void log_observer::on_breaker_transition(breaker_state from, breaker_state to) noexcept {
   try {
     const log_field f[] = {{"from", to_string(from)}, {"breaker", to_string(to)}};
-    m_log.log(to == breaker_state::closed ? log_level::info : log_level::warn, "breaker", "circuit breaker changed state",
-              f);
+    m_log.log(to == breaker_state::closed ? log_level::info : log_level::warn, "breaker",
+              "circuit breaker changed state", f);
   } catch (...) {
   }
 }

@@ -131,13 +131,13 @@ std::string registry::render(bool openmetrics) const {
     if (openmetrics && f->type == metric_type::counter && family_name.ends_with("_total")) {
       family_name.resize(family_name.size() - 6);
     }
-    const char* type = f->type == metric_type::counter ? "counter" : f->type == metric_type::gauge ? "gauge" : "histogram";
+    const char* type = f->type == metric_type::counter ? "counter"
+                       : f->type == metric_type::gauge ? "gauge"
+                                                       : "histogram";
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", family_name, escape_help(f->help), family_name, type);
     for (const auto& s : f->items) {
       switch (f->type) {
-        case metric_type::counter:
-          out += fmt::format("{}{} {}\n", f->name, label_text(s->l), s->c->value());
-          break;
+        case metric_type::counter: out += fmt::format("{}{} {}\n", f->name, label_text(s->l), s->c->value()); break;
         case metric_type::gauge:
           out += fmt::format("{}{} {}\n", f->name, label_text(s->l), number(s->read ? s->read() : s->g->value()));
           break;
@@ -205,9 +205,7 @@ std::string registry::render_json() const {
           out += fmt::format(",\"value\":{}", std::isfinite(v) ? fmt::format("{}", v) : "null");
           break;
         }
-        case metric_type::histogram:
-          out += fmt::format(",\"count\":{},\"sum\":{}", s->h->count(), s->h->sum());
-          break;
+        case metric_type::histogram: out += fmt::format(",\"count\":{},\"sum\":{}", s->h->count(), s->h->sum()); break;
       }
       out += "}";
     }

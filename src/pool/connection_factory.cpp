@@ -29,15 +29,11 @@ bool connection_factory::validate(connection& c, std::chrono::milliseconds timeo
 
 reset_result connection_factory::reset(connection& c) noexcept {
   switch (c.status()) {
-    case connection_status::idle:
-      return reset_result::ok;
-    case connection_status::broken:
-      return reset_result::broken;
-    case connection_status::active:
-      return reset_result::failed;
+    case connection_status::idle: return reset_result::ok;
+    case connection_status::broken: return reset_result::broken;
+    case connection_status::active: return reset_result::failed;
     case connection_status::in_transaction:
-    case connection_status::failed_transaction:
-      break;
+    case connection_status::failed_transaction: break;
   }
   // Returned inside a transaction block: its work must not leak to the next borrower.
   try {

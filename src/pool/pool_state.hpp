@@ -31,16 +31,16 @@ template <typename Conn>
 struct alignas(64) basic_pool<Conn>::slot {
   using enum internal::slot_status;
   std::atomic<int> status{k_empty};
-  state* owner = nullptr;                       // the pool's state; set once, before any use
-  std::unique_ptr<Conn> conn;                   // owned by whoever holds the slot
+  state* owner = nullptr;      // the pool's state; set once, before any use
+  std::unique_ptr<Conn> conn;  // owned by whoever holds the slot
   std::atomic<std::uint64_t> id{0};
   std::atomic<clock::rep> expires{clock::time_point::max().time_since_epoch().count()};
-  std::atomic<clock::rep> released_at{0};       // read by maintenance without claiming
-  std::atomic<clock::rep> acquired_at{0};       // read by leak detection
+  std::atomic<clock::rep> released_at{0};  // read by maintenance without claiming
+  std::atomic<clock::rep> acquired_at{0};  // read by leak detection
   std::atomic<std::thread::id> acquirer{};
   std::atomic<const char*> context{nullptr};
   std::atomic<bool> leak_reported{false};
-  std::atomic<std::uint64_t> acquires{0};       // one writer at a time: the holder
+  std::atomic<std::uint64_t> acquires{0};  // one writer at a time: the holder
   std::atomic<std::uint64_t> releases{0};
 };
 
@@ -106,18 +106,18 @@ struct basic_pool<Conn>::state {
   std::atomic<std::size_t> m_waiting{0};
   std::atomic<bool> m_closed{false};
 
-  std::mutex m_mutex;                        // guards everything below
+  std::mutex m_mutex;  // guards everything below
   waiter* m_wait_head = nullptr;
   waiter* m_wait_tail = nullptr;
   std::size_t m_connecting = 0;
   std::uint64_t m_next_id = 0;
   std::size_t m_outstanding_after_close = 0;
   bool m_shut_down = false;
-  pool_stats m_counters;                     // slow-path counters; per-slot ones are summed
+  pool_stats m_counters;  // slow-path counters; per-slot ones are summed
   std::uint64_t m_retired_acquires = 0;
   std::uint64_t m_retired_releases = 0;
   std::minstd_rand m_rng{std::random_device{}()};
-  std::condition_variable m_drained;         // shutdown waits for waiters to leave
+  std::condition_variable m_drained;  // shutdown waits for waiters to leave
 
   std::condition_variable m_maintenance_wake;
   bool m_stop_maintenance = false;
@@ -397,8 +397,9 @@ struct basic_pool<Conn>::state {
   // max_waiters are queued: fail at once, reporting outside the lock.
   [[noreturn]] void reject(lock& lk) {
     ++m_counters.rejections;
-    const auto msg = fmt::format("pool exhausted: {} callers already waiting (max_waiters {}); rejected without waiting",
-                                 m_waiting.load(), m_options.max_waiters);
+    const auto msg =
+        fmt::format("pool exhausted: {} callers already waiting (max_waiters {}); rejected without waiting",
+                    m_waiting.load(), m_options.max_waiters);
     lk.unlock();
     if (observer* o = obs()) o->on_pool_rejected();
     throw pool_exhausted(msg, failure_kind::timeout, outcome::not_sent);
@@ -481,10 +482,10 @@ struct basic_pool<Conn>::state {
   std::string timeout_message() const {  // lock held
     std::size_t active = 0, idle = 0;
     count_states(active, idle);
-    return fmt::format("no pooled connection became available within {} ms (active {}, idle {}, opening {}, "
-                       "waiting {}, max {})",
-                       m_options.acquire_timeout.count(), active, idle, m_connecting, m_waiting.load(),
-                       m_options.max_size);
+    return fmt::format(
+        "no pooled connection became available within {} ms (active {}, idle {}, opening {}, "
+        "waiting {}, max {})",
+        m_options.acquire_timeout.count(), active, idle, m_connecting, m_waiting.load(), m_options.max_size);
   }
   void count_states(std::size_t& active, std::size_t& idle) const {
     const std::size_t hw = m_high_water.load();

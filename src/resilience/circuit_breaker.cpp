@@ -61,10 +61,8 @@ circuit_breaker::permit circuit_breaker::acquire() {
   std::lock_guard lk(m_mutex);
   const auto t = now();
   switch (m_state.load(std::memory_order_relaxed)) {
-    case breaker_state::closed:
-      return permit::normal;
-    case breaker_state::forced_open:
-      break;
+    case breaker_state::closed: return permit::normal;
+    case breaker_state::forced_open: break;
     case breaker_state::open:
       if (t - m_opened_at >= m_options.open_duration) {
         transition(breaker_state::half_open, t);
@@ -91,7 +89,8 @@ circuit_breaker::permit circuit_breaker::acquire() {
   } else if (st == breaker_state::half_open) {
     msg = "circuit breaker is half-open and its probe calls are in flight; failing fast";
   } else {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(m_options.open_duration - (t - m_opened_at));
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(m_options.open_duration - (t - m_opened_at));
     msg = fmt::format("circuit breaker is open after {} consecutive failures; failing fast (next probe in {} ms)",
                       m_options.failure_threshold, std::max<long long>(left.count(), 0));
   }

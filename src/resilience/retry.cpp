@@ -43,7 +43,9 @@ void retry_budget_options::validate() const {
 }
 
 retry_budget::retry_budget(retry_budget_options options, time_source now)
-    : m_options(options), m_now(std::move(now)), m_bucket_width(std::chrono::duration_cast<clock::duration>(options.window) / k_buckets) {
+    : m_options(options),
+      m_now(std::move(now)),
+      m_bucket_width(std::chrono::duration_cast<clock::duration>(options.window) / k_buckets) {
   m_options.validate();
 }
 

@@ -30,14 +30,11 @@ bool safe_to_resend(const error_facts& e, const call_facts& call) noexcept {
       // Nothing reached the server — but a pool timeout or a refusal on this side (usage,
       // a batch's own deadline) would only repeat.
       return e.origin != error_origin::pool && e.origin != error_origin::client;
-    case outcome::rolled_back:
-      return true;  // the server undid it (a whole transaction re-runs fn)
-    case outcome::indeterminate:
-      return call.idempotent;
+    case outcome::rolled_back: return true;  // the server undid it (a whole transaction re-runs fn)
+    case outcome::indeterminate: return call.idempotent;
     case outcome::wrong_host:
     case outcome::fatal:
-    case outcome::ok:
-      return false;
+    case outcome::ok: return false;
   }
   return false;
 }

@@ -20,7 +20,7 @@ struct error_facts {
   steadypg::outcome outcome = outcome::fatal;
   failure_kind kind = failure_kind::server_error;
   error_origin origin = error_origin::server;
-  bool indeterminate_commit = false;                    ///< error::is_indeterminate_commit()
+  bool indeterminate_commit = false;                     ///< error::is_indeterminate_commit()
   breaker_verdict breaker = breaker_verdict::no_answer;  ///< breaker_verdict_of(e)
 };
 /// The facts of `e`.
@@ -34,10 +34,10 @@ struct call_facts {
 
 /// Where the call stands after the failed attempt.
 struct attempt_facts {
-  int attempt = 0;                                     ///< the attempt that failed, from 0
-  std::optional<std::chrono::nanoseconds> time_left;   ///< until the call's deadline; none without one
-  bool budget_available = true;                        ///< the retry budget has a retry to give
-  std::uint64_t random64 = 0;                          ///< the random draw for the backoff's jitter
+  int attempt = 0;                                    ///< the attempt that failed, from 0
+  std::optional<std::chrono::nanoseconds> time_left;  ///< until the call's deadline; none without one
+  bool budget_available = true;                       ///< the retry budget has a retry to give
+  std::uint64_t random64 = 0;                         ///< the random draw for the backoff's jitter
 };
 
 /// Why the rule decided as it did.
@@ -58,8 +58,8 @@ enum class retry_reason {
 /// The decision for one failed attempt.
 struct retry_decision {
   bool retry = false;
-  bool spend_budget = false;          ///< the retry takes one retry from the budget
-  std::chrono::nanoseconds delay{0};  ///< backoff to sleep before the next attempt
+  bool spend_budget = false;                             ///< the retry takes one retry from the budget
+  std::chrono::nanoseconds delay{0};                     ///< backoff to sleep before the next attempt
   breaker_verdict breaker = breaker_verdict::no_answer;  ///< what the breaker records for the attempt
   retry_reason reason = retry_reason::not_safe;
 };

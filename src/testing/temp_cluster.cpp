@@ -74,8 +74,9 @@ fs::path find_bin_dir(const fs::path& configured) {
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
     if (!s.empty() && fs::exists(fs::path(s) / "postgres")) return s;
   }
-  throw std::runtime_error("temp_cluster: cannot find the PostgreSQL server binaries (initdb, postgres); "
-                           "install the postgresql package or set STEADYPG_PG_BINDIR");
+  throw std::runtime_error(
+      "temp_cluster: cannot find the PostgreSQL server binaries (initdb, postgres); "
+      "install the postgresql package or set STEADYPG_PG_BINDIR");
 }
 
 int free_loopback_port() {
@@ -219,8 +220,16 @@ temp_cluster::~temp_cluster() {
 void temp_cluster::init_data() {
   const auto user = server_user();
   const fs::path data = m_options.dir / "data";
-  std::vector<std::string> argv{(m_options.bin_dir / "initdb").string(), "-D", data.string(), "-U", "postgres",
-                                "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"};
+  std::vector<std::string> argv{(m_options.bin_dir / "initdb").string(),
+                                "-D",
+                                data.string(),
+                                "-U",
+                                "postgres",
+                                "-E",
+                                "UTF8",
+                                "--no-locale",
+                                "--no-sync",
+                                "--no-instructions"};
   fs::path pwfile;
   if (!m_options.password.empty()) {
     pwfile = m_options.dir / "pwfile";
@@ -242,9 +251,10 @@ void temp_cluster::init_data() {
   std::error_code ec;
   if (!pwfile.empty()) fs::remove(pwfile, ec);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw std::runtime_error(fmt::format("temp_cluster: initdb failed in {} (is the path reachable by the server "
-                                         "user?):\n{}",
-                                         data.string(), read_tail(log, 4000)));
+    throw std::runtime_error(
+        fmt::format("temp_cluster: initdb failed in {} (is the path reachable by the server "
+                    "user?):\n{}",
+                    data.string(), read_tail(log, 4000)));
   }
   fs::remove(log, ec);
 }
@@ -276,8 +286,8 @@ void temp_cluster::launch() {
 }
 
 void temp_cluster::wait_ready() {
-  const std::string ping_dsn = fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
-                                           m_port);
+  const std::string ping_dsn =
+      fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2", m_port);
   const auto until = std::chrono::steady_clock::now() + m_options.start_timeout;
   while (std::chrono::steady_clock::now() < until) {
     int status = 0;

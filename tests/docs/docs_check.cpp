@@ -77,7 +77,8 @@ bool starts_path(const std::string& line, std::size_t pos) {
 std::vector<missing_path> missing_paths(const fs::path& root, const std::vector<std::string>& lines) {
   static const std::regex header(R"((?:include/)?steadypg/[A-Za-z0-9_/{},]+\.hpp)");
   static const std::regex relative_header(R"(`([A-Za-z0-9_/{},]+\.hpp)`)");
-  static const std::regex file(R"((?:^|[\s`(\[])((?:src|examples|bench|tests|scripts|apps|cmake)/[A-Za-z0-9_./{},-]+\.(?:cpp|hpp|sh|in|cmake|txt)))");
+  static const std::regex file(
+      R"((?:^|[\s`(\[])((?:src|examples|bench|tests|scripts|apps|cmake)/[A-Za-z0-9_./{},-]+\.(?:cpp|hpp|sh|in|cmake|txt)))");
   static const std::regex rooted(R"(^(?:include|steadypg|src|examples|bench|tests|scripts|apps|cmake)/)");
   const fs::path public_dir = root / "include" / "steadypg";
   std::vector<missing_path> out;
@@ -103,8 +104,8 @@ std::vector<missing_path> missing_paths(const fs::path& root, const std::vector<
       }
       for (const auto& p : expand_braces(named)) {
         if (!fs::exists(public_dir / p) && !fs::exists(root / "src" / p)) {
-          out.push_back({n + 1, "names the header " + p + ", but neither include/steadypg/" + p + " nor src/" + p +
-                                    " exists"});
+          out.push_back(
+              {n + 1, "names the header " + p + ", but neither include/steadypg/" + p + " nor src/" + p + " exists"});
         }
       }
     }

@@ -39,13 +39,14 @@ client_options options() {
 void make_slow_commit_table(connection& c, const std::string& name, const std::string& commit_sleep) {
   c.execute(fmt::format("DROP TABLE IF EXISTS {}", name));
   c.execute(fmt::format("CREATE TABLE {} (id int PRIMARY KEY)", name));
-  c.execute(fmt::format(
-      "CREATE OR REPLACE FUNCTION {0}_slow() RETURNS trigger LANGUAGE plpgsql AS "
-      "$$BEGIN PERFORM pg_sleep({1}); RETURN NULL; END$$",  // {1} may use NEW.id
-      name, commit_sleep));
-  c.execute(fmt::format("CREATE CONSTRAINT TRIGGER {0}_at_commit AFTER INSERT ON {0} DEFERRABLE INITIALLY DEFERRED "
-                        "FOR EACH ROW EXECUTE FUNCTION {0}_slow()",
-                        name));
+  c.execute(
+      fmt::format("CREATE OR REPLACE FUNCTION {0}_slow() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$BEGIN PERFORM pg_sleep({1}); RETURN NULL; END$$",  // {1} may use NEW.id
+                  name, commit_sleep));
+  c.execute(
+      fmt::format("CREATE CONSTRAINT TRIGGER {0}_at_commit AFTER INSERT ON {0} DEFERRABLE INITIALLY DEFERRED "
+                  "FOR EACH ROW EXECUTE FUNCTION {0}_slow()",
+                  name));
 }
 
 // Terminates every backend (but the killer's own) that sleeps inside a commit, `times` times.
@@ -87,9 +88,7 @@ batch_options bopts(std::size_t size, std::size_t concurrency, batch_mode mode, 
   return b;
 }
 
-std::string dsn_with_app(const std::string& app) {
-  return cluster_environment::dsn() + " application_name=" + app;
-}
+std::string dsn_with_app(const std::string& app) { return cluster_environment::dsn() + " application_name=" + app; }
 
 }  // namespace
 
@@ -476,7 +475,9 @@ TEST(correctness, pipeline_prepares_a_new_statement_once) {
   const auto after = c.cache_stats();
   EXPECT_EQ(after.misses - before.misses, 1u);
   EXPECT_EQ(after.size, before.size + 1);
-  EXPECT_EQ(c.query_value<int64_t>("SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::int + 1'"), 1);
+  EXPECT_EQ(c.query_value<int64_t>(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::int + 1'"),
+            1);
   // A text the server rejects still fails as its statement's result, and the pipeline goes on.
   pipeline p(c);
   p.send("SELEKT 1");

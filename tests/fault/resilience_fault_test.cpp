@@ -18,8 +18,8 @@ using steadypg::test::connect;
 namespace {
 
 struct counting_observer : observer {
-  std::atomic<int> retries{0}, budget_exhausted{0}, transitions_to_open{0}, transitions_to_closed{0},
-      rejected{0}, connect_failures{0}, indeterminate_commits{0}, cancels{0};
+  std::atomic<int> retries{0}, budget_exhausted{0}, transitions_to_open{0}, transitions_to_closed{0}, rejected{0},
+      connect_failures{0}, indeterminate_commits{0}, cancels{0};
   void on_retry(const steadypg::retry_report&) noexcept override { ++retries; }
   void on_retry_budget_exhausted(std::string_view) noexcept override { ++budget_exhausted; }
   void on_breaker_transition(breaker_state, breaker_state to) noexcept override {
@@ -115,8 +115,9 @@ TEST(resilience, killed_idempotent_statement_is_retried) {
 TEST(resilience, serialization_conflicts_rerun_the_transaction) {
   counting_observer obs;
   client db(fast_options(4), &obs);
-  db.execute("DROP TABLE IF EXISTS rf_skew; CREATE TABLE rf_skew (id int PRIMARY KEY, v int); "
-             "INSERT INTO rf_skew VALUES (1, 0), (2, 0)");
+  db.execute(
+      "DROP TABLE IF EXISTS rf_skew; CREATE TABLE rf_skew (id int PRIMARY KEY, v int); "
+      "INSERT INTO rf_skew VALUES (1, 0), (2, 0)");
   std::barrier sync(2);
   std::atomic<int> runs{0};
   auto worker = [&](int id) {
@@ -141,8 +142,9 @@ TEST(resilience, serialization_conflicts_rerun_the_transaction) {
 TEST(resilience, deadlock_reruns_the_transaction) {
   counting_observer obs;
   client db(fast_options(4), &obs);
-  db.execute("DROP TABLE IF EXISTS rf_dead; CREATE TABLE rf_dead (id int PRIMARY KEY, v int); "
-             "INSERT INTO rf_dead VALUES (1, 0), (2, 0)");
+  db.execute(
+      "DROP TABLE IF EXISTS rf_dead; CREATE TABLE rf_dead (id int PRIMARY KEY, v int); "
+      "INSERT INTO rf_dead VALUES (1, 0), (2, 0)");
   std::barrier sync(2);
   std::atomic<int> runs{0};
   auto worker = [&](int first_id, int second_id) {
@@ -165,8 +167,9 @@ TEST(resilience, deadlock_reruns_the_transaction) {
 TEST(resilience, lock_timeout_reruns_the_transaction) {
   counting_observer obs;
   client db(fast_options(2), &obs);
-  db.execute("DROP TABLE IF EXISTS rf_lock; CREATE TABLE rf_lock (id int PRIMARY KEY, v int); "
-             "INSERT INTO rf_lock VALUES (1, 0)");
+  db.execute(
+      "DROP TABLE IF EXISTS rf_lock; CREATE TABLE rf_lock (id int PRIMARY KEY, v int); "
+      "INSERT INTO rf_lock VALUES (1, 0)");
   auto holder = connect();
   auto held = holder.begin();
   held.execute("SELECT * FROM rf_lock WHERE id = 1 FOR UPDATE");
@@ -212,8 +215,8 @@ TEST(resilience, deadline_cancels_on_the_server_and_keeps_the_connection) {
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 2000ms);
     c->set_query_timeout(0ms);
   }
-  EXPECT_EQ(connect().query_value<int64_t>(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", pid),
+  EXPECT_EQ(connect().query_value<int64_t>("SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+                                           pid),
             0)
       << "the server stopped the statement";
   EXPECT_EQ(db.query_value<int>("SELECT pg_backend_pid()"), pid) << "the same connection serves the next query";
@@ -338,9 +341,10 @@ TEST(resilience, restart_under_load_opens_fails_fast_and_recovers) {
   ASSERT_GE(first_success_after_ready_ns.load(), 0) << "reads succeed again after the restart";
   const double recovery_ms = static_cast<double>(first_success_after_ready_ns.load()) / 1e6;
   EXPECT_LT(recovery_ms, 3000.0);
-  std::printf("[ metrics  ] outage: %zu rejected calls, p99 %.3f ms; %d connect failures while down; "
-              "server ready → first success %.0f ms; %ld ok, %ld failed\n",
-              rejected_ms.size(), p99, connect_failures_while_down, recovery_ms, ok.load(), failed.load());
+  std::printf(
+      "[ metrics  ] outage: %zu rejected calls, p99 %.3f ms; %d connect failures while down; "
+      "server ready → first success %.0f ms; %ld ok, %ld failed\n",
+      rejected_ms.size(), p99, connect_failures_while_down, recovery_ms, ok.load(), failed.load());
 }
 
 TEST(resilience, lost_commit_reply_is_indeterminate_and_never_resent) {

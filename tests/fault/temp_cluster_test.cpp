@@ -27,8 +27,7 @@ TEST(temp_cluster, lifecycle_and_cleanup) {
     EXPECT_EQ(unix_socket.query_value<std::optional<std::string>>("SELECT inet_server_addr()::text"), std::nullopt);
     EXPECT_EQ(tcp.query_value<std::string>("SHOW listen_addresses"), "127.0.0.1");
     if (::geteuid() == 0) {
-      EXPECT_EQ(tcp.query_value<std::string>("SELECT current_setting('data_directory')"),
-                (dir / "data").string());
+      EXPECT_EQ(tcp.query_value<std::string>("SELECT current_setting('data_directory')"), (dir / "data").string());
     }
   }
   EXPECT_FALSE(std::filesystem::exists(dir)) << "the directory must be deleted";

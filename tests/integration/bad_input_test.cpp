@@ -27,10 +27,9 @@ TEST(bad_input, wrong_parameter_count) {
     EXPECT_EQ(conn.query_value<int>("SELECT $1::int + $2::int", 1, 2), 3);
     EXPECT_THROW((void)conn.execute("SELECT $1::int", 1, 2), usage_error);
     // Placeholders inside strings, identifiers, comments and dollar quotes do not count.
-    EXPECT_EQ(conn.query_value<std::string>(
-                  "SELECT $1::text || '$2' || E'\\'$3' || \"$4\".x /* $5 /* $6 */ */ -- $7\n"
-                  " || $$ $8 $$ || $q$ $9 $q$ FROM (SELECT 'y' AS x) AS \"$4\"",
-                  "a"),
+    EXPECT_EQ(conn.query_value<std::string>("SELECT $1::text || '$2' || E'\\'$3' || \"$4\".x /* $5 /* $6 */ */ -- $7\n"
+                                            " || $$ $8 $$ || $q$ $9 $q$ FROM (SELECT 'y' AS x) AS \"$4\"",
+                                            "a"),
               "a$2'$3y $8  $9 ");
     EXPECT_EQ(conn.query_value<int>("SELECT $1::int", 5), 5);
   }

@@ -188,7 +188,8 @@ TEST(batch, timeout_returns_in_time_and_leaves_nothing_running) {
     std::int64_t running = 1;
     for (int i = 0; i < 20 && running > 0; ++i) {
       running = c.query_value<std::int64_t>(
-          "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(30) -- batch%'");
+          "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(30) -- "
+          "batch%'");
       if (running > 0) std::this_thread::sleep_for(50ms);
     }
     EXPECT_EQ(running, 0);
@@ -207,7 +208,8 @@ TEST(batch, empty_batch) {
   EXPECT_DOUBLE_EQ(report.stats.success_rate, 1.0);
   EXPECT_TRUE(report.errors.empty());
   EXPECT_EQ(calls, 0);
-  const auto made = db.batch_execute(0, [](std::size_t) -> batch_operation { throw std::logic_error("never"); }, o);
+  const auto made = db.batch_execute(
+      0, [](std::size_t) -> batch_operation { throw std::logic_error("never"); }, o);
   EXPECT_EQ(made.stats.total, 0u);
 }
 
@@ -378,22 +380,21 @@ TEST(copy, client_copy_from_round_trips_awkward_values) {
   auto c = steadypg::test::connect();
   client db(options());
   const std::vector<std::optional<std::string>> values = {
-      "plain", "tab\there", "new\nline", "cr\rlf", "back\\slash", "\\N", "quote\"s, and commas", "", std::nullopt,
-      "ünïcødé ✓ 日本", "trailing space ", "semi;colon|pipe"};
+      "plain", "tab\there",  "new\nline",      "cr\rlf",          "back\\slash",    "\\N", "quote\"s, and commas",
+      "",      std::nullopt, "ünïcødé ✓ 日本", "trailing space ", "semi;colon|pipe"};
   for (auto format : {copy_format::text, copy_format::csv}) {
     c.execute("DROP TABLE IF EXISTS copy_t");
     c.execute("CREATE TABLE copy_t (id int PRIMARY KEY, v text)");
     std::vector<std::uint64_t> progress;
-    const auto rows = db.copy_from(
-        "copy_t", {"id", "v"},
-        [&](copy_in& copy) {
-          for (int rep = 0; rep < 1000; ++rep) {
-            for (std::size_t i = 0; i < values.size(); ++i) {
-              copy.write_row(static_cast<int>(rep * values.size() + i), values[i]);
-            }
-          }
-        },
-        {.format = format, .progress = [&](std::uint64_t n) { progress.push_back(n); }});
+    const auto rows = db.copy_from("copy_t", {"id", "v"},
+                                   [&](copy_in& copy) {
+                                     for (int rep = 0; rep < 1000; ++rep) {
+                                       for (std::size_t i = 0; i < values.size(); ++i) {
+                                         copy.write_row(static_cast<int>(rep * values.size() + i), values[i]);
+                                       }
+                                     }
+                                   },
+                                   {.format = format, .progress = [&](std::uint64_t n) { progress.push_back(n); }});
     EXPECT_EQ(rows, 1000 * values.size());
     EXPECT_EQ(progress, (std::vector<std::uint64_t>{10000}));
     const auto rs = c.execute("SELECT id, v FROM copy_t WHERE id < $1 ORDER BY id", static_cast<int>(values.size()));

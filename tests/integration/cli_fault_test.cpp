@@ -288,15 +288,15 @@ TEST(cli, copy_to_exports_a_query_and_checks_its_arguments) {
   const std::string exported = read_file(out);
   EXPECT_EQ(std::count(exported.begin(), exported.end(), '\n'), 1000);
   // Arguments that do not go together: exit 2, nothing runs.
-  for (const auto& args : std::vector<std::vector<std::string>>{
-           {"copy", "t", "--file", "in.csv", "--to", out.string()},
-           {"copy", "--query", "SELECT 1"},
-           {"copy", "t"},
-           {"copy", "--to", out.string()},
-           {"copy", "t", "--query", "SELECT 1", "--to", out.string()},
-           {"copy", "--query", "SELECT 1", "--columns", "a", "--to", out.string()},
-           {"copy", "--file", "in.csv"},
-           {"--json", "copy", "t", "--to", "-"}}) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"copy", "t", "--file", "in.csv", "--to", out.string()},
+                                             {"copy", "--query", "SELECT 1"},
+                                             {"copy", "t"},
+                                             {"copy", "--to", out.string()},
+                                             {"copy", "t", "--query", "SELECT 1", "--to", out.string()},
+                                             {"copy", "--query", "SELECT 1", "--columns", "a", "--to", out.string()},
+                                             {"copy", "--file", "in.csv"},
+                                             {"--json", "copy", "t", "--to", "-"}}) {
     r = run(args);
     EXPECT_EQ(r.exit_code, 2) << fmt::format("{}", fmt::join(args, " ")) << ": " << r.err;
   }
@@ -317,9 +317,7 @@ TEST(cli, copy_to_exports_a_query_and_checks_its_arguments) {
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_FALSE(fs::exists(out));
   // A failed query: exit 1; an existing file stays as it was.
-  {
-    std::ofstream(out) << "keep\n";
-  }
+  { std::ofstream(out) << "keep\n"; }
   r = run({"--json", "copy", "--query", "SELECT nope FROM nowhere", "--to", out.string()});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out).at("error").at("sqlstate"), "42P01");
@@ -331,8 +329,8 @@ TEST(cli, copy_to_exports_a_query_and_checks_its_arguments) {
 
 TEST(cli, copy_to_shows_progress_on_a_terminal) {
   const fs::path out = fs::temp_directory_path() / fmt::format("steadypg-{}-tty.txt", ::getpid());
-  auto r = run_on_terminal({"copy", "--query", "SELECT g, repeat('p', 50) FROM generate_series(1, 200000) g", "--to",
-                            out.string()});
+  auto r = run_on_terminal(
+      {"copy", "--query", "SELECT g, repeat('p', 50) FROM generate_series(1, 200000) g", "--to", out.string()});
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("MiB/s"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("copied 200000 rows from the query to " + out.string()), std::string::npos) << r.out;

@@ -74,8 +74,8 @@ std::string psql_path() {
 
 // The value of `SELECT expr` as `psql -At` prints it (without the final newline).
 std::string psql_value(const std::string& psql, const std::string& expr) {
-  auto r = run_program(psql, {"-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", cluster_environment::dsn(), "-c",
-                              "SELECT " + expr},
+  auto r = run_program(psql,
+                       {"-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", cluster_environment::dsn(), "-c", "SELECT " + expr},
                        {{"PGCLIENTENCODING", "UTF8"}}, "/dev/null");
   EXPECT_EQ(r.exit_code, 0) << expr << ": " << r.err;
   EXPECT_TRUE(r.out.ends_with("\n")) << r.out;
@@ -96,12 +96,11 @@ TEST(cli, passwords_with_special_characters_never_reach_the_output) {
   o.password = password;
   steadypg::testing::temp_cluster secured(o);
   const std::string host = fmt::format("127.0.0.1:{}", secured.port());
-  const std::string kv = fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres password={}",
-                                     secured.port(), quote_conninfo(password));
+  const std::string kv = fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres password={}", secured.port(),
+                                     quote_conninfo(password));
   const std::string uri = fmt::format("postgresql://postgres:{}@{}/postgres", percent_encode(password), host);
   // libpq reads the user info up to the first '@', so '?', ':', '#', '&', '=', ''' and '\' may stay unencoded.
-  const std::string raw_uri =
-      fmt::format("postgresql://postgres:Kp0?Kp1:Kp2#Kp3&Kp4=Kp5'Kp6\\Kp7@{}/postgres", host);
+  const std::string raw_uri = fmt::format("postgresql://postgres:Kp0?Kp1:Kp2#Kp3&Kp4=Kp5'Kp6\\Kp7@{}/postgres", host);
   auto check = [](const run_result& r, const std::string& what) {
     std::istringstream lines(r.out + r.err);
     for (std::string line; std::getline(lines, line);) {
@@ -131,8 +130,7 @@ TEST(cli, passwords_with_special_characters_never_reach_the_output) {
   check(r, raw_uri);
   // Unquoted, the password ends at the space: libpq cannot parse the rest, and none of it is shown.
   r = run({"--log-level", "debug", "ping"},
-          {{"DATABASE_URL", fmt::format("host=127.0.0.1 port={} user=postgres password=Kp0?Kp1 KpB",
-                                        secured.port())}});
+          {{"DATABASE_URL", fmt::format("host=127.0.0.1 port={} user=postgres password=Kp0?Kp1 KpB", secured.port())}});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   check(r, "unquoted");
 }
@@ -187,11 +185,13 @@ TEST(cli, exec_json_embeds_server_text_exactly) {
   EXPECT_EQ(psql_value(psql, "NULL::jsonb IS NULL, 'null'::jsonb IS NULL"), "t|f");
   auto r = run({"--json", "exec", "SELECT NULL::jsonb AS a, 'null'::jsonb AS b, NULL::int8 AS c, 'null' AS d"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, "{\"columns\":[\"a\",\"b\",\"c\",\"d\"],\"rows\":[[null,null,null,\"null\"]],\"command\":\"SELECT 1\","
-                   "\"rows_affected\":1}\n");
+  EXPECT_EQ(r.out,
+            "{\"columns\":[\"a\",\"b\",\"c\",\"d\"],\"rows\":[[null,null,null,\"null\"]],\"command\":\"SELECT 1\","
+            "\"rows_affected\":1}\n");
   // Several rows and columns stay one valid document.
-  r = run({"--json", "exec",
-           "SELECT g AS \"n\"\"q\", ('{\"g\":' || g || '}')::json AS j, g::numeric / 3 AS d FROM generate_series(1, 3) g"});
+  r = run(
+      {"--json", "exec",
+       "SELECT g AS \"n\"\"q\", ('{\"g\":' || g || '}')::json AS j, g::numeric / 3 AS d FROM generate_series(1, 3) g"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto doc = nlohmann::ordered_json::parse(r.out);
   EXPECT_EQ(doc.at("columns"), nlohmann::json::array({"n\"q", "j", "d"}));
@@ -201,7 +201,6 @@ TEST(cli, exec_json_embeds_server_text_exactly) {
   EXPECT_EQ(doc.at("command"), "SELECT 3");
   EXPECT_EQ(doc.at("rows_affected"), 3);
 }
-
 
 TEST(cli, exec_text_output_tells_null_from_text_and_escapes_like_copy) {
   const std::string select =
@@ -236,8 +235,9 @@ TEST(cli, exec_text_output_tells_null_from_text_and_escapes_like_copy) {
 
   // On a terminal: an aligned table, ∅ for NULL, control characters and backslashes escaped,
   // and a text ∅ written as \u2205 so that ∅ alone always means NULL.
-  r = run_on_terminal({"exec", "SELECT 'NULL'::text AS a, NULL::text AS b, E'x\\ny\\\\' AS c, '∅' AS d, "
-                               "E'\\x1b[2J' AS e"});
+  r = run_on_terminal({"exec",
+                       "SELECT 'NULL'::text AS a, NULL::text AS b, E'x\\ny\\\\' AS c, '∅' AS d, "
+                       "E'\\x1b[2J' AS e"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(r.out,
             " a    | b | c      | d      | e      \n"

@@ -39,16 +39,16 @@ TEST(cli, ping_ok_and_json) {
 }
 
 TEST(cli, ping_unreachable_exits_3) {
-  auto r = run({"ping", "--json"}, {{"DATABASE_URL", "host=127.0.0.1 port=1 user=postgres"},
-                                    {"POSTGRESQL_CONNECTION_TIMEOUT", "2000"}});
+  auto r = run({"ping", "--json"},
+               {{"DATABASE_URL", "host=127.0.0.1 port=1 user=postgres"}, {"POSTGRESQL_CONNECTION_TIMEOUT", "2000"}});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.out.find("\"error\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"sqlstate\":\"08001\""), std::string::npos) << r.out;
 }
 
 TEST(cli, exec_json_fields) {
-  auto r = run({"exec", "--json", "SELECT $1::int AS a, $2::text AS b, NULL::int AS c, true AS d", "-p", "7", "-p",
-                "x y"});
+  auto r =
+      run({"exec", "--json", "SELECT $1::int AS a, $2::text AS b, NULL::int AS c, true AS d", "-p", "7", "-p", "x y"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out,
             "{\"columns\":[\"a\",\"b\",\"c\",\"d\"],\"rows\":[[7,\"x y\",null,true]],\"command\":\"SELECT 1\","
@@ -96,14 +96,22 @@ TEST(cli, log_format_json_lines) {
 }
 
 TEST(cli, every_bad_env_value_exits_2_naming_it) {
-  const char* vars[] = {"POSTGRESQL_MAX_RETRIES",         "POSTGRESQL_RETRY_DELAY",
-                        "POSTGRESQL_CIRCUIT_BREAKER_THRESHOLD", "POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT",
-                        "POSTGRESQL_CONNECTION_TIMEOUT",  "POSTGRESQL_METRICS_ENABLED",
-                        "POSTGRESQL_SLOW_QUERY_THRESHOLD", "POSTGRESQL_HEALTH_CHECK_INTERVAL",
-                        "POSTGRESQL_POOL_MIN",            "POSTGRESQL_POOL_MAX",
-                        "POSTGRESQL_ACQUIRE_TIMEOUT",     "POSTGRESQL_STATEMENT_TIMEOUT",
-                        "POSTGRESQL_BATCH_SIZE",          "POSTGRESQL_BATCH_CONCURRENCY",
-                        "POSTGRESQL_BATCH_TIMEOUT",       "POSTGRESQL_STATEMENT_CACHE_SIZE"};
+  const char* vars[] = {"POSTGRESQL_MAX_RETRIES",
+                        "POSTGRESQL_RETRY_DELAY",
+                        "POSTGRESQL_CIRCUIT_BREAKER_THRESHOLD",
+                        "POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT",
+                        "POSTGRESQL_CONNECTION_TIMEOUT",
+                        "POSTGRESQL_METRICS_ENABLED",
+                        "POSTGRESQL_SLOW_QUERY_THRESHOLD",
+                        "POSTGRESQL_HEALTH_CHECK_INTERVAL",
+                        "POSTGRESQL_POOL_MIN",
+                        "POSTGRESQL_POOL_MAX",
+                        "POSTGRESQL_ACQUIRE_TIMEOUT",
+                        "POSTGRESQL_STATEMENT_TIMEOUT",
+                        "POSTGRESQL_BATCH_SIZE",
+                        "POSTGRESQL_BATCH_CONCURRENCY",
+                        "POSTGRESQL_BATCH_TIMEOUT",
+                        "POSTGRESQL_STATEMENT_CACHE_SIZE"};
   for (const char* var : vars) {
     for (const char* value : {"abc", "-1", "", "99999999999999999999", "10ms"}) {
       auto r = run({"ping"}, {{var, value}});
@@ -166,8 +174,8 @@ TEST(cli, bench_init_and_workloads) {
   for (const char* workload : {"select", "pipeline", "insert"}) {
     r = run({"bench", "--json", "--workload", workload, "--clients", "2", "--seconds", "2"});
     ASSERT_EQ(r.exit_code, 0) << workload << ": " << r.err << r.out;
-    for (const char* field : {"\"workload\":", "\"clients\":2", "\"ops\":", "\"errors\":0", "\"ops_per_s\":",
-                              "\"p50_ms\":", "\"p99_ms\":", "\"timeline\":[{\"t\":1,"}) {
+    for (const char* field : {"\"workload\":", "\"clients\":2", "\"ops\":", "\"errors\":0",
+                              "\"ops_per_s\":", "\"p50_ms\":", "\"p99_ms\":", "\"timeline\":[{\"t\":1,"}) {
       EXPECT_NE(r.out.find(field), std::string::npos) << workload << " lacks " << field << ": " << r.out;
     }
     EXPECT_EQ(r.out.find("\"ops\":0,"), std::string::npos) << r.out;
@@ -220,8 +228,8 @@ TEST(cli, metrics_out_writes_prometheus_text) {
 TEST(cli, health_and_info) {
   auto r = run({"health", "--json"});
   EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
-  for (const char* f : {"\"status\":\"healthy\"", "\"latency_ms\":", "\"threshold_ms\":", "\"breaker\":\"closed\"",
-                        "\"error\":null"}) {
+  for (const char* f :
+       {"\"status\":\"healthy\"", "\"latency_ms\":", "\"threshold_ms\":", "\"breaker\":\"closed\"", "\"error\":null"}) {
     EXPECT_NE(r.out.find(f), std::string::npos) << f << " in " << r.out;
   }
   r = run({"info", "--json"});
@@ -231,8 +239,8 @@ TEST(cli, health_and_info) {
                         "\"p95_query_ms\":", "\"slow_queries\":"}) {
     EXPECT_NE(r.out.find(f), std::string::npos) << f << " in " << r.out;
   }
-  r = run({"health", "--json"}, {{"DATABASE_URL", "host=127.0.0.1 port=1 user=postgres"},
-                                 {"POSTGRESQL_CONNECTION_TIMEOUT", "500"}});
+  r = run({"health", "--json"},
+          {{"DATABASE_URL", "host=127.0.0.1 port=1 user=postgres"}, {"POSTGRESQL_CONNECTION_TIMEOUT", "500"}});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.out.find("\"status\":\"unhealthy\""), std::string::npos) << r.out;
 }
@@ -244,12 +252,11 @@ TEST(cli, failing_auth_never_prints_the_password) {
   const std::string secret = "Wr0ngP4ssw0rd-xyzzy";
   const std::string dsn =
       fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres password={}", secured.port(), secret);
-  for (std::vector<std::string> args : {std::vector<std::string>{"--log-format", "json", "--log-level", "debug",
-                                                                   "health", "--json"},
-                                        std::vector<std::string>{"--log-level", "debug", "info"},
-                                        std::vector<std::string>{"--log-level", "debug", "ping", "--json"},
-                                        std::vector<std::string>{"--log-format", "json", "--log-level", "debug",
-                                                                   "exec", "SELECT 1"}}) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"--log-format", "json", "--log-level", "debug", "health", "--json"},
+        std::vector<std::string>{"--log-level", "debug", "info"},
+        std::vector<std::string>{"--log-level", "debug", "ping", "--json"},
+        std::vector<std::string>{"--log-format", "json", "--log-level", "debug", "exec", "SELECT 1"}}) {
     auto r = run(args, {{"DATABASE_URL", dsn}});
     EXPECT_EQ(r.exit_code, 3) << r.err;
     EXPECT_NE(r.err.find("password authentication failed"), std::string::npos) << r.err;
@@ -271,7 +278,6 @@ TEST(cli, slow_queries_are_logged) {
   EXPECT_NE(r.err.find("\"duration_ms\":"), std::string::npos);
 }
 
-
 TEST(cli, batch_from_a_statement_file) {
   auto c = steadypg::test::connect();
   c.execute("DROP TABLE IF EXISTS cli_batch");
@@ -289,8 +295,8 @@ TEST(cli, batch_from_a_statement_file) {
     c.execute("TRUNCATE cli_batch");
     // One connection, so that line 2 surely runs before its duplicate on line 5 (chunks on
     // several connections run in no particular order).
-    auto r = run({"--json", "batch", "--file", f.path.string(), "--mode", mode, "--batch-size", "2", "--concurrency",
-                  "1"});
+    auto r =
+        run({"--json", "batch", "--file", f.path.string(), "--mode", mode, "--batch-size", "2", "--concurrency", "1"});
     EXPECT_EQ(r.exit_code, 1) << "some operations failed: " << r.err;
     const auto j = nlohmann::json::parse(r.out);
     const auto& st = j.at("stats");
@@ -321,7 +327,9 @@ TEST(cli, batch_binds_csv_records_to_a_template) {
   auto c = steadypg::test::connect();
   c.execute("DROP TABLE IF EXISTS cli_csv");
   c.execute("CREATE TABLE cli_csv (id int PRIMARY KEY, v text)");
-  temp_file f("rows.csv", "id,v\n1,plain\n2,\"comma, and \"\"quote\"\"\"\n3,\n4,\"\"\n1,duplicate\n5,\"two\nlines\"\nnot-a-number,x\n");
+  temp_file f(
+      "rows.csv",
+      "id,v\n1,plain\n2,\"comma, and \"\"quote\"\"\"\n3,\n4,\"\"\n1,duplicate\n5,\"two\nlines\"\nnot-a-number,x\n");
   auto r = run({"--json", "batch", "--sql", "INSERT INTO cli_csv VALUES ($1, $2)", "--csv", f.path.string(), "--header",
                 "--mode", "pipeline", "--concurrency", "2"});
   EXPECT_EQ(r.exit_code, 1) << r.err;

@@ -81,7 +81,8 @@ TEST(connection, statement_cache_reuses_and_evicts) {
   EXPECT_EQ(s.size, 2u);
   EXPECT_EQ(s.evictions, 1u);
   (void)c.query_value<int>("SELECT $1::int + 3", 1);  // deallocates the evicted one on the server
-  EXPECT_EQ(c.query_value<int64_t>("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT $1::int%'"),
+  EXPECT_EQ(c.query_value<int64_t>(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT $1::int%'"),
             2);
 }
 

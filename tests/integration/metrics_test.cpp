@@ -60,11 +60,11 @@ TEST(client_metrics, every_design_family_is_fed_and_promtool_accepts_it) {
   EXPECT_EQ(sample(text, "postgresql_pool_connections{state=\"active\"}"), "0");
   EXPECT_EQ(sample(text, "postgresql_circuit_breaker_state{state=\"closed\"}"), "1");
   EXPECT_EQ(sample(text, "postgresql_circuit_breaker_state{state=\"open\"}"), "0");
-  for (const char* family : {"postgresql_batch_duration_seconds_count", "postgresql_batch_operations_total",
-                             "postgresql_batch_errors_total", "postgresql_pool_acquire_duration_seconds_count",
-                             "postgresql_pool_acquire_timeouts_total", "postgresql_retry_budget_exhausted_total",
-                             "postgresql_connections_closed_total{reason=\"broken\"}",
-                             "postgresql_circuit_breaker_transitions_total{from=\"closed\",to=\"open\"}"}) {
+  for (const char* family :
+       {"postgresql_batch_duration_seconds_count", "postgresql_batch_operations_total", "postgresql_batch_errors_total",
+        "postgresql_pool_acquire_duration_seconds_count", "postgresql_pool_acquire_timeouts_total",
+        "postgresql_retry_budget_exhausted_total", "postgresql_connections_closed_total{reason=\"broken\"}",
+        "postgresql_circuit_breaker_transitions_total{from=\"closed\",to=\"open\"}"}) {
     EXPECT_NE(sample(text, family), "<missing>") << family;
   }
   EXPECT_EQ(text.find("SELECT"), std::string::npos) << "SQL text is never a label";
@@ -168,8 +168,8 @@ TEST(info, matches_pg_stat_activity) {
   EXPECT_FALSE(i.server.version.empty());
   EXPECT_GE(i.server.uptime_seconds, 0);
   EXPECT_EQ(i.server.connections.max, 200);
-  const auto expected_total = mine.query_value<int64_t>(
-      "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()");
+  const auto expected_total =
+      mine.query_value<int64_t>("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()");
   EXPECT_EQ(i.server.connections.total, expected_total);
   EXPECT_GE(i.server.connections.active, 1) << "the info query itself";
   EXPECT_GE(i.server.connections.idle, 1) << "this test's own idle session";
@@ -198,8 +198,9 @@ TEST(health, background_monitor_tracks_transitions) {
     while (!pred() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
     return pred();
   };
-  ASSERT_TRUE(wait_for([&] { return db.metrics().render_prometheus().find(
-                                        "postgresql_health_status{status=\"healthy\"} 1") != std::string::npos; }));
+  ASSERT_TRUE(wait_for([&] {
+    return db.metrics().render_prometheus().find("postgresql_health_status{status=\"healthy\"} 1") != std::string::npos;
+  }));
   cluster->stop();
   EXPECT_TRUE(wait_for([&] { return w.to_unhealthy.load() >= 1; }));
   EXPECT_EQ(db.last_health(), health_status::unhealthy);

@@ -89,8 +89,9 @@ TEST(pipeline, many_statements_do_not_deadlock) {
 TEST(copy, round_trips_awkward_values) {
   auto c = connect();
   (void)c.execute("CREATE TEMP TABLE ck (id int, t text, b bytea, n int)");
-  const std::vector<std::string> awkward{"tab\there", "new\nline", "cr\rreturn", "back\\slash", "\\N",
-                                         "quote'\"", "comma,semi;", "unicode ✓ 日本", "", "\\.", "end\\"};
+  const std::vector<std::string> awkward{"tab\there", "new\nline", "cr\rreturn",  "back\\slash",
+                                         "\\N",       "quote'\"",  "comma,semi;", "unicode ✓ 日本",
+                                         "",          "\\.",       "end\\"};
   {
     copy_in cp(c, "ck", {"id", "t", "b", "n"});
     for (std::size_t i = 0; i < awkward.size(); ++i) {
@@ -205,9 +206,10 @@ constexpr bool sanitized = true;
 constexpr bool sanitized = false;
 #endif
 
-const std::vector<std::string> awkward_text{"tab\there", "new\nline", "cr\rreturn", "back\\slash", "\\N",
-                                            "quote'\"", "comma,semi;", "unicode ✓ 日本", "", "\\.", "end\\",
-                                            "  spaced  ", "\"", "NULL"};
+const std::vector<std::string> awkward_text{"tab\there", "new\nline", "cr\rreturn",  "back\\slash",
+                                            "\\N",       "quote'\"",  "comma,semi;", "unicode ✓ 日本",
+                                            "",          "\\.",       "end\\",       "  spaced  ",
+                                            "\"",        "NULL"};
 
 void load_awkward(connection& c, const std::string& table) {
   (void)c.execute(fmt::format("CREATE TEMP TABLE {} (id int, t text, b bytea, n text)", table));
@@ -247,10 +249,11 @@ TEST(copy_out, round_trips_what_copy_in_loads_byte_for_byte) {
       EXPECT_EQ(in.finish(), n);
       EXPECT_EQ(copy_all(c, copy_source::table(again, cols), o), first);
       EXPECT_EQ(c.query_value<int64_t>(fmt::format("SELECT count(*) FROM (SELECT * FROM ro EXCEPT SELECT * FROM {}) d "
-                                                   "", again)),
-                0);
-      EXPECT_EQ(c.query_value<int64_t>(fmt::format("SELECT count(*) FROM (SELECT * FROM {} EXCEPT SELECT * FROM ro) d",
+                                                   "",
                                                    again)),
+                0);
+      EXPECT_EQ(c.query_value<int64_t>(
+                    fmt::format("SELECT count(*) FROM (SELECT * FROM {} EXCEPT SELECT * FROM ro) d", again)),
                 0);
       EXPECT_EQ(c.query_value<int64_t>(fmt::format("SELECT count(*) FROM {} WHERE t IS NULL AND n = ''", again)), 1);
       EXPECT_EQ(c.status(), connection_status::idle);
@@ -297,10 +300,11 @@ TEST(copy_out, a_large_table_streams_in_bounded_memory) {
   EXPECT_EQ(out.rows(), static_cast<std::uint64_t>(n));
   EXPECT_EQ(out.bytes_read(), bytes);
   EXPECT_GT(bytes, static_cast<std::uint64_t>(n) * 80) << "every row came through";
-  std::printf("[ figures  ] COPY TO of %d rows (%.1f MiB in %llu chunks, largest %zu bytes): peak RSS %ld KiB -> %ld "
-              "KiB (+%ld KiB)%s\n",
-              n, static_cast<double>(bytes) / (1 << 20), static_cast<unsigned long long>(chunks), largest, before,
-              after, after - before, reset ? "" : " (peak not resettable)");
+  std::printf(
+      "[ figures  ] COPY TO of %d rows (%.1f MiB in %llu chunks, largest %zu bytes): peak RSS %ld KiB -> %ld "
+      "KiB (+%ld KiB)%s\n",
+      n, static_cast<double>(bytes) / (1 << 20), static_cast<unsigned long long>(chunks), largest, before, after,
+      after - before, reset ? "" : " (peak not resettable)");
   if (!sanitized) {
     EXPECT_LT(after - before, 16 * 1024) << "memory does not grow with the result";
   }
@@ -407,8 +411,9 @@ TEST(copy_out, a_silent_server_times_out_instead_of_hanging) {
   const auto started = std::chrono::steady_clock::now();
   EXPECT_THROW(
       {
-        copy_out out(c, copy_source::query(
-                            "SELECT g, pg_sleep(CASE WHEN g = 2000 THEN 60 ELSE 0 END) FROM generate_series(1, 3000) g"));
+        copy_out out(c,
+                     copy_source::query(
+                         "SELECT g, pg_sleep(CASE WHEN g = 2000 THEN 60 ELSE 0 END) FROM generate_series(1, 3000) g"));
         while (out.next()) {
         }
       },
@@ -446,7 +451,8 @@ TEST(copy_out, client_copy_to_streams_and_does_not_restart_after_data) {
   int first_rows = 0;
   int victim = 0;
   try {
-    (void)db.copy_to(copy_source::query("SELECT pg_backend_pid(), g, repeat('k', 100) FROM generate_series(1, 20000000) g"),
+    (void)db.copy_to(copy_source::query(
+                         "SELECT pg_backend_pid(), g, repeat('k', 100) FROM generate_series(1, 20000000) g"),
                      [&](std::string_view chunk) {
                        if (victim == 0) {
                          victim = std::stoi(std::string(chunk.substr(0, chunk.find('\t'))));

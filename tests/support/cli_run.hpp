@@ -47,7 +47,7 @@ inline std::string read_file(const fs::path& p) {
 
 // Runs `program` with `args` and extra environment, capturing stdout and stderr.
 inline run_result run_program(const std::string& program, std::vector<std::string> args,
-                       const std::map<std::string, std::string>& env, const std::string& stdin_file) {
+                              const std::map<std::string, std::string>& env, const std::string& stdin_file) {
   const fs::path dir = fs::temp_directory_path() / fmt::format("steadypg-cli-{}", ::getpid());
   fs::create_directories(dir);
   const fs::path out = dir / "out", err = dir / "err";
@@ -76,7 +76,7 @@ inline run_result run_program(const std::string& program, std::vector<std::strin
 
 // Runs the CLI with `args` and extra environment; DATABASE_URL defaults to the test server.
 inline run_result run(std::vector<std::string> args, std::map<std::string, std::string> env = {},
-               const std::string& stdin_file = "/dev/null") {
+                      const std::string& stdin_file = "/dev/null") {
   if (!env.count("DATABASE_URL")) env["DATABASE_URL"] = cluster_environment::dsn();
   return run_program(STEADYPG_CLI_PATH, std::move(args), env, stdin_file);
 }

@@ -103,13 +103,20 @@ TEST(config, bounds_are_inclusive) {
 }
 
 TEST(config, every_bad_value_names_variable_value_and_range) {
-  const char* vars[] = {"POSTGRESQL_MAX_RETRIES",          "POSTGRESQL_RETRY_DELAY",
-                        "POSTGRESQL_CIRCUIT_BREAKER_THRESHOLD", "POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT",
-                        "POSTGRESQL_CONNECTION_TIMEOUT",   "POSTGRESQL_SLOW_QUERY_THRESHOLD",
-                        "POSTGRESQL_HEALTH_CHECK_INTERVAL", "POSTGRESQL_POOL_MIN",
-                        "POSTGRESQL_POOL_MAX",             "POSTGRESQL_ACQUIRE_TIMEOUT",
-                        "POSTGRESQL_STATEMENT_TIMEOUT",    "POSTGRESQL_BATCH_SIZE",
-                        "POSTGRESQL_BATCH_CONCURRENCY",    "POSTGRESQL_BATCH_TIMEOUT",
+  const char* vars[] = {"POSTGRESQL_MAX_RETRIES",
+                        "POSTGRESQL_RETRY_DELAY",
+                        "POSTGRESQL_CIRCUIT_BREAKER_THRESHOLD",
+                        "POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT",
+                        "POSTGRESQL_CONNECTION_TIMEOUT",
+                        "POSTGRESQL_SLOW_QUERY_THRESHOLD",
+                        "POSTGRESQL_HEALTH_CHECK_INTERVAL",
+                        "POSTGRESQL_POOL_MIN",
+                        "POSTGRESQL_POOL_MAX",
+                        "POSTGRESQL_ACQUIRE_TIMEOUT",
+                        "POSTGRESQL_STATEMENT_TIMEOUT",
+                        "POSTGRESQL_BATCH_SIZE",
+                        "POSTGRESQL_BATCH_CONCURRENCY",
+                        "POSTGRESQL_BATCH_TIMEOUT",
                         "POSTGRESQL_STATEMENT_CACHE_SIZE"};
   const char* bad[] = {"abc", "-1", "", "99999999999999999999", "10ms", " 5", "5 ", "1.5", "0x10", "+-3", "999999999"};
   for (const char* var : vars) {
@@ -218,8 +225,9 @@ TEST(config, validate_names_the_field_by_its_path_and_its_variable) {
             "pool.max_size = 0 is out of range: expected an integer in 1–10000 (POSTGRESQL_POOL_MAX)");
   o = {};
   o.connection.connect_timeout = std::chrono::milliseconds(50);
-  EXPECT_EQ(validate_error(o), "connection.connect_timeout = 50 ms is out of range: expected an integer in "
-                               "100–600000 ms (POSTGRESQL_CONNECTION_TIMEOUT)");
+  EXPECT_EQ(validate_error(o),
+            "connection.connect_timeout = 50 ms is out of range: expected an integer in "
+            "100–600000 ms (POSTGRESQL_CONNECTION_TIMEOUT)");
   o = {};
   o.resilience.retry.max_retries = 101;
   EXPECT_NE(validate_error(o).find("resilience.retry.max_retries = 101"), std::string::npos);
@@ -387,22 +395,43 @@ TEST(config, dsn_values_libpq_checks_only_when_connecting_are_config_errors) {
 }
 
 TEST(config, dsn_values_libpq_accepts_stay_accepted) {
-  for (const char* dsn : {"host=h port=5432", "host=h port=1", "host=h port=65535", "host=h port=+5432",
-                          "host=h port=' 5432 '", "host=h port=", "host=a,b port=5432", "host=a,b port=5432,5433",
-                          "host=a,b port=,5433", "host=a,b,c", "port=5433", "hostaddr=127.0.0.1,::1 port=1,2",
-                          "host=a,b hostaddr=127.0.0.1,", "postgresql://u@a:5432,b/db",
+  for (const char* dsn : {"host=h port=5432",
+                          "host=h port=1",
+                          "host=h port=65535",
+                          "host=h port=+5432",
+                          "host=h port=' 5432 '",
+                          "host=h port=",
+                          "host=a,b port=5432",
+                          "host=a,b port=5432,5433",
+                          "host=a,b port=,5433",
+                          "host=a,b,c",
+                          "port=5433",
+                          "hostaddr=127.0.0.1,::1 port=1,2",
+                          "host=a,b hostaddr=127.0.0.1,",
+                          "postgresql://u@a:5432,b/db",
                           "postgresql://u@[::1]:5432/db?target_session_attrs=read-write",
                           "host=h connect_timeout=-1 keepalives=0 keepalives_idle=0 tcp_user_timeout=-5",
                           "host=h connect_timeout=' 10 ' keepalives=1 keepalives_idle=30 keepalives_interval=5 "
                           "keepalives_count=3 tcp_user_timeout=0",
-                          "host=h sslmode=disable", "host=h sslmode=allow", "host=h sslmode=prefer",
-                          "host=h sslmode=require", "host=h sslmode=verify-ca", "host=h sslmode=verify-full",
-                          "host=h gssencmode=disable", "host=h gssencmode=prefer", "host=h channel_binding=require",
-                          "host=h target_session_attrs=any", "host=h target_session_attrs=read-only",
-                          "host=h target_session_attrs=primary", "host=h target_session_attrs=standby",
-                          "host=h target_session_attrs=prefer-standby", "host=h ssl_min_protocol_version=tlsv1.2",
+                          "host=h sslmode=disable",
+                          "host=h sslmode=allow",
+                          "host=h sslmode=prefer",
+                          "host=h sslmode=require",
+                          "host=h sslmode=verify-ca",
+                          "host=h sslmode=verify-full",
+                          "host=h gssencmode=disable",
+                          "host=h gssencmode=prefer",
+                          "host=h channel_binding=require",
+                          "host=h target_session_attrs=any",
+                          "host=h target_session_attrs=read-only",
+                          "host=h target_session_attrs=primary",
+                          "host=h target_session_attrs=standby",
+                          "host=h target_session_attrs=prefer-standby",
+                          "host=h ssl_min_protocol_version=tlsv1.2",
                           "host=h ssl_min_protocol_version=TLSv1.2 ssl_max_protocol_version=TLSv1.3",
-                          "host=h ssl_max_protocol_version=", "postgresql://h/db%40x", ""}) {
+                          "host=h ssl_max_protocol_version=",
+                          "postgresql://h/db%40x",
+                          ""}) {
     EXPECT_EQ(dsn_error(dsn), "") << dsn;
   }
 }
@@ -520,19 +549,19 @@ TEST(config, redact_dsn_keeps_everything_else_as_libpq_reads_it) {
 
 TEST(config, redact_dsn_hides_what_libpq_cannot_parse) {
   const char* cases[] = {
-      "host=db password=Kp1 Kp2 dbname=x",          // an unquoted space: libpq stops at "Kp2"
-      "host=db password='Kp1 Kp2",                  // unterminated quote
-      "host=db password Kp1",                       // no '='
-      "host=db Password=Kp1",                       // not a keyword libpq knows
-      "host=db pasword=Kp1 sslmode=require",        // nor this one
-      "postgresql://u:Kp1@Kp2@db/x",                // an unencoded '@' in the password
-      "postgresql://u:Kp1/Kp2@db/x",                // an unencoded '/' in the password
-      "postgresql://u:Kp1%zzKp2@db/x",              // a broken escape
-      "postgresql://u:Kp1@[::1/x",                  // broken IPv6 host
-      "postgresql://u:Kp1/K?p2@db/x",               // '/' and '?' unencoded
-      "POSTGRESQL://u:Kp1@db/x",                    // libpq only knows the lower-case scheme
-      "postgresql:/u:Kp1@db/x",                     // one slash
-      "postgresql://db/x?password=Kp1&nope",        // a query parameter without '='
+      "host=db password=Kp1 Kp2 dbname=x",    // an unquoted space: libpq stops at "Kp2"
+      "host=db password='Kp1 Kp2",            // unterminated quote
+      "host=db password Kp1",                 // no '='
+      "host=db Password=Kp1",                 // not a keyword libpq knows
+      "host=db pasword=Kp1 sslmode=require",  // nor this one
+      "postgresql://u:Kp1@Kp2@db/x",          // an unencoded '@' in the password
+      "postgresql://u:Kp1/Kp2@db/x",          // an unencoded '/' in the password
+      "postgresql://u:Kp1%zzKp2@db/x",        // a broken escape
+      "postgresql://u:Kp1@[::1/x",            // broken IPv6 host
+      "postgresql://u:Kp1/K?p2@db/x",         // '/' and '?' unencoded
+      "POSTGRESQL://u:Kp1@db/x",              // libpq only knows the lower-case scheme
+      "postgresql:/u:Kp1@db/x",               // one slash
+      "postgresql://db/x?password=Kp1&nope",  // a query parameter without '='
   };
   for (const char* dsn : cases) {
     const std::string shown = redact_dsn(dsn);

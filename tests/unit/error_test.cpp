@@ -64,10 +64,10 @@ const std::vector<error_row>& errors() {
       {"dead pooled connection",
        [] { throw error_builder(failure_kind::connection_lost, outcome::not_sent).build<connection_error>("closed"); },
        error_origin::connection, false, true, false},
-      {"lost while running", [] { internal::throw_connection_lost("lost", "execute", sent); },
-       error_origin::connection, true, true, false},
-      {"lost COMMIT", [] { internal::throw_connection_lost("lost", "commit", commit); }, error_origin::connection,
-       true, true, true},
+      {"lost while running", [] { internal::throw_connection_lost("lost", "execute", sent); }, error_origin::connection,
+       true, true, false},
+      {"lost COMMIT", [] { internal::throw_connection_lost("lost", "commit", commit); }, error_origin::connection, true,
+       true, true},
       {"57P01 lost COMMIT", [] { internal::throw_server_error(fields_of("57P01"), "commit", commit, true); },
        error_origin::connection, true, true, true},
       {"57P01", [] { internal::throw_server_error(fields_of("57P01"), "execute", sent, true); },
@@ -79,16 +79,16 @@ const std::vector<error_row>& errors() {
              .build<timeout_error>("timed out");
        },
        error_origin::connection, true, true, false},
-      {"23505", [] { internal::throw_server_error(fields_of("23505"), "execute", sent, false); },
-       error_origin::server, true, true, false},
-      {"40001", [] { internal::throw_server_error(fields_of("40001"), "execute", sent, false); },
-       error_origin::server, true, true, false},
-      {"40P01", [] { internal::throw_server_error(fields_of("40P01"), "execute", sent, false); },
-       error_origin::server, true, true, false},
-      {"57014", [] { internal::throw_server_error(fields_of("57014"), "execute", sent, false); },
-       error_origin::server, true, true, false},
-      {"42601", [] { internal::throw_server_error(fields_of("42601"), "execute", sent, false); },
-       error_origin::server, true, true, false},
+      {"23505", [] { internal::throw_server_error(fields_of("23505"), "execute", sent, false); }, error_origin::server,
+       true, true, false},
+      {"40001", [] { internal::throw_server_error(fields_of("40001"), "execute", sent, false); }, error_origin::server,
+       true, true, false},
+      {"40P01", [] { internal::throw_server_error(fields_of("40P01"), "execute", sent, false); }, error_origin::server,
+       true, true, false},
+      {"57014", [] { internal::throw_server_error(fields_of("57014"), "execute", sent, false); }, error_origin::server,
+       true, true, false},
+      {"42601", [] { internal::throw_server_error(fields_of("42601"), "execute", sent, false); }, error_origin::server,
+       true, true, false},
       {"pipeline_aborted", [] { throw pipeline_aborted(); }, error_origin::server, false, true, false},
       {"pool_timeout", [] { throw pool_timeout("acquire timed out", failure_kind::timeout, outcome::not_sent); },
        error_origin::pool, false, false, false},
@@ -138,7 +138,8 @@ TEST(error_predicates, each_error_answers_the_pipelines_questions) {
 
 TEST(error_predicates, cancel_sent_only_when_the_connection_delivered_one) {
   const auto without = error_builder(failure_kind::timeout, outcome::indeterminate).build<timeout_error>("t");
-  const auto with = error_builder(failure_kind::timeout, outcome::indeterminate).cancel_sent().build<timeout_error>("t");
+  const auto with =
+      error_builder(failure_kind::timeout, outcome::indeterminate).cancel_sent().build<timeout_error>("t");
   EXPECT_FALSE(without.cancel_sent());
   EXPECT_TRUE(with.cancel_sent());
   // A layer that turns the timeout into its own error keeps the fact.

@@ -27,8 +27,11 @@ std::string contents(std::FILE* f) {
 TEST(log, json_lines_have_the_fixed_fields_first) {
   std::FILE* f = std::tmpfile();
   json_logger log(f, log_level::debug);
-  const log_field fields[] = {{"op", std::string_view("execute")}, {"attempt", std::int64_t{2}},
-                              {"duration_ms", 1.5}, {"ok", false}, {"sql", std::string_view("SELECT \"x\"\n")}};
+  const log_field fields[] = {{"op", std::string_view("execute")},
+                              {"attempt", std::int64_t{2}},
+                              {"duration_ms", 1.5},
+                              {"ok", false},
+                              {"sql", std::string_view("SELECT \"x\"\n")}};
   log.log(log_level::warn, "client", "something \"quoted\"", fields);
   const auto text = contents(f);
   EXPECT_EQ(text.rfind("{\"ts\":\"", 0), 0u) << text;
@@ -78,8 +81,7 @@ TEST(log, slow_calls_are_logged_with_context_and_params_only_when_given) {
   EXPECT_NE(text.find("\"msg\":\"slow query\""), std::string::npos) << text;
   EXPECT_NE(text.find("\"duration_ms\":150"), std::string::npos) << text;
   EXPECT_NE(text.find("\"rows\":7"), std::string::npos) << text;
-  EXPECT_NE(text.find("\"pool_active\":3,\"pool_idle\":1,\"pool_waiting\":0,\"breaker\":\"closed\""),
-            std::string::npos)
+  EXPECT_NE(text.find("\"pool_active\":3,\"pool_idle\":1,\"pool_waiting\":0,\"breaker\":\"closed\""), std::string::npos)
       << text;
   EXPECT_NE(text.find("\"sql\":\"SELECT " + std::string(493, 'x') + "\""), std::string::npos)
       << "statement text is truncated to 500 bytes";
@@ -103,7 +105,8 @@ TEST(log, retries_carry_context) {
   r.context = {2, 0, 5, "half_open"};
   obs.on_retry(r);
   const auto text = contents(f);
-  EXPECT_NE(text.find("\"op\":\"execute\",\"attempt\":2,\"reason\":\"not_sent\",\"sqlstate\":\"08006\",\"delay_ms\":12"),
+  EXPECT_NE(text.find(
+                "\"op\":\"execute\",\"attempt\":2,\"reason\":\"not_sent\",\"sqlstate\":\"08006\",\"delay_ms\":12"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("\"pool_active\":2,\"pool_idle\":0,\"pool_waiting\":5,\"breaker\":\"half_open\""),
@@ -125,11 +128,11 @@ TEST(log, failures_carry_context) {
   obs.on_call_finished(rep);
   obs.on_breaker_transition(breaker_state::closed, breaker_state::open);
   const auto text = contents(f);
-  EXPECT_NE(text.find("\"op\":\"execute\",\"attempt\":1,\"duration_ms\":2,\"sqlstate\":\"22012\",\"outcome\":\"fatal\""),
+  EXPECT_NE(text.find(
+                "\"op\":\"execute\",\"attempt\":1,\"duration_ms\":2,\"sqlstate\":\"22012\",\"outcome\":\"fatal\""),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("\"pool_active\":1,\"pool_idle\":2,\"pool_waiting\":0,\"breaker\":\"closed\""),
-            std::string::npos)
+  EXPECT_NE(text.find("\"pool_active\":1,\"pool_idle\":2,\"pool_waiting\":0,\"breaker\":\"closed\""), std::string::npos)
       << text;
   EXPECT_NE(text.find("\"breaker\":\"open\""), std::string::npos) << text;
   std::fclose(f);

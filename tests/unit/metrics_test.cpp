@@ -37,9 +37,9 @@ TEST(metrics, counters_gauges_histograms) {
   for (double v : {0.0001, 0.0007, 0.003, 0.2, 0.2, 20.0}) h.observe(v);
   EXPECT_EQ(h.count(), 6u);
   EXPECT_NEAR(h.sum(), 20.4038, 1e-9);
-  EXPECT_EQ(h.cumulative(0), 1u);                        // ≤ 0.0005
-  EXPECT_EQ(h.cumulative(1), 2u);                        // ≤ 0.001
-  EXPECT_EQ(h.cumulative(histogram::bounds.size()), 6u); // +Inf
+  EXPECT_EQ(h.cumulative(0), 1u);                         // ≤ 0.0005
+  EXPECT_EQ(h.cumulative(1), 2u);                         // ≤ 0.001
+  EXPECT_EQ(h.cumulative(histogram::bounds.size()), 6u);  // +Inf
   EXPECT_DOUBLE_EQ(h.quantile(0.5), 0.005);
   EXPECT_THROW(r.add_gauge("x_total", "help"), std::logic_error);
 }

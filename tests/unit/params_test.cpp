@@ -110,8 +110,7 @@ TEST(params, param_list_owns_values) {
 }
 
 TEST(params, described_for_logs) {
-  EXPECT_EQ(describe_args(42, std::string("it's"), std::optional<int>{}, true),
-            "$1='42', $2='it''s', $3=NULL, $4='t'");
+  EXPECT_EQ(describe_args(42, std::string("it's"), std::optional<int>{}, true), "$1='42', $2='it''s', $3=NULL, $4='t'");
   const std::string long_value(300, 'v');
   const auto d = describe_args(long_value);
   EXPECT_EQ(d, "$1='" + std::string(100, 'v') + "'…");

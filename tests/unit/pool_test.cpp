@@ -47,7 +47,8 @@ struct fake_factory : pool_factory<fake_conn> {
       f.sqlstate = "28P01";
       throw connection_error("password authentication failed", failure_kind::connect_failed, outcome::fatal, f);
     }
-    if (fail_connect) throw connection_error("simulated connect failure", failure_kind::connect_failed, outcome::not_sent);
+    if (fail_connect)
+      throw connection_error("simulated connect failure", failure_kind::connect_failed, outcome::not_sent);
     auto c = std::make_unique<fake_conn>();
     c->id = ++created;
     return c;
@@ -350,7 +351,7 @@ TEST(pool, validation_replaces_dead_idle_connection_invisibly) {
   {
     auto h = pool.acquire();  // idle 0 ms: no ping
     EXPECT_EQ(h->id, id);
-    h->alive = false;         // the server ends the session while it sits idle
+    h->alive = false;  // the server ends the session while it sits idle
   }
   EXPECT_EQ(f->validations.load(), 0);
   clk.advance(600ms);
@@ -403,7 +404,7 @@ TEST(pool, destroying_the_pool_with_connections_out_is_safe) {
   }
   EXPECT_EQ(obs.closed_count(close_reason::pool_closed), 1u);
   EXPECT_TRUE(survivor);
-  survivor->id += 0;  // still usable
+  survivor->id += 0;   // still usable
   survivor.release();  // closed now; the pool's observer is no longer called (it may be gone)
   EXPECT_EQ(obs.closed_count(close_reason::pool_closed), 1u);
   EXPECT_FALSE(survivor);

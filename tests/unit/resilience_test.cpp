@@ -296,7 +296,10 @@ TEST(circuit_breaker, verdict_of_each_error) {
          internal::throw_server_error(f, "execute", {true, false, false}, true);
        },
        breaker_verdict::unhealthy},
-      {"indeterminate_commit", [] { internal::throw_connection_lost("lost", "commit", {true, true, true}); },
+      {"indeterminate_commit",
+       [] {
+         internal::throw_connection_lost("lost", "commit", {true, true, true});
+       },
        breaker_verdict::unhealthy},
       {"23505", [&] { throw server("23505"); }, breaker_verdict::healthy},
       {"42P01", [&] { throw server("42P01"); }, breaker_verdict::healthy},
@@ -309,8 +312,7 @@ TEST(circuit_breaker, verdict_of_each_error) {
       {"53300", [&] { throw server("53300"); }, breaker_verdict::unhealthy},
       {"connect failed", [] { throw connection_error("refused", failure_kind::connect_failed, outcome::not_sent); },
        breaker_verdict::unhealthy},
-      {"connection lost",
-       [] { throw connection_error("lost", failure_kind::connection_lost, outcome::indeterminate); },
+      {"connection lost", [] { throw connection_error("lost", failure_kind::connection_lost, outcome::indeterminate); },
        breaker_verdict::unhealthy},
       {"our timeout", [] { throw timeout_error("query timed out", failure_kind::timeout, outcome::indeterminate); },
        breaker_verdict::unhealthy},

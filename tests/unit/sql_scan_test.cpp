@@ -22,9 +22,9 @@ TEST(sql_scan, placeholders_outside_quotes_and_comments) {
       {"SELECT $2", 2},  // the highest, not the count
       {"SELECT '$1'", 0},
       {"SELECT 'it''s $1', $2", 2},
-      {"SELECT E'\\' $1', $2", 2},            // E'\' $1' is one string
+      {"SELECT E'\\' $1', $2", 2},  // E'\' $1' is one string
       {"SELECT e'a\\'b $3' || $1", 1},
-      {"SELECT 'a\\', $1", 1},                // a plain string: the backslash escapes nothing
+      {"SELECT 'a\\', $1", 1},  // a plain string: the backslash escapes nothing
       {"SELECT \"$1\" FROM t WHERE x = $2", 2},
       {"SELECT \"a\"\"$5\", $1", 1},
       {"SELECT 1 -- $3\n, $1", 1},
@@ -32,7 +32,7 @@ TEST(sql_scan, placeholders_outside_quotes_and_comments) {
       {"SELECT $$ $3 $$, $1", 1},
       {"SELECT $body$ $3 $$ $4 $body$, $1", 1},
       {"SELECT $a$ it's $9 $a$ || $2", 2},
-      {"SELECT a$1 FROM t", 0},               // $ inside an identifier
+      {"SELECT a$1 FROM t", 0},  // $ inside an identifier
       {"SELECT 'unterminated $4", 0},
       {"SELECT $1 /* unterminated $4", 1},
   };

@@ -44,7 +44,7 @@ class gauge {
 class histogram {
  public:
   static constexpr std::array<double, 14> bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                 0.1,    0.25,  0.5,    1.0,   2.5,  5.0,  10.0};
+                                                 0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
   void observe(double seconds) noexcept;
   /// Cumulative count of observations ≤ bounds[i]; i == bounds.size() is +Inf.
   [[nodiscard]] std::uint64_t cumulative(std::size_t i) const noexcept;
