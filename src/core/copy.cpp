@@ -33,14 +33,11 @@ void append_hex_bytea(std::string& out, const param_ref& v, std::string_view pre
   }
 }
 
-}  // namespace
-
-copy_in::copy_in(connection& conn, std::string_view table, std::vector<std::string> columns, copy_format format,
-                 bool header)
-    : m_conn(&conn), m_format(format) {
-  auto& d = *conn.m_impl;
-  d.begin_request("copy");
+// "COPY table (col, …)", the column names quoted; usage_error for an empty table name or a
+// name with a NUL byte, before anything is sent.
+std::string copy_table(std::string_view table, const std::vector<std::string>& columns) {
   internal::connection_impl::check_sql(table, "the COPY table name");
+  if (table.empty()) throw usage_error("the COPY table name is empty");
   for (const auto& c : columns) internal::connection_impl::check_sql(c, "a COPY column name");
   std::string sql = fmt::format("COPY {}", table);
   if (!columns.empty()) {
@@ -51,9 +48,24 @@ copy_in::copy_in(connection& conn, std::string_view table, std::vector<std::stri
     }
     sql += ")";
   }
-  sql += " FROM STDIN";
-  if (format == copy_format::csv) sql += header ? " WITH (FORMAT csv, HEADER true)" : " WITH (FORMAT csv)";
-  else if (header) sql += " WITH (FORMAT text, HEADER true)";
+  return sql;
+}
+
+// The WITH clause of a COPY in either direction ("" for text without a header).
+std::string copy_with(copy_format format, bool header) {
+  if (format == copy_format::csv) return header ? " WITH (FORMAT csv, HEADER true)" : " WITH (FORMAT csv)";
+  return header ? " WITH (FORMAT text, HEADER true)" : "";
+}
+
+}  // namespace
+
+copy_in::copy_in(connection& conn, std::string_view table, std::vector<std::string> columns, copy_format format,
+                 bool header)
+    : m_conn(&conn), m_format(format) {
+  // A bad name is a usage_error before any request.
+  const std::string sql = copy_table(table, columns) + " FROM STDIN" + copy_with(format, header);
+  auto& d = *conn.m_impl;
+  d.begin_request("copy");
   const auto until = d.make_deadline();
   if (!PQsendQuery(d.conn, sql.c_str())) d.send_failed("copy");
   d.last.bytes_sent = true;
@@ -273,24 +285,9 @@ std::string copy_source::statement(const copy_options& options) const {
     // The newline ends a trailing -- comment before the closing parenthesis.
     sql = fmt::format("COPY ({}\n) TO STDOUT", m_text);
   } else {
-    internal::connection_impl::check_sql(m_text, "the COPY table name");
-    if (m_text.empty()) throw usage_error("the COPY table name is empty");
-    for (const auto& c : m_columns) internal::connection_impl::check_sql(c, "a COPY column name");
-    sql = fmt::format("COPY {}", m_text);
-    if (!m_columns.empty()) {
-      sql += " (";
-      for (std::size_t i = 0; i < m_columns.size(); ++i) {
-        if (i) sql += ", ";
-        sql += quote_identifier(m_columns[i]);
-      }
-      sql += ")";
-    }
-    sql += " TO STDOUT";
+    sql = copy_table(m_text, m_columns) + " TO STDOUT";
   }
-  if (options.format == copy_format::csv)
-    sql += options.header ? " WITH (FORMAT csv, HEADER true)" : " WITH (FORMAT csv)";
-  else if (options.header) sql += " WITH (FORMAT text, HEADER true)";
-  return sql;
+  return sql + copy_with(options.format, options.header);
 }
 
 copy_out::copy_out(connection& conn, const copy_source& source, const copy_options& options) : m_conn(&conn) {

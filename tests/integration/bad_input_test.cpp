@@ -122,3 +122,13 @@ TEST(bad_input, copy_through_execute_is_refused_cleanly) {
   EXPECT_THROW((void)c.execute("COPY cp TO STDOUT"), usage_error);
   EXPECT_EQ(c.query_value<int>("SELECT x FROM cp"), 1);
 }
+
+TEST(bad_input, copy_without_a_table_name_is_refused_before_sending) {
+  auto c = connect();
+  const auto before = c.request_count();
+  EXPECT_THROW(copy_in(c, ""), usage_error);
+  EXPECT_THROW(copy_out(c, copy_source::table("")), usage_error);
+  EXPECT_EQ(c.request_count(), before) << "nothing reached the server";
+  EXPECT_EQ(c.status(), connection_status::idle);
+  EXPECT_EQ(c.query_value<int>("SELECT 1"), 1);
+}
