@@ -161,6 +161,8 @@ void pipeline::send_refs(std::string_view sql, std::span<const param_ref> params
     internal::throw_connection_lost(msg, "pipeline", d.last);
   }
   d.last.bytes_sent = true;
+  // From here a lost reply may hide a commit: it is indeterminate_commit, never retried.
+  if (internal::mentions_commit(sql, true)) d.last.commit_sent = true;
   ++m_pending;
   ++m_unsynced;
   m_unsynced_sends = true;

@@ -118,6 +118,35 @@ TEST(correctness, pipeline_await_sync_reports_a_lost_commit) {
   EXPECT_EQ(ids_in(admin, "ct_pipe").size(), 0u);
 }
 
+TEST(correctness, a_pipelined_commit_whose_reply_is_lost_is_an_indeterminate_commit) {
+  auto admin = connect();
+  make_slow_commit_table(admin, "ct_pcommit", "30");
+  auto c = connect();
+  std::atomic<int> killed{0};
+  auto killer = kill_sleeping_commits(killed);
+  bool indeterminate = false;
+  {
+    pipeline p(c);
+    p.send("BEGIN");
+    p.send("INSERT INTO ct_pcommit VALUES (1)");
+    p.send("COMMIT");
+    p.sync();
+    try {
+      (void)p.get_result();  // BEGIN
+      (void)p.get_result();  // INSERT
+      (void)p.get_result();  // COMMIT: the backend dies while committing
+      p.await_sync();
+    } catch (const indeterminate_commit& e) {
+      indeterminate = true;
+      EXPECT_EQ(e.outcome(), outcome::indeterminate) << e.what();
+    } catch (const error& e) {
+      ADD_FAILURE() << "a lost COMMIT reply must be indeterminate_commit, not: " << e.what();
+    }
+  }
+  killer.join();
+  EXPECT_TRUE(indeterminate);
+}
+
 TEST(correctness, pipeline_finish_reports_a_lost_commit) {
   auto admin = connect();
   make_slow_commit_table(admin, "ct_finish", "30");
