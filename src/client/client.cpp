@@ -135,7 +135,9 @@ std::optional<client::clock::time_point> client::deadline_of(const statement& st
   return std::nullopt;
 }
 
-client::pooled_connection client::acquire_for(const call_info& info) {
+// Not inlined: GCC 12 at -O2, inlining it into run() within this file, takes the optional
+// deadline of a call without one for an uninitialized read (a false -Wmaybe-uninitialized).
+[[gnu::noinline]] client::pooled_connection client::acquire_for(const call_info& info) {
   auto until = clock::now() + m_pool->options().acquire_timeout;
   if (info.deadline && *info.deadline < until) until = *info.deadline;
   return m_pool->acquire_until(until, info.operation);
