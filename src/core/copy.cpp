@@ -57,6 +57,20 @@ std::string copy_with(copy_format format, bool header) {
   return header ? " WITH (FORMAT text, HEADER true)" : "";
 }
 
+// Sends a COPY statement and returns the server's first answer: the COPY state on success,
+// else the error that says why not (null when the connection went). A deadline passed before
+// the answer cancels and drains (timeout_error); nothing is in COPY mode yet.
+internal::result_ptr start_copy(internal::connection_impl& d, const std::string& sql, const internal::deadline& until) {
+  d.begin_request("copy");
+  if (!PQsendQuery(d.conn, sql.c_str())) d.send_failed("copy");
+  d.last.bytes_sent = true;
+  d.flush(until, "copy");
+  bool timed_out = false;
+  internal::result_ptr r(d.next_result(until, timed_out));
+  if (timed_out) d.handle_timeout("copy");
+  return r;
+}
+
 }  // namespace
 
 copy_in::copy_in(connection& conn, std::string_view table, std::vector<std::string> columns, copy_format format,
@@ -65,21 +79,16 @@ copy_in::copy_in(connection& conn, std::string_view table, std::vector<std::stri
   // A bad name is a usage_error before any request.
   const std::string sql = copy_table(table, columns) + " FROM STDIN" + copy_with(format, header);
   auto& d = *conn.m_impl;
-  d.begin_request("copy");
   const auto until = d.make_deadline();
-  if (!PQsendQuery(d.conn, sql.c_str())) d.send_failed("copy");
-  d.last.bytes_sent = true;
-  d.flush(until, "copy");
-  bool timed_out = false;
-  PGresult* raw = d.next_result(until, timed_out);
-  if (timed_out) d.handle_timeout("copy");
-  internal::result_ptr r(raw);
+  internal::result_ptr r = start_copy(d, sql, until);
+  PGresult* raw = r.get();
   if (raw != nullptr && PQresultStatus(raw) == PGRES_COPY_IN) {
     d.in_copy = true;
     m_active = true;
     return;
   }
   // An error (no such table, bad column): drain the rest and throw it.
+  bool timed_out = false;
   while (PGresult* extra = d.next_result(until, timed_out)) PQclear(extra);
   const bool broken = PQstatus(d.conn) != CONNECTION_OK;
   if (raw == nullptr) internal::throw_connection_lost(internal::last_error_message(d.conn), "copy", d.last);
@@ -293,21 +302,16 @@ std::string copy_source::statement(const copy_options& options) const {
 copy_out::copy_out(connection& conn, const copy_source& source, const copy_options& options) : m_conn(&conn) {
   const std::string sql = source.statement(options);  // a NUL byte: usage_error before any request
   auto& d = *conn.m_impl;
-  d.begin_request("copy");
   const auto until = d.make_deadline();
-  if (!PQsendQuery(d.conn, sql.c_str())) d.send_failed("copy");
-  d.last.bytes_sent = true;
-  d.flush(until, "copy");
-  bool timed_out = false;
-  PGresult* raw = d.next_result(until, timed_out);
-  if (timed_out) d.handle_timeout("copy");  // not in COPY mode yet: cancel and drain
-  internal::result_ptr r(raw);
+  internal::result_ptr r = start_copy(d, sql, until);
+  PGresult* raw = r.get();
   if (raw != nullptr && PQresultStatus(raw) == PGRES_COPY_OUT) {
     d.in_copy = true;
     m_active = true;
     return;
   }
   // An error (no such table, bad query): drain the rest and throw it.
+  bool timed_out = false;
   for (int guard = 0; guard < 16; ++guard) {
     PGresult* extra = d.next_result(until, timed_out);
     if (extra == nullptr) break;
