@@ -284,6 +284,8 @@ class client {
   };
 
   static std::optional<clock::time_point> deadline_of(const statement& st);
+  // Renders a param_list (call_info::describe for run-time parameters).
+  static std::string describe_param_list(const void* params);
   // internal::call_runner over this client, for the components in src/ that run calls of
   // their own (the batch executor); defined in src/batch.cpp.
   class runner;

@@ -56,9 +56,6 @@ class client::runner final : public internal::call_runner {
   static call_info info_of(const call& c) noexcept {
     return {c.operation, c.sql, false, c.transaction, c.deadline, c.params ? &describe_param_list : nullptr, c.params};
   }
-  static std::string describe_param_list(const void* p) {
-    return describe_params(static_cast<const param_list*>(p)->refs());
-  }
 
   client& m_client;
 };

@@ -62,8 +62,7 @@ client::~client() = default;
 client::pooled_connection client::acquire(const char* context) { return m_pool->acquire(context); }
 
 result client::execute(std::string_view sql, const param_list& params) {
-  return run({"execute", sql, false, false, std::nullopt,
-              [](const void* p) { return describe_params(static_cast<const param_list*>(p)->refs()); }, &params},
+  return run({"execute", sql, false, false, std::nullopt, &describe_param_list, &params},
              [&](connection& c) { return c.execute(sql, params); });
 }
 
@@ -128,6 +127,10 @@ connection_info_report client::connection_info() {
     r.performance.slow_queries = m_metrics->slow_queries();
   }
   return r;
+}
+
+std::string client::describe_param_list(const void* params) {
+  return describe_params(static_cast<const param_list*>(params)->refs());
 }
 
 std::optional<client::clock::time_point> client::deadline_of(const statement& st) {
