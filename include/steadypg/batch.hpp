@@ -17,6 +17,7 @@
 #include "steadypg/params.hpp"
 #include "steadypg/result.hpp"
 #include "steadypg/sqlstate.hpp"
+#include "steadypg/route.hpp"
 
 namespace steadypg {
 
@@ -101,6 +102,9 @@ struct batch_options {
   /// Keep each successful operation's result in batch_report::results (memory grows with
   /// the batch; off by default).
   bool keep_results = false;
+  /// Where a multi-host client runs the batch's chunks; unset: the client's
+  /// cluster.default_route (docs/cluster.md).
+  std::optional<steadypg::route> route = std::nullopt;
   /// Called after each chunk, from the batch's worker threads, one call at a time, with
   /// `processed` never decreasing. Must not throw.
   std::function<void(const batch_progress&)> on_progress;

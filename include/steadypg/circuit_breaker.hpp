@@ -85,6 +85,10 @@ class circuit_breaker {
   /// period while open; a little later while half-open (its probes decide); nullopt while
   /// forced open. For callers that would rather wait than fail (batches).
   [[nodiscard]] std::optional<clock::time_point> admits_at() const;
+  /// An outside check (a multi-host client's topology prober) reached the server: an open
+  /// breaker lets its probe calls through now rather than at the end of open_duration, so that
+  /// calls resume as soon as the server accepts connections again. No effect in other states.
+  void reachable() noexcept;
   /// Opens it until reset().
   void force_open();
   /// Closes it and clears the failure count.

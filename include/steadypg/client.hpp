@@ -17,6 +17,7 @@
 
 #include "steadypg/batch.hpp"
 #include "steadypg/circuit_breaker.hpp"
+#include "steadypg/cluster.hpp"
 #include "steadypg/config.hpp"
 #include "steadypg/connection.hpp"
 #include "steadypg/copy.hpp"
@@ -33,6 +34,7 @@ namespace steadypg {
 
 namespace internal {
 class health_monitor;
+class topology;
 }  // namespace internal
 
 /// The result of client::connection_info().
@@ -98,11 +100,13 @@ class client {
   result execute(const statement& st, const Args&... args) {
     const std::tuple<const Args&...> a(args...);
     return run({st.name().empty() ? "execute" : st.name().c_str(), st.sql(), st.is_idempotent(), false, deadline_of(st),
-                describer<Args...>(), &a},
+                describer<Args...>(), &a, st.target_route(), st.read_after()},
                [&](connection& c) { return c.execute(st, args...); });
   }
   /// Runs a statement with run-time parameters.
   result execute(std::string_view sql, const param_list& params);
+  /// Same for a statement (its idempotent(), timeout(), route() and after() apply).
+  result execute(const statement& st, const param_list& params);
   /// Runs a statement that returns one row with one column and converts it.
   template <typename T, bindable... Args>
   [[nodiscard]] T query_value(std::string_view sql, const Args&... args) {
@@ -121,7 +125,7 @@ class client {
   template <typename Fn>
   auto transaction(Fn&& fn, const transaction_options& options = {})
       -> std::invoke_result_t<Fn&, steadypg::transaction&> {
-    return run({"transaction", {}, false, true, std::nullopt, nullptr, nullptr}, [&](connection& c) {
+    return run({"transaction", {}, false, true, std::nullopt, nullptr, nullptr, options.route}, [&](connection& c) {
       using R = std::invoke_result_t<Fn&, steadypg::transaction&>;
       steadypg::transaction tx(c, options);
       if constexpr (std::is_void_v<R>) {
@@ -194,14 +198,26 @@ class client {
   [[nodiscard]] health_status last_health() const noexcept;
   /// Server version, uptime and sessions, pool state and query performance.
   [[nodiscard]] connection_info_report connection_info();
-  /// Pool counters.
+  /// Pool counters (summed over the hosts of a multi-host client).
   [[nodiscard]] pool_stats pool_statistics() const;
+  /// Each host with the role the prober saw last, its lag, timeline and breaker, and the
+  /// primary writes go to (docs/cluster.md). A single-host client that does not probe reports
+  /// its host with role unknown.
+  [[nodiscard]] topology_report topology() const;
+  /// Read your writes: the primary's current WAL position (one round trip on the primary).
+  /// Take it after a write has committed and give it to reads with statement{…}.after(token):
+  /// a replica serves them only once it has replayed that far.
+  [[nodiscard]] write_token commit_token();
+  /// The pool of each host, in DSN order (pool() is the first).
+  [[nodiscard]] std::size_t host_count() const noexcept { return m_hosts.size(); }
+  [[nodiscard]] pool_type& host_pool(std::size_t i) { return *m_hosts.at(i).pool; }
+  [[nodiscard]] circuit_breaker& host_breaker(std::size_t i) { return *m_hosts.at(i).breaker; }
   /// The options in effect.
   [[nodiscard]] const client_options& options() const noexcept { return m_options; }
-  /// The pool (for stats and explicit acquire with a deadline).
-  [[nodiscard]] pool_type& pool() noexcept { return *m_pool; }
-  /// The circuit breaker (state(), force_open(), reset()).
-  [[nodiscard]] circuit_breaker& breaker() noexcept { return m_breaker; }
+  /// The pool (for stats and explicit acquire with a deadline); the first host's.
+  [[nodiscard]] pool_type& pool() noexcept { return *m_hosts.front().pool; }
+  /// The circuit breaker (state(), force_open(), reset()); the first host's.
+  [[nodiscard]] circuit_breaker& breaker() noexcept { return *m_hosts.front().breaker; }
   /// The retry budget.
   [[nodiscard]] retry_budget& budget() noexcept { return m_budget; }
   /// The metrics registry (empty when POSTGRESQL_METRICS_ENABLED is false):
@@ -227,6 +243,16 @@ class client {
     /// Renders `args` for a slow-query log line (only with log_parameters); may be null.
     std::string (*describe)(const void* args);
     const void* args;
+    std::optional<steadypg::route> route = std::nullopt;  ///< unset: the client's default route
+    write_token after = {};                               ///< read your writes
+  };
+
+  /// One host: its pool and its breaker (a single-host client has one).
+  struct host_slot {
+    std::size_t index = 0;
+    std::string label;  ///< "host:port"
+    std::unique_ptr<circuit_breaker> breaker;
+    std::unique_ptr<pool_type> pool;
   };
 
   /// Runs `fn(connection&)` through the resilience pipeline: the one place every operation
@@ -236,33 +262,36 @@ class client {
     using R = std::invoke_result_t<Fn&, connection&>;
     const auto started = clock::now();
     int attempt = 0;
+    bool failed_over = false;
     std::vector<attempt_error> earlier;  // allocates only when an attempt fails
     while (true) {
       std::optional<circuit_breaker::permit> permit;
+      host_slot* host = nullptr;
       try {
-        if (m_options.resilience.enabled) permit = m_breaker.acquire();
-        auto conn = acquire_for(info);
+        host = m_topology ? &route_call(info, started) : &m_hosts.front();
+        if (m_options.resilience.enabled) permit = host->breaker->acquire();
+        auto conn = acquire_for(*host, info);
         timeout_scope scope(*conn, info.deadline, m_options.connection.statement_timeout);
         if constexpr (std::is_void_v<R>) {
           fn(*conn);
-          succeeded(info, permit, started, attempt, 0);
+          succeeded(info, *host, permit, started, attempt, 0);
           return;
         } else {
           R r = fn(*conn);
           if constexpr (std::is_same_v<R, result>) {
-            succeeded(info, permit, started, attempt, r.columns() > 0 ? r.size() : r.rows_affected());
+            succeeded(info, *host, permit, started, attempt, r.columns() > 0 ? r.size() : r.rows_affected());
           } else {
-            succeeded(info, permit, started, attempt, 0);
+            succeeded(info, *host, permit, started, attempt, 0);
           }
           return r;
         }
       } catch (const error& e) {
-        retry_after(info, e, permit, attempt, earlier, started);  // or throws the final error
+        retry_after(info, e, host, permit, attempt, failed_over, earlier, started);  // or throws the final error
         ++attempt;
       } catch (...) {
         // Not a steadypg error (thrown by the caller's code): it says nothing about the server,
         // so a probe permit goes back without a verdict.
-        if (permit) m_breaker.release(*permit);
+        if (permit) host->breaker->release(*permit);
         throw;
       }
     }
@@ -301,26 +330,38 @@ class client {
     }
   }
   // Reports a finished call: slow-query detection, the ring buffer and on_call_finished.
-  void finished(const call_info& info, clock::duration d, int attempts, std::uint64_t rows,
+  void finished(const call_info& info, const host_slot* host, clock::duration d, int attempts, std::uint64_t rows,
                 const error* failure) noexcept;
-  call_context context_now() const noexcept;
-  pooled_connection acquire_for(const call_info& info);
-  void succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit, clock::time_point started,
-                 int attempt, std::uint64_t rows) noexcept;
+  call_context context_now(const host_slot* host) const noexcept;
+  pooled_connection acquire_for(host_slot& host, const call_info& info);
+  // The host for a call of a multi-host client (src/client/routing.cpp): reads the topology
+  // snapshot, waits for a primary within the call's deadline, throws no_host_available.
+  host_slot& route_call(const call_info& info, clock::time_point started);
+  void succeeded(const call_info& info, const host_slot& host, const std::optional<circuit_breaker::permit>& permit,
+                 clock::time_point started, int attempt, std::uint64_t rows) noexcept;
   // Applies the retry rule (src/retry_policy.hpp) to a failed attempt: records it with the
   // breaker, fires the events, spends the budget and sleeps the backoff when the call is to run
   // again; otherwise throws a copy of `e` carrying the attempts (and reports the call finished).
-  void retry_after(const call_info& info, const error& e, const std::optional<circuit_breaker::permit>& permit,
-                   int attempt, std::vector<attempt_error>& earlier, clock::time_point started);
+  void retry_after(const call_info& info, const error& e, host_slot* host,
+                   const std::optional<circuit_breaker::permit>& permit, int attempt, bool& failed_over,
+                   std::vector<attempt_error>& earlier, clock::time_point started);
+  // The host writes go to now (the elected primary, else the first host).
+  const host_slot& primary_slot() const noexcept;
+  // Registers the per-host gauges (role, lag) and postgresql_topology_primaries.
+  void watch_topology();
+  // The health of one host: its breaker, its pool, a ping.
+  health_report check_host(host_slot& host);
 
   client_options m_options;
   std::unique_ptr<observe::registry> m_registry;
   std::unique_ptr<observe::client_metrics> m_metrics;  // null when metrics are off
   std::unique_ptr<observer> m_fanout;                  // metrics + the caller's observer
   observer* m_observer;
-  circuit_breaker m_breaker;
   retry_budget m_budget;
-  std::unique_ptr<pool_type> m_pool;
+  std::vector<host_slot> m_hosts;                    // one per host of the DSN, in order
+  steadypg::route m_default_route = route::primary;  // cluster.default_route, or the DSN's target_session_attrs
+  std::atomic<std::uint64_t> m_turn{0};              // round robin among replicas
+  std::unique_ptr<internal::topology> m_topology;    // null for a single host that is not probed
   observe::slow_query_log m_slow_queries;
   std::unique_ptr<internal::health_monitor> m_health_monitor;  // declared last: stopped first
 };

@@ -8,6 +8,7 @@
 
 #include "steadypg/batch.hpp"
 #include "steadypg/circuit_breaker.hpp"
+#include "steadypg/cluster.hpp"
 #include "steadypg/connection.hpp"
 #include "steadypg/dsn.hpp"
 #include "steadypg/pool.hpp"
@@ -78,8 +79,10 @@ struct client_options {
   batch_options batch;
   /// Metrics, slow queries, parameters in logs.
   observe_options observe;
-  // Multi-host settings (hosts, roles, routing) and the pooler mode are parts of this tree
-  // too: the hosts come from the DSN's host list, and each part gets its own member here.
+  /// Multi-host settings: default_route (POSTGRESQL_ROUTE), max_replica_lag
+  /// (POSTGRESQL_MAX_REPLICA_LAG), probe_interval (POSTGRESQL_PROBE_INTERVAL), … The hosts
+  /// themselves are the DSN's host list (docs/cluster.md).
+  cluster_options cluster;
 
   /// Reads DATABASE_URL and every POSTGRESQL_* variable (the table of docs/configuration.md);
   /// unset variables keep their defaults, invalid ones throw config_error naming the variable,

@@ -15,6 +15,7 @@
 #include "steadypg/error.hpp"
 #include "steadypg/params.hpp"
 #include "steadypg/result.hpp"
+#include "steadypg/route.hpp"
 #include "steadypg/sqlstate.hpp"
 
 struct pg_conn;
@@ -101,16 +102,41 @@ class statement {
     return std::move(*this);
   }
 
+  /// Where a multi-host client sends it (docs/cluster.md); unset: the client's
+  /// cluster.default_route.
+  statement& route(steadypg::route r) & {
+    m_route = r;
+    return *this;
+  }
+  statement&& route(steadypg::route r) && {
+    m_route = r;
+    return std::move(*this);
+  }
+  /// Read your writes: a replica serves it only once it has replayed up to `token`
+  /// (client::write_token()); otherwise the primary does.
+  statement& after(write_token token) & {
+    m_after = token;
+    return *this;
+  }
+  statement&& after(write_token token) && {
+    m_after = token;
+    return std::move(*this);
+  }
+
   [[nodiscard]] const std::string& sql() const noexcept { return m_sql; }
   [[nodiscard]] bool is_idempotent() const noexcept { return m_idempotent; }
   [[nodiscard]] const std::string& name() const noexcept { return m_name; }
   [[nodiscard]] bool may_prepare() const noexcept { return m_prepare; }
   [[nodiscard]] std::optional<std::chrono::milliseconds> call_timeout() const noexcept { return m_timeout; }
+  [[nodiscard]] std::optional<steadypg::route> target_route() const noexcept { return m_route; }
+  [[nodiscard]] write_token read_after() const noexcept { return m_after; }
 
  private:
   std::string m_sql;
   std::string m_name;
   std::optional<std::chrono::milliseconds> m_timeout;
+  std::optional<steadypg::route> m_route;
+  write_token m_after;
   bool m_idempotent = false;
   bool m_prepare = true;
 };

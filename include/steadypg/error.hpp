@@ -162,6 +162,36 @@ class circuit_open : public error {
  private:
   [[noreturn]] void raise_with(internal::error_details details) const override;
 };
+/// A multi-host client has no host for the call's route (docs/cluster.md): no primary is
+/// known (no_primary_available) or no replica qualifies (no_replica_available). Nothing was
+/// sent (outcome not_sent, origin pool); the message names the route and each host's state.
+class no_host_available : public error {
+ public:
+  no_host_available(std::string message, failure_kind kind, steadypg::outcome outcome, server_error_fields fields = {});
+  /// Internal (see error).
+  no_host_available(std::string message, internal::error_details details);
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
+/// No primary is known, within the call's deadline (a write waits for one; fast when every
+/// host's breaker is open).
+class no_primary_available : public no_host_available {
+ public:
+  using no_host_available::no_host_available;
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
+/// route::replica found no replica that is up, within the lag limit and past the call's
+/// write token.
+class no_replica_available : public no_host_available {
+ public:
+  using no_host_available::no_host_available;
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
 /// The connection was lost after COMMIT was sent: the transaction may or may not have
 /// committed. Never retried automatically.
 class indeterminate_commit : public error {

@@ -2,6 +2,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "steadypg/circuit_breaker.hpp"
 
@@ -23,6 +24,15 @@ enum class health_status {
   return "unknown";
 }
 
+/// One host of a multi-host client in a health report.
+struct host_health {
+  std::string host;  ///< "host:port"
+  std::string role;  ///< as the prober saw it (host_role names)
+  health_status status = health_status::unhealthy;
+  double probe_ms = 0;  ///< the prober's last round trip
+  std::string reason;   ///< why not healthy ("" when healthy)
+};
+
 /// The result of client::health_check().
 struct health_report {
   health_status status = health_status::unhealthy;
@@ -31,6 +41,11 @@ struct health_report {
   breaker_state breaker = breaker_state::closed;
   std::string reason;  ///< why not healthy ("" when healthy)
   std::string error;   ///< the error of a failed ping, passwords never included
+  /// Each host of a multi-host client (empty for one host). The client is healthy when its
+  /// primary is and every host is up; degraded when a replica is down or lagging (or, for a
+  /// client whose default route reads from replicas, when only the primary is missing);
+  /// unhealthy when writes cannot be served.
+  std::vector<host_health> hosts;
 };
 
 }  // namespace steadypg

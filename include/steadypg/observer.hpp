@@ -54,6 +54,10 @@ struct call_report {
   const error* failure = nullptr;  ///< nullptr on success
   /// Filled for failed and slow calls (the hot path does not pay for it otherwise).
   call_context context;
+  /// The host the last attempt used ("host:port"), and its index in the DSN's host list; ""
+  /// and -1 when no host was chosen (for example no primary was available).
+  std::string_view host;
+  int host_index = -1;
   /// Slower than the client's slow_query_threshold.
   bool slow = false;
   /// The parameter values ("$1='a', $2=42"), only for slow calls and only when the client's
@@ -81,6 +85,32 @@ struct batch_summary {
   std::size_t total = 0, succeeded = 0, failed = 0;
   std::chrono::nanoseconds duration{};
   bool timed_out = false;
+};
+
+/// A host's role changed, as the topology prober of a multi-host client saw it.
+struct topology_change {
+  std::string_view host;  ///< "host:port"
+  std::string_view from;  ///< host_role names: "unknown", "primary", "replica", "lagging", …
+  std::string_view to;
+  int primaries = 0;        ///< writable hosts after the change (more than 1: split brain)
+  std::string_view reason;  ///< what the prober saw ("probe failed: …", "replay lag 12.3 s" …)
+};
+
+/// One probe of one host by the topology prober.
+struct probe_report {
+  std::size_t host_index = 0;
+  std::string_view host;  ///< "host:port"
+  std::chrono::nanoseconds duration{};
+  bool ok = true;
+  std::string_view error;  ///< why it failed ("" when ok)
+};
+
+/// A call that could not go where its route asked and went to another host.
+struct route_fallback_report {
+  std::string_view from;    ///< the route asked ("prefer_replica")
+  std::string_view to;      ///< where it went ("primary")
+  std::string_view reason;  ///< "none" (no replica is up), "lag" (every replica lags), "token"
+                            ///< (no replica has replayed the call's write token)
 };
 
 /// Receives typed events from the core: the pool, calls, retries, the breaker, batches and
@@ -126,6 +156,12 @@ class observer {
   virtual void on_batch_finished(const batch_summary& summary) noexcept { (void)summary; }
   /// A call finished (after all its attempts), successfully or not.
   virtual void on_call_finished(const call_report& report) noexcept { (void)report; }
+  /// A host's role changed (multi-host clients; one event per change).
+  virtual void on_topology_changed(const topology_change& change) noexcept { (void)change; }
+  /// The prober probed a host.
+  virtual void on_host_probed(const probe_report& report) noexcept { (void)report; }
+  /// A call went to another host than its route asked (prefer_replica to the primary).
+  virtual void on_route_fallback(const route_fallback_report& report) noexcept { (void)report; }
 };
 
 /// Forwards every event to two observers (either may be null), first `a`, then `b`: to log
@@ -150,6 +186,9 @@ class observer_tee final : public observer {
   void on_health_changed(health_status from, health_status to) noexcept override;
   void on_batch_finished(const batch_summary& summary) noexcept override;
   void on_call_finished(const call_report& report) noexcept override;
+  void on_topology_changed(const topology_change& change) noexcept override;
+  void on_host_probed(const probe_report& report) noexcept override;
+  void on_route_fallback(const route_fallback_report& report) noexcept override;
 
  private:
   observer* m_a;

@@ -18,6 +18,9 @@ struct transaction_options {
   bool read_only = false;
   /// DEFERRABLE (only meaningful with serializable + read_only).
   bool deferrable = false;
+  /// Where client::transaction(fn) runs it on a multi-host client; unset: the client's
+  /// cluster.default_route. A replica route runs BEGIN READ ONLY there.
+  std::optional<steadypg::route> route = std::nullopt;
 };
 
 /// An open transaction block on one connection. Rolls back in its destructor unless

@@ -49,12 +49,15 @@ class client::runner final : public internal::call_runner {
   result run_statement(const call& c, internal::function_ref<result(connection&)> fn) override {
     return m_client.run(info_of(c), fn);
   }
-  std::optional<clock::time_point> breaker_admits_at() const override { return m_client.m_breaker.admits_at(); }
+  std::optional<clock::time_point> breaker_admits_at() const override {
+    return m_client.primary_slot().breaker->admits_at();
+  }
   observer* events() const noexcept override { return m_client.m_observer; }
 
  private:
   static call_info info_of(const call& c) noexcept {
-    return {c.operation, c.sql, false, c.transaction, c.deadline, c.params ? &describe_param_list : nullptr, c.params};
+    return {c.operation, c.sql,  false, c.transaction, c.deadline, c.params ? &describe_param_list : nullptr,
+            c.params,    c.route};
   }
 
   client& m_client;

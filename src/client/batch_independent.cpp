@@ -15,7 +15,8 @@ void batch_executor::run_independent(std::size_t begin, const chunk_view& v, wor
     while (true) {
       if (stopped() || clock::now() >= m_deadline) return;
       const auto& op = v.ops[i];
-      const call_runner::call info{"batch", op.sql(), false, m_deadline, op.is_call() ? nullptr : &op.params()};
+      const call_runner::call info{"batch",  op.sql(), false, m_deadline, op.is_call() ? nullptr : &op.params(),
+                                   m_o.route};
       try {
         if (op.is_call()) {
           m_runner.run(info, [&](connection& c) {

@@ -15,7 +15,7 @@ void batch_executor::run_pipeline(std::size_t begin, const chunk_view& v, worker
   if (stopped()) return;
   const auto& ops = v.ops;
   std::size_t done = 0;  // operations of the chunk with a known outcome; a retry resumes here
-  const call_runner::call info{"batch", {}, false, m_deadline, nullptr};
+  const call_runner::call info{"batch", {}, false, m_deadline, nullptr, m_o.route};
   bool counted = false;
   while (true) {
     try {

@@ -21,7 +21,7 @@ void batch_executor::run_transaction(std::size_t chunk, std::size_t begin, const
   std::optional<std::size_t> failed_at;
   failure_info cause;
   std::vector<std::optional<result>> results;
-  const call_runner::call info{"batch", {}, true, m_deadline, nullptr};
+  const call_runner::call info{"batch", {}, true, m_deadline, nullptr, m_o.route};
   const bool has_calls = std::any_of(ops.begin(), ops.end(), [](const batch_operation& op) { return op.is_call(); });
   std::size_t live = 0;
   for (std::size_t i = 0; i < ops.size(); ++i) live += !v.skip[i];

@@ -11,6 +11,7 @@
 
 #include "function_ref.hpp"
 #include "steadypg/result.hpp"
+#include "steadypg/route.hpp"
 
 namespace steadypg {
 
@@ -32,6 +33,7 @@ class call_runner {
     bool transaction;            ///< it runs a whole transaction (retried as client::transaction is)
     clock::time_point deadline;  ///< bounds every attempt, the pool wait and the backoff
     const param_list* params;    ///< rendered into slow-query records with log_parameters; may be null
+    std::optional<steadypg::route> route = std::nullopt;  ///< unset: the client's default route
   };
 
   /// Runs `fn` on a pooled connection through the client's resilience pipeline (breaker,

@@ -1,6 +1,8 @@
 #include "steadypg/client.hpp"
 
 #include "connection_factory.hpp"
+#include "hosts.hpp"
+#include "topology.hpp"
 #include "health_monitor.hpp"
 
 #include <fmt/format.h>
@@ -30,28 +32,53 @@ breaker_options breaker_settings(const client_options& o) {
   return b;
 }
 
+std::vector<std::string> host_labels(const std::vector<internal::host_endpoint>& hosts) {
+  std::vector<std::string> labels;
+  for (const auto& h : hosts) labels.push_back(h.label);
+  return labels;
+}
+
 }  // namespace
 
 client::client(client_options options, observer* obs)
     : m_options((options.validate(), std::move(options))),
       m_registry(std::make_unique<observe::registry>()),
       m_metrics(m_options.observe.metrics_enabled
-                    ? std::make_unique<observe::client_metrics>(*m_registry, m_options.observe.slow_query_threshold)
+                    ? std::make_unique<observe::client_metrics>(*m_registry, m_options.observe.slow_query_threshold,
+                                                                host_labels(internal::split_hosts(m_options.dsn)))
                     : nullptr),
       m_fanout(m_metrics ? std::make_unique<observer_tee>(m_metrics.get(), obs) : nullptr),
       m_observer(m_fanout ? m_fanout.get() : obs),
-      m_breaker(breaker_settings(m_options), m_observer),
       m_budget(m_options.resilience.budget) {
-  m_pool =
-      std::make_unique<pool_type>(m_options.pool,
-                                  std::make_shared<internal::connection_factory>(pooled_connection_options(m_options)),
-                                  m_observer);
+  m_default_route = m_options.cluster.default_route;
+  if (m_default_route == route::primary) {
+    if (auto r = internal::route_of_session_attrs(m_options.dsn)) m_default_route = *r;
+  }
+  const auto endpoints = internal::split_hosts(m_options.dsn);
+  std::vector<internal::topology::host_spec> specs;
+  m_hosts.reserve(endpoints.size());
+  for (std::size_t i = 0; i < endpoints.size(); ++i) {
+    connection_options c = pooled_connection_options(m_options);
+    c.dsn = endpoints[i].dsn;
+    host_slot h;
+    h.index = i;
+    h.label = endpoints[i].label;
+    h.breaker = std::make_unique<circuit_breaker>(breaker_settings(m_options), m_observer);
+    h.pool = std::make_unique<pool_type>(m_options.pool, std::make_shared<internal::connection_factory>(c), m_observer);
+    m_hosts.push_back(std::move(h));
+    specs.push_back({endpoints[i].label, std::move(c)});
+  }
+  if (m_hosts.size() > 1 || m_options.cluster.probe_single_host) {
+    // A good probe lets an open breaker try again at once (calls resume as soon as the
+    // server accepts connections, not at the end of the open period).
+    m_topology = std::make_unique<internal::topology>(std::move(specs), m_options.cluster, m_observer,
+                                                      [this](std::size_t i) { m_hosts[i].breaker->reachable(); });
+  }
   if (m_metrics) {
     // Live state, read when the metrics are rendered.
-    pool_type* p = m_pool.get();
-    m_metrics->watch_pool([p] { return p->stats(); });
-    circuit_breaker* b = &m_breaker;
-    m_metrics->watch_breaker([b] { return b->state(); });
+    m_metrics->watch_pool([this] { return pool_statistics(); });
+    m_metrics->watch_breaker([this] { return primary_slot().breaker->state(); });
+    if (m_topology) watch_topology();
   }
   m_health_monitor = std::make_unique<internal::health_monitor>([this] { return health_check().status; },
                                                                 m_options.pool.health_check_interval, m_observer);
@@ -59,33 +86,48 @@ client::client(client_options options, observer* obs)
 
 client::~client() = default;
 
-client::pooled_connection client::acquire(const char* context) { return m_pool->acquire(context); }
+client::pooled_connection client::acquire(const char* context) {
+  if (!m_topology) return m_hosts.front().pool->acquire(context);
+  call_info info{context ? context : "acquire", {}, false, false, std::nullopt, nullptr, nullptr};
+  return route_call(info, clock::now()).pool->acquire(context);
+}
 
 result client::execute(std::string_view sql, const param_list& params) {
   return run({"execute", sql, false, false, std::nullopt, &describe_param_list, &params},
              [&](connection& c) { return c.execute(sql, params); });
 }
 
+result client::execute(const statement& st, const param_list& params) {
+  return run({st.name().empty() ? "execute" : st.name().c_str(), st.sql(), st.is_idempotent(), false, deadline_of(st),
+              &describe_param_list, &params, st.target_route(), st.read_after()},
+             [&](connection& c) { return c.execute(st.sql(), params); });
+}
+
 void client::ping() {
   run({"ping", {}, true, false, std::nullopt, nullptr, nullptr}, [](connection& c) { c.ping(); });
 }
 
-call_context client::context_now() const noexcept {
+call_context client::context_now(const host_slot* host) const noexcept {
   call_context c;
-  const auto st = m_pool->stats();
+  const host_slot& h = host ? *host : m_hosts.front();
+  const auto st = h.pool->stats();
   c.pool_active = static_cast<int>(st.active);
   c.pool_idle = static_cast<int>(st.idle);
   c.pool_waiting = static_cast<int>(st.waiting);
-  c.breaker = to_string(m_breaker.state());
+  c.breaker = to_string(h.breaker->state());
   return c;
 }
 
-void client::finished(const call_info& info, clock::duration d, int attempts, std::uint64_t rows,
+void client::finished(const call_info& info, const host_slot* host, clock::duration d, int attempts, std::uint64_t rows,
                       const error* failure) noexcept {
   const bool slow = d >= m_options.observe.slow_query_threshold;
   if (!slow && m_observer == nullptr) return;  // the common case costs one comparison
   call_report r{info.operation, info.sql, d, attempts, rows, failure};
-  if (failure != nullptr || slow) r.context = context_now();
+  if (host) {
+    r.host = host->label;
+    r.host_index = static_cast<int>(host->index);
+  }
+  if (failure != nullptr || slow) r.context = context_now(host);
   std::string params;
   if (slow) {
     r.slow = true;
@@ -100,7 +142,33 @@ void client::finished(const call_info& info, clock::duration d, int attempts, st
   if (slow) m_slow_queries.record(r);
 }
 
-pool_stats client::pool_statistics() const { return m_pool->stats(); }
+pool_stats client::pool_statistics() const {
+  if (m_hosts.size() == 1) return m_hosts.front().pool->stats();
+  pool_stats sum;
+  for (const auto& h : m_hosts) {
+    const auto st = h.pool->stats();
+    sum.active += st.active;
+    sum.idle += st.idle;
+    sum.total += st.total;
+    sum.connecting += st.connecting;
+    sum.waiting += st.waiting;
+    sum.max += st.max;
+    sum.acquire_count += st.acquire_count;
+    sum.release_count += st.release_count;
+    sum.acquire_wait_total += st.acquire_wait_total;
+    sum.acquires_waited += st.acquires_waited;
+    sum.acquire_timeouts += st.acquire_timeouts;
+    sum.rejections += st.rejections;
+    sum.connections_created += st.connections_created;
+    sum.connect_failures += st.connect_failures;
+    sum.closed_broken += st.closed_broken;
+    sum.closed_idle += st.closed_idle;
+    sum.closed_lifetime += st.closed_lifetime;
+    sum.closed_reset_failed += st.closed_reset_failed;
+    sum.closed_pool_closed += st.closed_pool_closed;
+  }
+  return sum;
+}
 
 connection_info_report client::connection_info() {
   connection_info_report r;
@@ -117,7 +185,7 @@ connection_info_report client::connection_info() {
   r.server.version = version;
   r.server.uptime_seconds = uptime;
   r.server.connections = {active, idle, total, max};
-  r.pool = m_pool->stats();
+  r.pool = pool_statistics();
   r.recent_slow_queries = m_slow_queries.recent();
   if (m_metrics) {
     const auto& h = m_metrics->query_durations();
@@ -140,10 +208,10 @@ std::optional<client::clock::time_point> client::deadline_of(const statement& st
 
 // Not inlined: GCC 12 at -O2, inlining it into run() within this file, takes the optional
 // deadline of a call without one for an uninitialized read (a false -Wmaybe-uninitialized).
-[[gnu::noinline]] client::pooled_connection client::acquire_for(const call_info& info) {
-  auto until = clock::now() + m_pool->options().acquire_timeout;
+[[gnu::noinline]] client::pooled_connection client::acquire_for(host_slot& host, const call_info& info) {
+  auto until = clock::now() + host.pool->options().acquire_timeout;
   if (info.deadline && *info.deadline < until) until = *info.deadline;
-  return m_pool->acquire_until(until, info.operation);
+  return host.pool->acquire_until(until, info.operation);
 }
 
 client::timeout_scope::timeout_scope(connection& c, const std::optional<clock::time_point>& deadline,
@@ -189,11 +257,12 @@ client::timeout_scope::~timeout_scope() {
   }
 }
 
-void client::succeeded(const call_info& info, const std::optional<circuit_breaker::permit>& permit,
-                       clock::time_point started, int attempt, std::uint64_t rows) noexcept {
-  if (permit) m_breaker.on_success(*permit);
+void client::succeeded(const call_info& info, const host_slot& host,
+                       const std::optional<circuit_breaker::permit>& permit, clock::time_point started, int attempt,
+                       std::uint64_t rows) noexcept {
+  if (permit) host.breaker->on_success(*permit);
   if (m_options.resilience.enabled) m_budget.record_success();
-  finished(info, clock::now() - started, attempt + 1, rows, nullptr);
+  finished(info, &host, clock::now() - started, attempt + 1, rows, nullptr);
 }
 
 namespace {
@@ -202,26 +271,39 @@ thread_local std::mt19937_64 t_rng{std::random_device{}()};
 
 }  // namespace
 
-void client::retry_after(const call_info& info, const error& e, const std::optional<circuit_breaker::permit>& permit,
-                         int attempt, std::vector<attempt_error>& earlier, clock::time_point started) {
+void client::retry_after(const call_info& info, const error& e, host_slot* host,
+                         const std::optional<circuit_breaker::permit>& permit, int attempt, bool& failed_over,
+                         std::vector<attempt_error>& earlier, clock::time_point started) {
   // The rule reads; this applies: breaker, events, budget, sleep.
   internal::attempt_facts at;
   at.attempt = attempt;
   if (info.deadline) at.time_left = *info.deadline - clock::now();
   at.budget_available = m_options.resilience.enabled && m_budget.available() >= 1.0;
   at.random64 = t_rng();
-  auto d = internal::decide_retry(internal::error_facts_of(e), {info.idempotent, info.transaction}, at,
-                                  m_options.resilience.retry, m_options.resilience.enabled);
+  const route r = info.route.value_or(m_default_route);
+  // 25006 on a primary-routed call of a multi-host client: the host was demoted and the
+  // statement did not commit; it may run once more on the new primary.
+  const internal::call_facts call{info.idempotent, info.transaction,
+                                  m_topology != nullptr && host != nullptr && !failed_over &&
+                                      (r == route::primary || r == route::read_write)};
+  auto d = internal::decide_retry(internal::error_facts_of(e), call, at, m_options.resilience.retry,
+                                  m_options.resilience.enabled);
   // Only an answer from the server closes the breaker or clears its failure streak; a pool
   // timeout or a usage error hands a probe permit back without a verdict.
-  if (permit) m_breaker.record(*permit, d.breaker);
+  if (permit && host) host->breaker->record(*permit, d.breaker);
+  if (m_topology && host) {
+    // What the call saw of the host goes to the prober, which re-probes it at once.
+    if (d.breaker == breaker_verdict::unhealthy) m_topology->report_failure(host->index, e.what());
+    if (e.outcome() == outcome::wrong_host) m_topology->report_read_only(host->index);
+  }
+  if (d.reason == internal::retry_reason::fail_over) failed_over = true;
   if (e.is_indeterminate_commit() && m_observer) m_observer->on_indeterminate_commit(info.operation);
   if (e.cancel_sent() && m_observer) m_observer->on_cancel_sent();
   if (d.spend_budget && !m_budget.try_spend()) {
     // Another caller took the last retry since available() was read.
     at.budget_available = false;
-    d = internal::decide_retry(internal::error_facts_of(e), {info.idempotent, info.transaction}, at,
-                               m_options.resilience.retry, m_options.resilience.enabled);
+    d = internal::decide_retry(internal::error_facts_of(e), call, at, m_options.resilience.retry,
+                               m_options.resilience.enabled);
   }
   if (d.reason == internal::retry_reason::budget_exhausted && m_observer) {
     m_observer->on_retry_budget_exhausted(info.operation);
@@ -232,7 +314,7 @@ void client::retry_after(const call_info& info, const error& e, const std::optio
       internal::error_builder::raise_with_call_facts(e, {info.operation, attempt + 1, std::move(earlier),
                                                          d.reason == internal::retry_reason::budget_exhausted});
     } catch (const error& final_error) {
-      finished(info, clock::now() - started, attempt + 1, 0, &final_error);
+      finished(info, host, clock::now() - started, attempt + 1, 0, &final_error);
       throw;
     }
   }
@@ -245,7 +327,7 @@ void client::retry_after(const call_info& info, const error& e, const std::optio
     r.sqlstate = e.sqlstate();
     r.attempt = attempt + 2;
     r.delay = d.delay;
-    r.context = context_now();
+    r.context = context_now(host);
     m_observer->on_retry(r);
   }
   if (d.delay.count() > 0) std::this_thread::sleep_for(d.delay);

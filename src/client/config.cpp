@@ -71,6 +71,8 @@ const std::vector<int_knob>& int_knobs() {
       STEADYPG_INT_KNOB("POSTGRESQL_BATCH_TIMEOUT", batch.timeout, ranges::batch_timeout),
       STEADYPG_INT_KNOB("POSTGRESQL_STATEMENT_CACHE_SIZE", connection.statement_cache_capacity,
                         ranges::statement_cache),
+      STEADYPG_INT_KNOB("POSTGRESQL_MAX_REPLICA_LAG", cluster.max_replica_lag, ranges::max_replica_lag),
+      STEADYPG_INT_KNOB("POSTGRESQL_PROBE_INTERVAL", cluster.probe_interval, ranges::probe_interval),
   };
   return k;
 }
@@ -86,6 +88,25 @@ const std::vector<flag_knob>& flag_knobs() {
   static const std::vector<flag_knob> k{
       {"POSTGRESQL_METRICS_ENABLED", [](client_options& o) -> bool& { return o.observe.metrics_enabled; }},
       {"POSTGRESQL_LOG_PARAMETERS", [](client_options& o) -> bool& { return o.observe.log_parameters; }},
+  };
+  return k;
+}
+
+// Variables that name one of a few values.
+struct choice_knob {
+  std::string_view env;
+  std::string_view values;  // for the message: "primary, read_write, …"
+  bool (*set)(client_options&, std::string_view);
+};
+
+const std::vector<choice_knob>& choice_knobs() {
+  static const std::vector<choice_knob> k{
+      {"POSTGRESQL_ROUTE", "primary, read_write, prefer_replica, replica, any",
+       [](client_options& o, std::string_view v) {
+         auto r = parse_route(v);
+         if (r) o.cluster.default_route = *r;
+         return r.has_value();
+       }},
   };
   return k;
 }
@@ -119,6 +140,11 @@ client_options client_options::from_env(const std::function<std::optional<std::s
   for (const auto& k : flag_knobs()) {
     if (auto v = lookup(k.env)) k.at(o) = internal::parse_bool(k.env, *v);
   }
+  for (const auto& k : choice_knobs()) {
+    if (auto v = lookup(k.env); v && !k.set(o, *v)) {
+      throw config_error(fmt::format("{}=\"{}\" is invalid: expected one of {}", k.env, *v, k.values));
+    }
+  }
   // A base delay above the default cap raises the cap with it.
   if (o.resilience.retry.max_delay < o.resilience.retry.base_delay) {
     o.resilience.retry.max_delay = o.resilience.retry.base_delay;
@@ -145,6 +171,7 @@ void client_options::validate() const {
   resilience.validate();
   batch.validate();
   observe.validate();
+  cluster.validate();
   if (!dsn.empty()) validate_dsn(dsn);
 }
 

@@ -60,6 +60,8 @@ inline constexpr int_range batch_size{1, 1000000};
 inline constexpr int_range batch_concurrency{1, 1024};
 inline constexpr int_range batch_timeout{1, 86400000, " ms"};
 inline constexpr int_range statement_cache{0, 100000};
+inline constexpr int_range max_replica_lag{0, 3600000, " ms"};
+inline constexpr int_range probe_interval{100, 60000, " ms"};
 }  // namespace ranges
 
 }  // namespace steadypg::internal

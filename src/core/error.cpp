@@ -125,6 +125,12 @@ indeterminate_commit::indeterminate_commit(std::string message, failure_kind kin
 indeterminate_commit::indeterminate_commit(std::string message, internal::error_details details)
     : error(std::move(message), in_doubt(std::move(details))) {}
 
+no_host_available::no_host_available(std::string message, failure_kind kind, steadypg::outcome outcome,
+                                     server_error_fields fields)
+    : error(std::move(message), details_of(kind, outcome, std::move(fields), error_origin::pool)) {}
+no_host_available::no_host_available(std::string message, internal::error_details details)
+    : error(std::move(message), std::move(details)) {}
+
 usage_error::usage_error(std::string message) : error(std::move(message), failure_kind::usage, outcome::not_sent) {}
 usage_error::usage_error(std::string message, internal::error_details details)
     : error(std::move(message), std::move(details)) {}
@@ -146,6 +152,9 @@ STEADYPG_RAISE_WITH(pool_timeout)
 STEADYPG_RAISE_WITH(pool_exhausted)
 STEADYPG_RAISE_WITH(circuit_open)
 STEADYPG_RAISE_WITH(indeterminate_commit)
+STEADYPG_RAISE_WITH(no_host_available)
+STEADYPG_RAISE_WITH(no_primary_available)
+STEADYPG_RAISE_WITH(no_replica_available)
 STEADYPG_RAISE_WITH(usage_error)
 STEADYPG_RAISE_WITH(conversion_error)
 STEADYPG_RAISE_WITH(config_error)

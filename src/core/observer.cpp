@@ -31,6 +31,13 @@ void observer_tee::on_indeterminate_commit(std::string_view op) noexcept { STEAD
 void observer_tee::on_health_changed(health_status from, health_status to) noexcept {
   STEADYPG_TEE(on_health_changed(from, to))
 }
+void observer_tee::on_topology_changed(const topology_change& change) noexcept {
+  STEADYPG_TEE(on_topology_changed(change))
+}
+void observer_tee::on_host_probed(const probe_report& report) noexcept { STEADYPG_TEE(on_host_probed(report)) }
+void observer_tee::on_route_fallback(const route_fallback_report& report) noexcept {
+  STEADYPG_TEE(on_route_fallback(report))
+}
 void observer_tee::on_batch_finished(const batch_summary& b) noexcept { STEADYPG_TEE(on_batch_finished(b)) }
 void observer_tee::on_call_finished(const call_report& r) noexcept { STEADYPG_TEE(on_call_finished(r)) }
 

@@ -19,7 +19,10 @@ transaction::transaction(connection& conn, const transaction_options& options) :
       case isolation_level::serializable: sql += " ISOLATION LEVEL SERIALIZABLE"; break;
     }
   }
-  if (options.read_only) sql += " READ ONLY";
+  // A transaction routed to replicas reads only (a replica would refuse its writes anyway).
+  const bool to_replica =
+      options.route && (*options.route == route::replica || *options.route == route::prefer_replica);
+  if (options.read_only || to_replica) sql += " READ ONLY";
   if (options.deferrable) sql += " DEFERRABLE";
   (void)conn.execute(sql);
   m_active = true;

@@ -6,10 +6,30 @@
 
 namespace steadypg::observe {
 
-client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_query_threshold)
+client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_query_threshold,
+                               std::vector<std::string> hosts)
     : m_registry(reg), m_slow_threshold(slow_query_threshold) {
-  m_queries_ok = &reg.add_counter("postgresql_queries_total", "Calls finished, by outcome", {{"outcome", "ok"}});
-  m_queries_error = &reg.add_counter("postgresql_queries_total", "Calls finished, by outcome", {{"outcome", "error"}});
+  if (hosts.empty()) {
+    m_queries_ok = &reg.add_counter("postgresql_queries_total", "Calls finished, by outcome", {{"outcome", "ok"}});
+    m_queries_error =
+        &reg.add_counter("postgresql_queries_total", "Calls finished, by outcome", {{"outcome", "error"}});
+  } else {
+    for (const auto& h : hosts) {
+      m_probe_duration.push_back(&reg.add_histogram("postgresql_host_probe_duration_seconds",
+                                                    "Duration of the topology prober's probes", {{"host", h}}));
+      m_probe_failures.push_back(
+          &reg.add_counter("postgresql_host_probe_failures_total", "Probes that failed", {{"host", h}}));
+    }
+    hosts.emplace_back("none");
+    for (const auto& h : hosts) {
+      m_host_ok.push_back(&reg.add_counter("postgresql_queries_total", "Calls finished, by outcome and host",
+                                           {{"outcome", "ok"}, {"host", h}}));
+      m_host_error.push_back(&reg.add_counter("postgresql_queries_total", "Calls finished, by outcome and host",
+                                              {{"outcome", "error"}, {"host", h}}));
+    }
+    reg.add_counter("postgresql_route_fallbacks_total", "Calls that went to another host than their route asked",
+                    {{"from", "prefer_replica"}, {"to", "primary"}, {"reason", "none"}});
+  }
   m_query_duration =
       &reg.add_histogram("postgresql_query_duration_seconds", "Duration of calls including retries and pool waits");
   reg.add_counter("postgresql_query_errors_total", "Failed calls by SQLSTATE class", {{"sqlstate_class", "none"}});
@@ -111,11 +131,20 @@ void client_metrics::on_call_finished(const call_report& report) noexcept {
   const error* failure = report.failure;
   m_query_duration->observe(std::chrono::duration<double>(duration).count());
   if (duration >= m_slow_threshold) m_slow->inc();
+  counter* ok = m_queries_ok;
+  counter* err = m_queries_error;
+  if (!m_host_ok.empty()) {
+    const std::size_t none = m_host_ok.size() - 1;
+    const std::size_t i =
+        report.host_index >= 0 && static_cast<std::size_t>(report.host_index) < none ? report.host_index : none;
+    ok = m_host_ok[i];
+    err = m_host_error[i];
+  }
   if (failure == nullptr) {
-    m_queries_ok->inc();
+    ok->inc();
     return;
   }
-  m_queries_error->inc();
+  err->inc();
   try {
     const std::string& s = failure->sqlstate();
     const std::string cls = s.size() == 5 ? s.substr(0, 2) : std::string("none");
@@ -132,6 +161,39 @@ void client_metrics::on_batch_finished(const batch_summary& b) noexcept {
   m_batch_errors->inc(b.failed);
 }
 
-std::uint64_t client_metrics::queries() const noexcept { return m_queries_ok->value() + m_queries_error->value(); }
+void client_metrics::on_host_probed(const probe_report& r) noexcept {
+  if (r.host_index >= m_probe_duration.size()) return;
+  m_probe_duration[r.host_index]->observe(std::chrono::duration<double>(r.duration).count());
+  if (!r.ok) m_probe_failures[r.host_index]->inc();
+}
+
+void client_metrics::on_topology_changed(const topology_change& c) noexcept {
+  try {
+    std::lock_guard lk(m_lazy);  // hosts × roles: bounded by the DSN
+    m_registry
+        .add_counter("postgresql_topology_changes_total", "Host role changes seen by the prober",
+                     {{"host", std::string(c.host)}, {"from", std::string(c.from)}, {"to", std::string(c.to)}})
+        .inc();
+  } catch (...) {
+  }
+}
+
+void client_metrics::on_route_fallback(const route_fallback_report& r) noexcept {
+  try {
+    std::lock_guard lk(m_lazy);  // routes × reasons: a handful
+    m_registry
+        .add_counter("postgresql_route_fallbacks_total", "Calls that went to another host than their route asked",
+                     {{"from", std::string(r.from)}, {"to", std::string(r.to)}, {"reason", std::string(r.reason)}})
+        .inc();
+  } catch (...) {
+  }
+}
+
+std::uint64_t client_metrics::queries() const noexcept {
+  if (m_host_ok.empty()) return m_queries_ok->value() + m_queries_error->value();
+  std::uint64_t n = 0;
+  for (std::size_t i = 0; i < m_host_ok.size(); ++i) n += m_host_ok[i]->value() + m_host_error[i]->value();
+  return n;
+}
 
 }  // namespace steadypg::observe

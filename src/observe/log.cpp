@@ -219,6 +219,23 @@ void log_observer::on_health_changed(health_status from, health_status to) noexc
   }
 }
 
+void log_observer::on_topology_changed(const topology_change& c) noexcept {
+  try {
+    const log_field f[] = {{"host", c.host},
+                           {"from", c.from},
+                           {"role", c.to},
+                           {"primaries", static_cast<std::int64_t>(c.primaries)},
+                           {"reason", c.reason}};
+    if (c.primaries > 1) {
+      m_log.log(log_level::error, "topology", "more than one writable host (split brain)", f);
+    } else {
+      m_log.log(c.to == "primary" || c.to == "replica" ? log_level::info : log_level::warn, "topology",
+                "host role changed", f);
+    }
+  } catch (...) {
+  }
+}
+
 void log_observer::on_call_finished(const call_report& r) noexcept {
   try {
     if (r.failure != nullptr) {

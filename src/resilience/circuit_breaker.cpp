@@ -122,6 +122,12 @@ void circuit_breaker::on_failure(permit p) noexcept {
   if (st == breaker_state::closed && n >= m_options.failure_threshold) transition(breaker_state::open, t);
 }
 
+void circuit_breaker::reachable() noexcept {
+  if (m_state.load(std::memory_order_acquire) != breaker_state::open) return;
+  std::lock_guard lk(m_mutex);
+  if (m_state.load(std::memory_order_relaxed) == breaker_state::open) transition(breaker_state::half_open, now());
+}
+
 void circuit_breaker::release(permit p) noexcept {
   if (p == permit::normal) return;
   std::lock_guard lk(m_mutex);

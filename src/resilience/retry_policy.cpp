@@ -10,6 +10,7 @@ std::string_view to_string(retry_reason r) noexcept {
   switch (r) {
     case retry_reason::retry: return "retry";
     case retry_reason::retry_at_once: return "retry_at_once";
+    case retry_reason::fail_over: return "fail_over";
     case retry_reason::disabled: return "disabled";
     case retry_reason::breaker_rejected: return "breaker_rejected";
     case retry_reason::indeterminate_commit: return "indeterminate_commit";
@@ -52,6 +53,15 @@ retry_decision decide_retry(const error_facts& e, const call_facts& call, const 
   if (!enabled) return give_up(retry_reason::disabled);
   if (e.origin == error_origin::breaker) return give_up(retry_reason::breaker_rejected);
   if (e.indeterminate_commit) return give_up(retry_reason::indeterminate_commit);
+  if (e.outcome == outcome::wrong_host) {
+    // The statement did not commit (a read-only server refused it); the topology finds the
+    // new primary, so the one retry needs neither backoff nor budget.
+    if (!call.may_fail_over) return give_up(retry_reason::not_safe);
+    if (at.time_left && retry.min_attempt_time >= *at.time_left) return give_up(retry_reason::deadline);
+    d.retry = true;
+    d.reason = retry_reason::fail_over;
+    return d;
+  }
   if (!safe_to_resend(e, call)) return give_up(retry_reason::not_safe);
   if (at.attempt >= retry.max_retries) return give_up(retry_reason::attempts_exhausted);
 

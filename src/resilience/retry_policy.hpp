@@ -30,6 +30,10 @@ struct error_facts {
 struct call_facts {
   bool idempotent = false;   ///< statement{…}.idempotent(): safe to send again when the outcome is unknown
   bool transaction = false;  ///< a whole transaction(fn); its outcome already says whether COMMIT was sent
+  /// A primary-routed call of a multi-host client that has not failed over yet: 25006
+  /// (wrong_host) means the host was demoted and nothing committed, so it runs once more on the
+  /// new primary.
+  bool may_fail_over = false;
 };
 
 /// Where the call stands after the failed attempt.
@@ -44,6 +48,7 @@ struct attempt_facts {
 enum class retry_reason {
   retry,                 ///< retried after a full-jitter backoff, spending one retry of the budget
   retry_at_once,         ///< a pooled connection found dead before anything was sent: free and immediate
+  fail_over,             ///< 25006 on a primary-routed call: once, at once, free of budget, on the new primary
   disabled,              ///< resilience_options.enabled is false: one attempt
   breaker_rejected,      ///< circuit_open: the breaker decides, not the retry layer
   indeterminate_commit,  ///< COMMIT may have been applied: never resent
@@ -65,7 +70,8 @@ struct retry_decision {
 };
 
 /// The retry rule (docs/resilience.md), in order: disabled, a breaker rejection or a lost
-/// COMMIT give up; then the outcome decides whether sending again is safe (not_sent: unless
+/// COMMIT give up; wrong_host (25006) is retried once, at once and free, when the call may fail
+/// over (and time is left), else given up; then the outcome decides whether sending again is safe (not_sent: unless
 /// the pool or this side refused it; rolled_back: yes; indeterminate: only when idempotent;
 /// otherwise no); then at most `retry.max_retries` retries; a pooled connection found dead
 /// before sending is retried at once, free of budget, on the first attempt; every other retry

@@ -311,3 +311,40 @@ TEST(retry_policy, facts_of_each_error) {
     }
   }
 }
+
+TEST(retry_policy, a_read_only_server_fails_over_once_at_once_and_free_for_primary_routed_calls) {
+  const auto o = options();
+  const error_facts e{outcome::wrong_host, failure_kind::server_error, error_origin::server, false,
+                      breaker_verdict::healthy};
+  for (bool tx : {false, true}) {
+    for (bool idem : {false, true}) {
+      for (int attempt = 0; attempt <= o.max_retries + 1; ++attempt) {
+        for (bool budget : {true, false}) {
+          const attempt_facts at{attempt, std::nullopt, budget, k_draw};
+          call_facts call{idem, tx, true};
+          auto d = decide_retry(e, call, at, o, true);
+          // Neither the attempt limit nor the budget applies: the statement did not commit and
+          // the topology names the new primary.
+          EXPECT_TRUE(d.retry);
+          EXPECT_EQ(d.reason, retry_reason::fail_over);
+          EXPECT_EQ(d.delay, 0ns);
+          EXPECT_FALSE(d.spend_budget);
+          EXPECT_EQ(d.breaker, breaker_verdict::healthy);
+          call.may_fail_over = false;  // the call failed over already, or is routed to a replica
+          d = decide_retry(e, call, at, o, true);
+          EXPECT_FALSE(d.retry);
+          EXPECT_EQ(d.reason, retry_reason::not_safe);
+        }
+      }
+    }
+  }
+  // Not when the deadline leaves no time for the attempt, nor when resilience is off.
+  EXPECT_EQ(decide_retry(e, {false, false, true}, {0, 10ms, true, k_draw}, o, true).reason, retry_reason::deadline);
+  EXPECT_EQ(decide_retry(e, {false, false, true}, {0, std::nullopt, true, k_draw}, o, false).reason,
+            retry_reason::disabled);
+  // Other outcomes are untouched by may_fail_over.
+  const error_facts lost{outcome::indeterminate, failure_kind::connection_lost, error_origin::connection, false,
+                         breaker_verdict::unhealthy};
+  EXPECT_EQ(decide_retry(lost, {false, false, true}, {0, std::nullopt, true, k_draw}, o, true).reason,
+            retry_reason::not_safe);
+}

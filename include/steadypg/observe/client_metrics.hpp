@@ -4,6 +4,8 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "steadypg/observe/metrics.hpp"
 #include "steadypg/observer.hpp"
@@ -25,7 +27,11 @@ namespace steadypg::observe {
 class client_metrics final : public observer {
  public:
   /// Registers every family in `reg`; queries slower than `slow_query_threshold` count as slow.
-  client_metrics(registry& reg, std::chrono::milliseconds slow_query_threshold);
+  /// With `hosts` ("host:port" of each host, in the order of call_report::host_index)
+  /// postgresql_queries_total gets a host label (host="none" for calls that found no host),
+  /// and the prober's families postgresql_host_probe_duration_seconds{host} and
+  /// postgresql_host_probe_failures_total{host} are registered.
+  client_metrics(registry& reg, std::chrono::milliseconds slow_query_threshold, std::vector<std::string> hosts = {});
 
   void on_pool_acquired(std::chrono::nanoseconds wait) noexcept override;
   void on_pool_connection_closed(close_reason reason) noexcept override;
@@ -35,6 +41,9 @@ class client_metrics final : public observer {
   void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;
   void on_call_finished(const call_report& report) noexcept override;
   void on_batch_finished(const batch_summary& summary) noexcept override;
+  void on_host_probed(const probe_report& report) noexcept override;
+  void on_topology_changed(const topology_change& change) noexcept override;
+  void on_route_fallback(const route_fallback_report& report) noexcept override;
 
   /// Registers the pool gauges, which call `read` when rendered. Call once.
   void watch_pool(std::function<pool_stats()> read);
@@ -53,8 +62,12 @@ class client_metrics final : public observer {
  private:
   registry& m_registry;
   std::chrono::nanoseconds m_slow_threshold;
-  counter* m_queries_ok;
-  counter* m_queries_error;
+  counter* m_queries_ok = nullptr;  // without hosts
+  counter* m_queries_error = nullptr;
+  std::vector<counter*> m_host_ok;  // with hosts: one per host, then host="none"
+  std::vector<counter*> m_host_error;
+  std::vector<histogram*> m_probe_duration;
+  std::vector<counter*> m_probe_failures;
   histogram* m_query_duration;
   counter* m_slow;
   histogram* m_batch_duration;

@@ -93,6 +93,7 @@ class log_observer final : public observer {
   void on_call_finished(const call_report& r) noexcept override;
   void on_batch_finished(const batch_summary& b) noexcept override;
   void on_health_changed(health_status from, health_status to) noexcept override;
+  void on_topology_changed(const topology_change& change) noexcept override;
 
  private:
   logger& m_log;
