@@ -1,6 +1,7 @@
 // `steadypg bench`: load on pgbench's schema through the pool, side by side with pgbench.
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <bit>
@@ -98,6 +99,34 @@ void init_schema(const context& ctx, int scale) {
 
 bool is_outage(const error& e) { return is_health_failure(e.sqlstate(), e.kind()) || e.origin() == error_origin::pool; }
 
+// Calls per second and host (the host each call ended on), for the timeline of a run.
+class host_timeline final : public observer {
+ public:
+  static constexpr std::size_t max_hosts = 16;
+  explicit host_timeline(std::size_t seconds) : m_seconds(seconds), m_counts((seconds + 1) * max_hosts) {}
+  void start(clock_type::time_point t) { m_start.store(t.time_since_epoch().count(), std::memory_order_release); }
+  void on_call_finished(const call_report& r) noexcept override {
+    const auto start = m_start.load(std::memory_order_acquire);
+    if (start == 0 || r.failure != nullptr || r.host_index < 0 || static_cast<std::size_t>(r.host_index) >= max_hosts) {
+      return;
+    }
+    const auto since = clock_type::now().time_since_epoch().count() - start;
+    const auto second = std::min<std::size_t>(
+        static_cast<std::size_t>(std::max<std::int64_t>(since, 0) /
+                                 std::chrono::duration_cast<clock_type::duration>(std::chrono::seconds(1)).count()),
+        m_seconds);
+    m_counts[second * max_hosts + static_cast<std::size_t>(r.host_index)].fetch_add(1, std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t at(std::size_t second, std::size_t host) const {
+    return m_counts[second * max_hosts + host].load(std::memory_order_relaxed);
+  }
+
+ private:
+  std::size_t m_seconds;
+  std::vector<std::atomic<std::uint64_t>> m_counts;
+  std::atomic<clock_type::rep> m_start{0};
+};
+
 }  // namespace
 
 int run_bench(const context& ctx, const bench_args& args) {
@@ -126,27 +155,41 @@ int run_bench(const context& ctx, const bench_args& args) {
     co.pool.min_size = static_cast<std::size_t>(args.clients);
     co.pool.acquire_timeout = std::chrono::milliseconds(5000);
     co.resilience.enabled = !args.no_resilience;
-    command_client cc(ctx, co);
+    const auto seconds = static_cast<std::size_t>(args.seconds);
+    host_timeline per_host(seconds);
+    command_client cc(ctx, co, &per_host);
     client& db = *cc;
+    const bool mixed = args.workload == "mixed";
+    if (mixed) {
+      // Each write has a unique id, so that the table can be checked against what was acknowledged.
+      (void)db.execute(statement{"CREATE TABLE IF NOT EXISTS steadypg_bench_writes "
+                                 "(id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())"}
+                           .route(route::primary));
+      (void)db.execute(statement{"TRUNCATE steadypg_bench_writes"}.route(route::primary));
+    }
     const int scale =
         static_cast<int>(db.query_value<int64_t>(statement{"SELECT count(*) FROM pgbench_branches"}.timeout(
             co.connection.connect_timeout + co.pool.acquire_timeout)));
     if (scale < 1) throw usage_error("pgbench_branches is empty: run `steadypg bench --init --scale N` first");
     const int accounts = scale * 100000;
 
-    const auto seconds = static_cast<std::size_t>(args.seconds);
     // Everything a worker counts is its own (no shared cache lines on the hot path); merged at the end.
     struct worker_stats {
       latency_histogram hist;
-      std::vector<std::uint64_t> ops, errors;
+      std::vector<std::uint64_t> ops, errors, writes;
+      std::vector<std::int64_t> acked, unknown;  // write ids (mixed)
+      std::uint64_t writes_failed = 0;
     };
     std::vector<worker_stats> per_worker(static_cast<std::size_t>(args.clients));
     for (auto& w : per_worker) {
       w.ops.assign(seconds + 1, 0);
       w.errors.assign(seconds + 1, 0);
+      w.writes.assign(seconds + 1, 0);
     }
     std::atomic<std::uint64_t> total_ops{0}, total_errors{0};
+    std::atomic<std::int64_t> next_write_id{1};
     const auto start = clock_type::now();
+    per_host.start(start);
     const auto end = start + std::chrono::seconds(args.seconds);
     auto second_of = [&](clock_type::time_point t) {
       return std::min<std::size_t>(static_cast<std::size_t>((t - start) / std::chrono::seconds(1)), seconds);
@@ -164,7 +207,11 @@ int run_bench(const context& ctx, const bench_args& args) {
       statement select_st{"SELECT abalance FROM pgbench_accounts WHERE aid = $1"};
       statement insert_st{
           "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)"};
+      statement write_st = std::move(statement{"INSERT INTO steadypg_bench_writes (id) VALUES ($1)"}
+                                         .route(route::primary)
+                                         .name("bench_write"));
       std::uniform_int_distribution<int> aid(1, accounts), tid(1, scale * 10), bid(1, scale), delta(-5000, 5000);
+      std::uniform_int_distribution<int> percent(0, 99);
       auto& mine = per_worker[index];
       auto& hist = mine.hist;
       std::uint64_t ops = 0, errors = 0;
@@ -174,6 +221,30 @@ int run_bench(const context& ctx, const bench_args& args) {
         try {
           if (args.workload == "select") {
             benchmark_sink(db.query_value<int>(select_st.timeout(time_left()), aid(rng)));
+            const auto t1 = clock_type::now();
+            hist.record(t1 - t0);
+            ++ops;
+            ++mine.ops[second_of(t1)];
+          } else if (mixed) {
+            // 90 % reads where --route sends them, 10 % writes to the primary.
+            if (percent(rng) < 90) {
+              benchmark_sink(db.query_value<int>(select_st.timeout(time_left()), aid(rng)));
+            } else {
+              const std::int64_t id = next_write_id.fetch_add(1, std::memory_order_relaxed);
+              try {
+                (void)db.execute(write_st.timeout(time_left()), id);
+                mine.acked.push_back(id);
+                ++mine.writes[second_of(clock_type::now())];
+              } catch (const error& e) {
+                // A write whose outcome is unknown may have committed; any other failure did not.
+                if (e.outcome() == outcome::indeterminate || e.is_indeterminate_commit()) {
+                  mine.unknown.push_back(id);
+                } else {
+                  ++mine.writes_failed;
+                }
+                throw;
+              }
+            }
             const auto t1 = clock_type::now();
             hist.record(t1 - t0);
             ++ops;
@@ -227,29 +298,65 @@ int run_bench(const context& ctx, const bench_args& args) {
         timeline_errors[s] += w.errors[s];
       }
     }
+    std::vector<std::uint64_t> timeline_writes(seconds + 1, 0);
+    std::vector<std::int64_t> acked, unknown;
+    std::uint64_t writes_failed = 0;
+    for (const auto& w : per_worker) {
+      for (std::size_t s = 0; s <= seconds; ++s) timeline_writes[s] += w.writes[s];
+      acked.insert(acked.end(), w.acked.begin(), w.acked.end());
+      unknown.insert(unknown.end(), w.unknown.begin(), w.unknown.end());
+      writes_failed += w.writes_failed;
+    }
+    std::sort(acked.begin(), acked.end());
+    std::sort(unknown.begin(), unknown.end());
+    const auto topo = db.topology();
+    const std::size_t hosts = std::min(topo.hosts.size(), host_timeline::max_hosts);
     const double ops_per_s = static_cast<double>(total_ops) / elapsed;
     if (ctx.json) {
       json_doc timeline = json_doc::array();
       for (std::size_t s = 0; s < seconds; ++s) {
         timeline.push_back({{"t", s + 1}, {"ops", timeline_ops[s]}, {"errors", timeline_errors[s]}});
+        if (mixed) timeline.back()["writes"] = timeline_writes[s];
+        if (hosts > 1) {
+          json_doc by_host = json_doc::object();
+          for (std::size_t h = 0; h < hosts; ++h) by_host[topo.hosts[h].label] = per_host.at(s, h);
+          timeline.back()["hosts"] = std::move(by_host);
+        }
       }
-      context::print_json({{"workload", args.workload},
-                           {"clients", args.clients},
-                           {"seconds", args.seconds},
-                           {"ops", total_ops.load()},
-                           {"errors", total_errors.load()},
-                           {"ops_per_s", std::round(ops_per_s * 10) / 10},
-                           {"p50_ms", round3(all.percentile_ms(50))},
-                           {"p99_ms", round3(all.percentile_ms(99))},
-                           {"timeline", timeline}});
+      json_doc doc{{"workload", args.workload},
+                   {"clients", args.clients},
+                   {"seconds", args.seconds},
+                   {"ops", total_ops.load()},
+                   {"errors", total_errors.load()},
+                   {"ops_per_s", std::round(ops_per_s * 10) / 10},
+                   {"p50_ms", round3(all.percentile_ms(50))},
+                   {"p99_ms", round3(all.percentile_ms(99))}};
+      if (mixed) {
+        doc["writes_acked"] = acked.size();
+        doc["writes_failed"] = writes_failed;
+        doc["writes_unknown"] = unknown.size();
+        doc["acked_ids"] = acked;
+        doc["unknown_ids"] = unknown;
+      }
+      doc["timeline"] = std::move(timeline);
+      context::print_json(doc);
     } else {
       std::cout << fmt::format(
           "workload {}, {} clients, {} s (scale {}): {} ops, {} errors, {:.1f} ops/s, "
           "p50 {:.3f} ms, p99 {:.3f} ms\n",
           args.workload, args.clients, args.seconds, scale, total_ops.load(), total_errors.load(), ops_per_s,
           all.percentile_ms(50), all.percentile_ms(99));
+      if (mixed) {
+        std::cout << fmt::format("  writes: {} acknowledged, {} failed, {} unknown outcome\n", acked.size(),
+                                 writes_failed, unknown.size());
+      }
       for (std::size_t s = 0; s < seconds; ++s) {
-        std::cout << fmt::format("  t={:>3}s ops={:<8} errors={}\n", s + 1, timeline_ops[s], timeline_errors[s]);
+        std::string line = fmt::format("  t={:>3}s ops={:<8} errors={}", s + 1, timeline_ops[s], timeline_errors[s]);
+        if (mixed) line += fmt::format(" writes={}", timeline_writes[s]);
+        for (std::size_t h = 0; h < hosts && hosts > 1; ++h) {
+          line += fmt::format(" {}={}", topo.hosts[h].label, per_host.at(s, h));
+        }
+        std::cout << line << "\n";
       }
     }
     return total_errors.load() == 0 ? ok : sql_failure;

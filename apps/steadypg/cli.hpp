@@ -57,7 +57,8 @@ struct context {
 /// and when it ends its metrics become what --metrics-out writes.
 class command_client {
  public:
-  command_client(const context& ctx, const client_options& options);
+  /// `also` (may be null; must outlive this) receives the client's events too.
+  command_client(const context& ctx, const client_options& options, observer* also = nullptr);
   ~command_client();
   command_client(const command_client&) = delete;
   command_client& operator=(const command_client&) = delete;
@@ -67,6 +68,7 @@ class command_client {
  private:
   const context& m_ctx;
   std::unique_ptr<steadypg::observe::log_observer> m_events;
+  std::unique_ptr<observer_tee> m_tee;
   std::unique_ptr<client> m_db;
 };
 
@@ -77,6 +79,15 @@ int report_error(const context& ctx, std::string_view command);
 /// `info` output (JSON fields of DESIGN §7, plus recent_slow_queries) and its text form.
 json_doc info_json(const connection_info_report& info);
 std::string info_text(const connection_info_report& info);
+
+/// `topology`: every host with its role, lag, timeline, probe time and breaker; exit 0 with a
+/// primary, 3 without.
+int run_topology(const context& ctx);
+/// The hosts of a topology report as JSON (DESIGN §9 `topology` fields), the primary
+/// ("host:port" or null), and a table for people.
+json_doc hosts_json(const topology_report& t);
+json_doc primary_json(const topology_report& t);
+std::string hosts_text(const topology_report& t);
 
 int run_ping(const context& ctx);
 int run_health(const context& ctx);

@@ -240,11 +240,26 @@ int run_health(const context& ctx) {
                    {"breaker", std::string(to_string(h.breaker))},
                    {"error", h.error.empty() ? json_doc(nullptr) : json_doc(h.error)}};
       if (!h.reason.empty()) doc["reason"] = h.reason;
+      if (!h.hosts.empty()) {
+        json_doc hosts = json_doc::array();
+        for (const auto& x : h.hosts) {
+          hosts.push_back({{"host", x.host},
+                           {"role", x.role},
+                           {"status", std::string(to_string(x.status))},
+                           {"probe_ms", round3(x.probe_ms)}});
+          if (!x.reason.empty()) hosts.back()["reason"] = x.reason;
+        }
+        doc["hosts"] = std::move(hosts);
+      }
       context::print_json(doc);
     } else {
       std::cout << fmt::format("{}: ping {:.3f} ms (threshold {} ms), breaker {}{}{}\n", to_string(h.status),
                                h.latency_ms, h.threshold_ms, to_string(h.breaker),
                                h.reason.empty() ? "" : ", " + h.reason, h.error.empty() ? "" : ": " + h.error);
+      for (const auto& x : h.hosts) {
+        std::cout << fmt::format("  {:<24} {:<18} {:<9} probe {:.1f} ms{}\n", x.host, x.role, to_string(x.status),
+                                 x.probe_ms, x.reason.empty() ? "" : ", " + x.reason);
+      }
     }
     switch (h.status) {
       case health_status::healthy: return ok;
@@ -265,7 +280,7 @@ json_doc info_json(const connection_info_report& i) {
     if (!q.params.empty()) e["params"] = q.params;
     slow.push_back(std::move(e));
   }
-  return {{"server",
+  json_doc doc{{"server",
            {{"version", i.server.version},
             {"uptime_seconds", i.server.uptime_seconds},
             {"connections",
@@ -285,6 +300,11 @@ json_doc info_json(const connection_info_report& i) {
             {"p95_query_ms", round3(i.performance.p95_query_ms)},
             {"slow_queries", i.performance.slow_queries}}},
           {"recent_slow_queries", std::move(slow)}};
+  if (i.topology.probing) {
+    doc["primary"] = primary_json(i.topology);
+    doc["hosts"] = hosts_json(i.topology);
+  }
+  return doc;
 }
 
 std::string info_text(const connection_info_report& i) {
@@ -300,6 +320,7 @@ std::string info_text(const connection_info_report& i) {
     out += fmt::format("slow: {:.1f} ms, {} rows{}: {}{}\n", q.duration_ms, q.rows, q.failed ? ", failed" : "",
                        q.sql.substr(0, 120), q.params.empty() ? std::string() : " [" + q.params + "]");
   }
+  if (i.topology.probing) out += hosts_text(i.topology);
   return out;
 }
 

@@ -25,12 +25,19 @@ int main(int argc, char** argv) {
   app.add_option("--log-format", ctx.log_format, "Log format on stderr")->check(CLI::IsMember({"json", "text"}));
   app.add_option("--log-level", ctx.log_level_name, "Least severe level logged")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  std::string route_flag;
+  app.add_option("--route", route_flag,
+                 "Where calls go on a multi-host DSN (overrides POSTGRESQL_ROUTE): primary, read_write, "
+                 "prefer_replica, replica, any")
+      ->check(CLI::IsMember({"primary", "read_write", "prefer_replica", "replica", "any"}));
   app.add_option("--metrics-out", ctx.metrics_out,
                  "At exit, write the process's metrics in Prometheus text format to FILE");
 
   auto* ping = app.add_subcommand("ping", "One round trip to the server");
   auto* health = app.add_subcommand("health", "Health check: healthy (0), degraded (1) or unhealthy (3)");
   auto* info = app.add_subcommand("info", "Server version, uptime, sessions, pool state and query performance");
+  auto* topology = app.add_subcommand(
+      "topology", "Each host of the DSN with its role, replay lag, timeline and breaker; exit 3 without a primary");
 
   std::string sql;
   std::vector<std::string> params;
@@ -48,8 +55,9 @@ int main(int argc, char** argv) {
   bench->add_option("--scale", bargs.scale, "With --init: scale factor (100000 accounts each)")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
-  bench->add_option("--workload", bargs.workload, "select | pipeline | insert")
-      ->check(CLI::IsMember({"select", "pipeline", "insert"}))
+  bench->add_option("--workload", bargs.workload,
+                    "select | pipeline | insert | mixed (90 % reads per --route, 10 % writes to the primary)")
+      ->check(CLI::IsMember({"select", "pipeline", "insert", "mixed"}))
       ->capture_default_str();
   bench->add_option("--clients", bargs.clients, "Threads, one pooled connection each")
       ->check(CLI::Range(1, 1024))
@@ -138,6 +146,7 @@ int main(int argc, char** argv) {
       steadypg::validate_dsn(ctx.dsn_flag);
       ctx.options.dsn = ctx.dsn_flag;
     }
+    if (!route_flag.empty()) ctx.options.cluster.default_route = *steadypg::parse_route(route_flag);
   } catch (...) {
     return report_error(ctx, "config");
   }
@@ -146,6 +155,7 @@ int main(int argc, char** argv) {
   if (*ping) rc = run_ping(ctx);
   else if (*health) rc = run_health(ctx);
   else if (*info) rc = run_info(ctx);
+  else if (*topology) rc = run_topology(ctx);
   else if (*exec) rc = run_exec(ctx, sql, params, null_marker, null_opt->count() > 0);
   else if (*bench) rc = run_bench(ctx, bargs);
   else if (*batch) {

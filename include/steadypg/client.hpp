@@ -56,6 +56,8 @@ struct connection_info_report {
   } performance;  ///< from the metrics (zeros when metrics are off)
   /// The client's most recent slow calls, oldest first (see client::recent_slow_queries()).
   std::vector<slow_query> recent_slow_queries;
+  /// Each host and its role (topology.probing is false for a single host that is not probed).
+  topology_report topology;
 };
 
 /// The thread-safe entry point: a pool of connections behind one resilience pipeline

@@ -187,6 +187,7 @@ connection_info_report client::connection_info() {
   r.server.connections = {active, idle, total, max};
   r.pool = pool_statistics();
   r.recent_slow_queries = m_slow_queries.recent();
+  r.topology = topology();
   if (m_metrics) {
     const auto& h = m_metrics->query_durations();
     r.performance.queries = m_metrics->queries();
