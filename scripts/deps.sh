@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-format clang-tidy
   prometheus
+  patroni etcd-server etcd-client
 )
 
 missing=()

@@ -129,6 +129,17 @@ pid_t spawn(const std::vector<std::string>& argv, const fs::path& log, const run
   ::_exit(127);
 }
 
+// A libpq key=value value, quoted when it has to be.
+std::string conninfo_value(const std::string& v) {
+  if (!v.empty() && v.find_first_of(" '\\\t\n") == std::string::npos) return v;
+  std::string out = "'";
+  for (const char c : v) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
 std::string read_tail(const fs::path& file, std::size_t max_bytes) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return {};
@@ -160,6 +171,29 @@ void chown_tree(const fs::path& p, const run_as& user) {
   }
 }
 
+// Runs a short-lived tool (initdb, pg_basebackup, pg_rewind) as the server user with its
+// output in `log`; kills it after `patience`. True when it exited with status 0.
+bool run_to_completion(const std::vector<std::string>& argv, const fs::path& log, const run_as& user,
+                       std::chrono::milliseconds patience) {
+  const pid_t pid = spawn(argv, log, user, false, false);
+  const auto until = std::chrono::steady_clock::now() + patience;
+  int status = 0;
+  for (;;) {
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) return false;
+    if (std::chrono::steady_clock::now() >= until) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      std::ofstream(log, std::ios::app) << fmt::format("\n(killed after {} ms)\n", patience.count());
+      return false;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 }  // namespace
 
 temp_cluster::temp_cluster(temp_cluster_options options) : m_options(std::move(options)) {
@@ -185,7 +219,8 @@ temp_cluster::temp_cluster(temp_cluster_options options) : m_options(std::move(o
       throw std::runtime_error("temp_cluster: " + m_options.dir.string() +
                                " already holds a cluster; remove it or set reuse");
     }
-    if (!has_data) init_data();
+    if (!has_data && m_options.standby_of.empty()) init_data();
+    if (!has_data && !m_options.standby_of.empty()) base_backup(m_options.standby_of);
     if (m_options.port == 0 && has_data) {
       std::ifstream in(m_options.dir / "port");
       in >> m_options.port;
@@ -244,19 +279,65 @@ void temp_cluster::init_data() {
     argv.emplace_back("--auth=trust");
   }
   const fs::path log = m_options.dir / "initdb.log";
-  const pid_t pid = spawn(argv, log, user, false, false);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  const bool ok = run_to_completion(argv, log, user, std::max<std::chrono::milliseconds>(m_options.start_timeout, 60s));
   std::error_code ec;
   if (!pwfile.empty()) fs::remove(pwfile, ec);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  if (!ok) {
     throw std::runtime_error(
         fmt::format("temp_cluster: initdb failed in {} (is the path reachable by the server "
                     "user?):\n{}",
                     data.string(), read_tail(log, 4000)));
   }
   fs::remove(log, ec);
+  if (replication_ready()) {
+    // initdb's sample has these lines too; they are written here so that a standby can
+    // always connect, whatever the sample of this PostgreSQL version says.
+    const char* host_method = m_options.password.empty() ? "trust" : "scram-sha-256";
+    std::ofstream hba(data / "pg_hba.conf", std::ios::app);
+    hba << "\n# streaming replication (steadypg::testing)\n"
+        << "local   replication all                trust\n"
+        << "host    replication all 127.0.0.1/32   " << host_method << "\n";
+    if (!hba) throw std::runtime_error("temp_cluster: cannot write " + (data / "pg_hba.conf").string());
+  }
+}
+
+void temp_cluster::base_backup(const std::string& primary_dsn) {
+  const auto user = server_user();
+  const fs::path data = m_options.dir / "data";
+  const std::vector<std::string> argv{(m_options.bin_dir / "pg_basebackup").string(),
+                                      "-D",
+                                      data.string(),
+                                      "-R",
+                                      "-X",
+                                      "stream",
+                                      "-c",
+                                      "fast",
+                                      "--no-sync",
+                                      "-d",
+                                      primary_dsn};
+  const fs::path log = m_options.dir / "basebackup.log";
+  if (!run_to_completion(argv, log, user, std::max<std::chrono::milliseconds>(m_options.start_timeout, 60s))) {
+    throw std::runtime_error(
+        fmt::format("temp_cluster: pg_basebackup into {} failed:\n{}", data.string(), read_tail(log, 4000)));
+  }
+  std::error_code ec;
+  fs::remove(log, ec);
+}
+
+void temp_cluster::rebuild_as_standby_of(const std::string& primary_dsn) {
+  const auto user = server_user();
+  if (running()) stop();
+  const fs::path data = m_options.dir / "data";
+  const std::vector<std::string> argv{(m_options.bin_dir / "pg_rewind").string(), "--target-pgdata=" + data.string(),
+                                      "--source-server=" + primary_dsn, "--write-recovery-conf", "--no-sync"};
+  const fs::path log = m_options.dir / "rewind.log";
+  if (!run_to_completion(argv, log, user, std::max<std::chrono::milliseconds>(m_options.start_timeout, 60s))) {
+    // pg_rewind refuses some histories (no common checkpoint, WAL already recycled): copy anew.
+    std::error_code ec;
+    fs::remove_all(data, ec);
+    base_backup(primary_dsn);
+  }
+  start();
 }
 
 void temp_cluster::launch() {
@@ -278,6 +359,20 @@ void temp_cluster::launch() {
                                 "full_page_writes=off",
                                 "-c",
                                 "max_connections=200"};
+  if (replication_ready()) {
+    for (const char* setting : {"wal_level=replica", "max_wal_senders=10", "max_replication_slots=10", "hot_standby=on",
+                                "wal_keep_size=256MB", "wal_log_hints=on", "full_page_writes=on",
+                                // A commit's WAL is written before it returns, so that a standby
+                                // that reached pg_current_wal_lsn() has every acknowledged commit.
+                                "synchronous_commit=on"}) {
+      argv.emplace_back("-c");
+      argv.emplace_back(setting);
+    }
+  }
+  if (!m_options.name.empty()) {
+    argv.emplace_back("-c");
+    argv.push_back("cluster_name=" + m_options.name);
+  }
   for (const auto& [k, v] : m_options.settings) {
     argv.emplace_back("-c");
     argv.push_back(k + "=" + v);
@@ -349,7 +444,7 @@ void temp_cluster::detach() noexcept { m_detached = true; }
 
 std::string temp_cluster::dsn() const {
   std::string d = fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres", m_port);
-  if (!m_options.password.empty()) d += fmt::format(" password={}", m_options.password);
+  if (!m_options.password.empty()) d += " password=" + conninfo_value(m_options.password);
   return d;
 }
 

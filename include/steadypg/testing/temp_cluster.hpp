@@ -33,6 +33,20 @@ struct temp_cluster_options {
   /// Linux ties this to the *thread* that started the server: call the constructor, start()
   /// and restart() from a thread that outlives the server (or turn this off).
   bool die_with_parent = true;
+  /// Make the server replication-ready: wal_level=replica, max_wal_senders and
+  /// max_replication_slots 10, hot_standby on, wal_keep_size 256MB (a stopped or paused
+  /// standby can catch up), wal_log_hints and full_page_writes on (for pg_rewind),
+  /// synchronous_commit on (a commit is in the WAL a standby receives when it returns), and
+  /// `replication` lines in pg_hba.conf for 127.0.0.1 and the Unix socket (same
+  /// authentication as ordinary connections). `settings` still override these.
+  bool replication = false;
+  /// Make this server a streaming standby of the server at this key=value DSN: its data
+  /// directory is a `pg_basebackup -R -X stream` copy of that server instead of a fresh
+  /// initdb (the password, if any, must be the primary's). Implies `replication`.
+  std::string standby_of;
+  /// The server's cluster_name: the application_name its WAL receiver shows in the
+  /// primary's pg_stat_replication. Empty: none.
+  std::string name;
 };
 
 /// An embedded throwaway PostgreSQL: initdb into a fresh directory, start `postgres` on
@@ -69,6 +83,11 @@ class temp_cluster {
   void restart();
   /// Crash-like stop (SIGQUIT: immediate shutdown, no checkpoint); start() recovers.
   void kill();
+  /// Makes this server a streaming standby of the server at `primary_dsn` (key=value) and
+  /// starts it: stops it if it runs, rewinds it onto that server with `pg_rewind -R` (its
+  /// history may have diverged, as an old primary's does after a failover), or takes a fresh
+  /// base backup when rewinding fails. Needs `replication` (or `standby_of`) on both servers.
+  void rebuild_as_standby_of(const std::string& primary_dsn);
   /// Leaves the server running and the directory in place when this object dies.
   void detach() noexcept;
   /// The tail of the server log (for diagnostics).
@@ -81,6 +100,10 @@ class temp_cluster {
 
  private:
   void init_data();
+  void base_backup(const std::string& primary_dsn);
+  [[nodiscard]] bool replication_ready() const noexcept {
+    return m_options.replication || !m_options.standby_of.empty();
+  }
   void launch();
   void wait_ready();
   void signal_and_wait(int sig, std::chrono::milliseconds patience);
