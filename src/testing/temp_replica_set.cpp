@@ -201,13 +201,14 @@ void temp_replica_set::promote(std::size_t i) {
   const auto wait_s = std::chrono::duration_cast<std::chrono::seconds>(m_options.start_timeout).count();
   auto c = admin_connection(admin_dsn(i));
   if (!c.query_value<bool>(fmt::format("SELECT pg_promote(true, {})", wait_s))) {
-    throw std::runtime_error(fmt::format("temp_replica_set: node {} was not promoted within {} s:\n{}", i, wait_s,
-                                         n.log_tail()));
+    throw std::runtime_error(
+        fmt::format("temp_replica_set: node {} was not promoted within {} s:\n{}", i, wait_s, n.log_tail()));
   }
   std::string err;
   if (!poll_until([&] { return !admin_connection(admin_dsn(i)).query_value<bool>("SELECT pg_is_in_recovery()"); },
                   m_options.start_timeout, err)) {
-    throw std::runtime_error(fmt::format("temp_replica_set: node {} is still in recovery after pg_promote ({})", i, err));
+    throw std::runtime_error(
+        fmt::format("temp_replica_set: node {} is still in recovery after pg_promote ({})", i, err));
   }
   // The control file names the new timeline only after a checkpoint (pg_rewind and
   // pg_control_checkpoint() read it there).
@@ -229,9 +230,8 @@ void temp_replica_set::resume_replay(std::size_t i) {
   auto c = admin_connection(admin_dsn(i));
   (void)c.execute("SELECT pg_wal_replay_resume()");
   std::string err;
-  if (!poll_until(
-          [&] { return c.query_value<std::string>("SELECT pg_get_wal_replay_pause_state()") == "not paused"; },
-          m_options.start_timeout, err)) {
+  if (!poll_until([&] { return c.query_value<std::string>("SELECT pg_get_wal_replay_pause_state()") == "not paused"; },
+                  m_options.start_timeout, err)) {
     throw std::runtime_error(fmt::format("temp_replica_set: replay on node {} did not resume ({})", i, err));
   }
 }
@@ -249,8 +249,8 @@ void temp_replica_set::wait_caught_up(std::size_t i, std::chrono::milliseconds t
   std::size_t upstream = m_primary;
   {
     auto c = admin_connection(admin_dsn(i));
-    const auto port =
-        c.query_value<std::optional<int>>("SELECT max(sender_port) FROM pg_stat_wal_receiver WHERE status = 'streaming'");
+    const auto port = c.query_value<std::optional<int>>(
+        "SELECT max(sender_port) FROM pg_stat_wal_receiver WHERE status = 'streaming'");
     for (std::size_t k = 0; port && k < m_nodes.size(); ++k) {
       if (m_nodes[k]->port() == *port) upstream = k;
     }
@@ -275,9 +275,9 @@ void temp_replica_set::wait_caught_up(std::size_t i, std::chrono::milliseconds t
             }
           },
           std::max(left, std::chrono::milliseconds(0)), err)) {
-    throw std::runtime_error(fmt::format("temp_replica_set: node {} did not replay up to {} of node {} within {} ms{}:\n{}",
-                                         i, target, upstream, timeout.count(), err.empty() ? "" : " (" + err + ")",
-                                         m_nodes[i]->log_tail(3000)));
+    throw std::runtime_error(
+        fmt::format("temp_replica_set: node {} did not replay up to {} of node {} within {} ms{}:\n{}", i, target,
+                    upstream, timeout.count(), err.empty() ? "" : " (" + err + ")", m_nodes[i]->log_tail(3000)));
   }
 }
 
@@ -335,9 +335,11 @@ void temp_replica_set::make_replica_of(std::size_t i, std::size_t j) {
           // Streaming is not enough: a diverged standby streams the old timeline up to the
           // fork point first. It follows once it receives j's timeline.
           const auto upstream_tli = admin_connection(admin_dsn(j)).query_value<std::optional<int>>(k_timeline_sql);
-          const auto received_tli = admin_connection(admin_dsn(i)).query_value<std::optional<int>>(
-              "SELECT max(received_tli) FROM pg_stat_wal_receiver WHERE status = 'streaming' AND sender_port = $1",
-              m_nodes[j]->port());
+          const auto received_tli = admin_connection(admin_dsn(i))
+                                        .query_value<std::optional<int>>(
+                                            "SELECT max(received_tli) FROM pg_stat_wal_receiver WHERE status = "
+                                            "'streaming' AND sender_port = $1",
+                                            m_nodes[j]->port());
           return upstream_tli && received_tli && *upstream_tli == *received_tli;
         },
         std::min<std::chrono::milliseconds>(m_options.start_timeout, 15s), err);

@@ -74,8 +74,9 @@ TEST_F(patroni, comes_up_with_one_leader_and_two_streaming_replicas) {
   ASSERT_TRUE(leader.has_value());
   EXPECT_EQ(roles[*leader], "leader");
 
-  EXPECT_EQ(cluster().dsn(), fmt::format("host=127.0.0.1,127.0.0.1,127.0.0.1 port={},{},{} user=postgres dbname=postgres",
-                                         cluster().pg_port(0), cluster().pg_port(1), cluster().pg_port(2)));
+  EXPECT_EQ(cluster().dsn(),
+            fmt::format("host=127.0.0.1,127.0.0.1,127.0.0.1 port={},{},{} user=postgres dbname=postgres",
+                        cluster().pg_port(0), cluster().pg_port(1), cluster().pg_port(2)));
   // The multi-host DSN reaches the leader for read-write, as libpq reads it.
   connection rw(cluster().dsn() + " target_session_attrs=read-write");
   EXPECT_EQ(rw.query_value<int>("SELECT inet_server_port()"), cluster().pg_port(*leader));
@@ -134,14 +135,36 @@ TEST_F(patroni, killing_the_leader_elects_a_new_one_within_ttl_and_the_old_one_r
       ttl + 10s))
       << describe(cluster().roles());
   const auto election_ms = ms_since(t0);
-  std::cout << "new leader " << (elected ? cluster().name(*elected) : "none") << " after " << election_ms
-            << " ms (ttl " << ttl.count() << " s)\n";
+  std::cout << "new leader " << (elected ? cluster().name(*elected) : "none") << " after " << election_ms << " ms (ttl "
+            << ttl.count() << " s)\n";
   EXPECT_LE(election_ms, std::chrono::duration_cast<std::chrono::milliseconds>(ttl + 8s).count());
 
   const auto t1 = clock_type::now();
   cluster().start_node(*old);
   cluster().wait_healthy(90s);
   std::cout << "killed node rejoined as a streaming replica after " << ms_since(t1) << " ms\n";
+  EXPECT_EQ(cluster().roles()[*old], "replica");
+}
+
+TEST_F(patroni, a_planned_stop_of_the_leader_hands_over_within_a_few_loops) {
+  const auto old = cluster().leader();
+  ASSERT_TRUE(old.has_value());
+  const auto t0 = clock_type::now();
+  cluster().stop_node(*old);
+  EXPECT_EQ(cluster().patroni_pid(*old), 0);
+  EXPECT_EQ(cluster().postmaster_pid(*old), 0);
+  std::optional<std::size_t> elected;
+  EXPECT_TRUE(cluster().wait_for(
+      [&] {
+        elected = cluster().leader();
+        return elected.has_value() && *elected != *old;
+      },
+      30s))
+      << describe(cluster().roles());
+  std::cout << "new leader after a planned stop: " << (elected ? cluster().name(*elected) : "none") << " after "
+            << ms_since(t0) << " ms\n";
+  cluster().start_node(*old);
+  cluster().wait_healthy(90s);
   EXPECT_EQ(cluster().roles()[*old], "replica");
 }
 

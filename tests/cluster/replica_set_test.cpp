@@ -74,14 +74,15 @@ TEST_F(replica_set, dsn_and_url_name_every_node_in_order) {
   const auto p = [&](std::size_t i) { return set().node(i).port(); };
   EXPECT_EQ(set().dsn(), fmt::format("host=127.0.0.1,127.0.0.1,127.0.0.1 port={},{},{} user=postgres dbname=postgres",
                                      p(0), p(1), p(2)));
-  EXPECT_EQ(set().url(),
-            fmt::format("postgresql://127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}/postgres?user=postgres", p(0), p(1), p(2)));
+  EXPECT_EQ(set().url(), fmt::format("postgresql://127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}/postgres?user=postgres", p(0),
+                                     p(1), p(2)));
   // libpq's own reading of both: in-order fallback lands on the primary for read-write.
-  for (const auto& d : {set().dsn() + " target_session_attrs=read-write",
-                        set().url() + "&target_session_attrs=read-write"}) {
+  for (const auto& d :
+       {set().dsn() + " target_session_attrs=read-write", set().url() + "&target_session_attrs=read-write"}) {
     EXPECT_FALSE(connection(d).query_value<bool>("SELECT pg_is_in_recovery()")) << d;
   }
-  EXPECT_TRUE(connection(set().dsn() + " target_session_attrs=standby").query_value<bool>("SELECT pg_is_in_recovery()"));
+  EXPECT_TRUE(
+      connection(set().dsn() + " target_session_attrs=standby").query_value<bool>("SELECT pg_is_in_recovery()"));
 }
 
 TEST_F(replica_set, a_row_written_on_the_primary_reaches_both_replicas) {
@@ -144,7 +145,8 @@ TEST_F(replica_set, a_stopped_replica_catches_up_after_start) {
 
 TEST(replica_set_failover, promote_while_the_primary_runs_makes_a_split_brain_and_the_old_primary_can_rejoin) {
   temp_replica_set set;
-  (void)connection(set.node(0).dsn()).execute("CREATE TABLE before_promote (id int); INSERT INTO before_promote VALUES (1)");
+  (void)connection(set.node(0).dsn())
+      .execute("CREATE TABLE before_promote (id int); INSERT INTO before_promote VALUES (1)");
   set.wait_caught_up(1, 10s);
   set.promote(1);
   EXPECT_EQ(set.primary(), 1U);
@@ -165,8 +167,8 @@ TEST(replica_set_failover, promote_while_the_primary_runs_makes_a_split_brain_an
   set.wait_caught_up(0, 10s);
   set.wait_caught_up(2, 10s);
   for (const std::size_t i : {0U, 2U}) {
-    EXPECT_EQ(connection(set.node(i).dsn()).query_value<std::string>(
-                  "SELECT string_agg(id::text, ',' ORDER BY id) FROM before_promote"),
+    EXPECT_EQ(connection(set.node(i).dsn())
+                  .query_value<std::string>("SELECT string_agg(id::text, ',' ORDER BY id) FROM before_promote"),
               "1,2,4")
         << "node " << i << " has node 1's history, not node 0's lost row";
   }
@@ -183,8 +185,10 @@ TEST(replica_set_teardown, destruction_stops_every_node_and_removes_every_direct
     dir = set.dir();
     EXPECT_NE(set.dsn().find("password='rep \\'pw'"), std::string::npos) << set.dsn();
     EXPECT_NE(set.url().find("password=rep%20%27pw"), std::string::npos) << set.url();
-    EXPECT_TRUE(connection(set.dsn() + " target_session_attrs=standby").query_value<bool>("SELECT pg_is_in_recovery()"));
-    EXPECT_TRUE(connection(set.url() + "&target_session_attrs=standby").query_value<bool>("SELECT pg_is_in_recovery()"));
+    EXPECT_TRUE(
+        connection(set.dsn() + " target_session_attrs=standby").query_value<bool>("SELECT pg_is_in_recovery()"));
+    EXPECT_TRUE(
+        connection(set.url() + "&target_session_attrs=standby").query_value<bool>("SELECT pg_is_in_recovery()"));
     for (std::size_t i = 0; i < set.size(); ++i) pids.push_back(set.node(i).pid());
     EXPECT_FALSE(steadypg::test::processes_in(dir).empty());
   }

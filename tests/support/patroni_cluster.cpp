@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -143,8 +144,12 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
 }
 
 std::vector<std::string> child_env(const fs::path& home) {
-  return {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home.string(), "LANG=C.UTF-8", "LC_ALL=C.UTF-8",
-          "PYTHONUNBUFFERED=1", "TZ=UTC"};
+  return {"PATH=/usr/local/bin:/usr/bin:/bin",
+          "HOME=" + home.string(),
+          "LANG=C.UTF-8",
+          "LC_ALL=C.UTF-8",
+          "PYTHONUNBUFFERED=1",
+          "TZ=UTC"};
 }
 
 // Reaps our own child, or watches another process until it is gone.
@@ -190,8 +195,8 @@ http_reply http_get(int port, const std::string& path, std::chrono::milliseconds
   if (fd < 0) return reply;
   const auto until = clock_type::now() + timeout;
   auto left_ms = [&] {
-    return static_cast<int>(
-        std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(until - clock_type::now()).count()));
+    return static_cast<int>(std::max<std::int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(until - clock_type::now()).count()));
   };
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -204,7 +209,8 @@ http_reply http_get(int port, const std::string& path, std::chrono::milliseconds
     socklen_t len = sizeof err;
     ok = ::poll(&p, 1, left_ms()) == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
   }
-  const std::string request = fmt::format("GET {} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", path, port);
+  const std::string request =
+      fmt::format("GET {} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", path, port);
   if (ok) ok = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size());
   std::string raw;
   while (ok) {
@@ -244,8 +250,10 @@ bool is_primary_role(const std::string& role) {
 }  // namespace
 
 void patroni_cluster_options::validate() const {
-  if (nodes < 1 || nodes > 5) throw std::invalid_argument(fmt::format("patroni_cluster: nodes {} is out of range 1–5", nodes));
-  if (ttl < 5 || ttl > 300) throw std::invalid_argument(fmt::format("patroni_cluster: ttl {} is out of range 5–300", ttl));
+  if (nodes < 1 || nodes > 5)
+    throw std::invalid_argument(fmt::format("patroni_cluster: nodes {} is out of range 1–5", nodes));
+  if (ttl < 5 || ttl > 300)
+    throw std::invalid_argument(fmt::format("patroni_cluster: ttl {} is out of range 5–300", ttl));
   if (loop_wait < 1 || loop_wait > 60) {
     throw std::invalid_argument(fmt::format("patroni_cluster: loop_wait {} is out of range 1–60", loop_wait));
   }
@@ -475,9 +483,9 @@ postgresql:
 )",
       fmt::arg("name", name(i)), fmt::arg("rest", n.rest_port), fmt::arg("etcd", m_etcd_client_port),
       fmt::arg("ttl", m_options.ttl), fmt::arg("loop_wait", m_options.loop_wait),
-      fmt::arg("retry_timeout", m_options.retry_timeout), fmt::arg("sync", m_options.synchronous_mode ? "true" : "false"),
-      fmt::arg("pg", n.pg_port), fmt::arg("dir", n.dir.string()), fmt::arg("bin", m_options.bin_dir.string()),
-      fmt::arg("extra", extra));
+      fmt::arg("retry_timeout", m_options.retry_timeout),
+      fmt::arg("sync", m_options.synchronous_mode ? "true" : "false"), fmt::arg("pg", n.pg_port),
+      fmt::arg("dir", n.dir.string()), fmt::arg("bin", m_options.bin_dir.string()), fmt::arg("extra", extra));
   const fs::path file = n.dir / "patroni.yml";
   {
     std::ofstream out(file);
@@ -559,8 +567,9 @@ void patroni_cluster::wait_healthy(std::chrono::milliseconds timeout) {
     const auto r = roles();
     std::string summary;
     for (std::size_t i = 0; i < r.size(); ++i) summary += fmt::format(" {}={}", name(i), r[i]);
-    throw std::runtime_error(fmt::format("patroni_cluster: no leader with {} streaming replicas within {} ms (roles:{})\n{}",
-                                         m_nodes.size() - 1, timeout.count(), summary, all_logs()));
+    throw std::runtime_error(
+        fmt::format("patroni_cluster: no leader with {} streaming replicas within {} ms (roles:{})\n{}",
+                    m_nodes.size() - 1, timeout.count(), summary, all_logs()));
   }
 }
 
@@ -581,7 +590,7 @@ std::string patroni_cluster::patronictl(const std::vector<std::string>& args, st
   if (!ctl) throw std::runtime_error("patroni_cluster: patronictl is not installed");
   std::vector<std::string> argv{ctl->string(), "-c", (m_nodes.at(0).dir / "patroni.yml").string()};
   argv.insert(argv.end(), args.begin(), args.end());
-  static int counter = 0;
+  static std::atomic<int> counter{0};
   const fs::path out = m_dir / fmt::format("patronictl-{}.out", ++counter);
   const pid_t pid = spawn(argv, child_env(m_dir), m_dir, out, true);
   const auto until = clock_type::now() + timeout;
@@ -626,6 +635,15 @@ void patroni_cluster::kill_node(std::size_t i) {
   kill_and_wait(pm, SIGKILL, 5s);
 }
 
+void patroni_cluster::stop_node(std::size_t i, std::chrono::milliseconds timeout) {
+  auto& n = m_nodes.at(i);
+  const int pm = postmaster_pid(i);
+  // SIGTERM: Patroni stops its PostgreSQL (fast shutdown) and releases the leader lock.
+  kill_and_wait(n.patroni_pid, SIGTERM, timeout);
+  n.patroni_pid = 0;
+  kill_and_wait(pm, SIGINT, timeout);
+}
+
 void patroni_cluster::start_node(std::size_t i) {
   if (patroni_pid(i) != 0) return;
   spawn_patroni(i);
@@ -636,8 +654,8 @@ void patroni_cluster::start_node(std::size_t i) {
             return http_get(m_nodes[i].rest_port, "/patroni", 1s).status != 0;
           },
           30s)) {
-    throw std::runtime_error(fmt::format("patroni_cluster: the REST API of {} did not answer within 30 s\n{}", name(i),
-                                         logs(i)));
+    throw std::runtime_error(
+        fmt::format("patroni_cluster: the REST API of {} did not answer within 30 s\n{}", name(i), logs(i)));
   }
 }
 

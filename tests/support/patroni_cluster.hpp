@@ -91,11 +91,14 @@ class patroni_cluster {
 
   /// Planned switchover (`patronictl switchover --leader … --candidate … --force`); returns
   /// once node `to` is the confirmed leader, throws std::runtime_error after `timeout`.
-  void switchover(std::size_t from, std::size_t to,
-                  std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  void switchover(std::size_t from, std::size_t to, std::chrono::milliseconds timeout = std::chrono::seconds(60));
   /// Crash of node `i`: kill -9 of its Patroni, then of its postmaster; returns when both are gone.
   void kill_node(std::size_t i);
-  /// Starts Patroni for node `i` again (after kill_node); returns once its REST API answers.
+  /// Planned stop of node `i`: SIGTERM to its Patroni, which stops PostgreSQL (fast shutdown)
+  /// and gives up the leader lock at once, so a replica takes over within a loop or two.
+  /// Returns when both are gone (SIGKILL after `timeout`).
+  void stop_node(std::size_t i, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  /// Starts Patroni for node `i` again (after kill_node or stop_node); returns once its REST API answers.
   /// It rejoins as a replica (rewinding if it has to); wait for that with wait_for().
   void start_node(std::size_t i);
   /// Polls `pred` every 100 ms until it returns true (true) or `timeout` passes (false).
