@@ -30,7 +30,8 @@ fi
 if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
   echo "== tsan: the pool, client, breaker, budget and batch executor under ThreadSanitizer"
   cmake --preset tsan -DSTEADYPG_PACKAGE_TESTS=OFF >/dev/null
-  cmake --build --preset tsan -j "$jobs" --target steadypg_unit_tests steadypg_pool_tests steadypg_batch_tests
-  ctest --preset tsan -j "$jobs" -R 'pool|circuit_breaker|retry_budget|batch'
+  cmake --build --preset tsan -j "$jobs" --target steadypg_unit_tests steadypg_pool_tests steadypg_batch_tests \
+    steadypg_topology_tests steadypg_replica_routing_tests
+  ctest --preset tsan -j "$jobs" -R 'pool|circuit_breaker|retry_budget|batch|topology|replica_routing'
 fi
 echo "== all tests passed"

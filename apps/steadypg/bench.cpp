@@ -111,10 +111,11 @@ class host_timeline final : public observer {
       return;
     }
     const auto since = clock_type::now().time_since_epoch().count() - start;
-    const auto second = std::min<std::size_t>(
-        static_cast<std::size_t>(std::max<std::int64_t>(since, 0) /
-                                 std::chrono::duration_cast<clock_type::duration>(std::chrono::seconds(1)).count()),
-        m_seconds);
+    const auto second =
+        std::min<std::size_t>(static_cast<std::size_t>(
+                                  std::max<std::int64_t>(since, 0) /
+                                  std::chrono::duration_cast<clock_type::duration>(std::chrono::seconds(1)).count()),
+                              m_seconds);
     m_counts[second * max_hosts + static_cast<std::size_t>(r.host_index)].fetch_add(1, std::memory_order_relaxed);
   }
   [[nodiscard]] std::uint64_t at(std::size_t second, std::size_t host) const {
@@ -162,9 +163,10 @@ int run_bench(const context& ctx, const bench_args& args) {
     const bool mixed = args.workload == "mixed";
     if (mixed) {
       // Each write has a unique id, so that the table can be checked against what was acknowledged.
-      (void)db.execute(statement{"CREATE TABLE IF NOT EXISTS steadypg_bench_writes "
-                                 "(id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())"}
-                           .route(route::primary));
+      (void)db.execute(
+          statement{"CREATE TABLE IF NOT EXISTS steadypg_bench_writes "
+                    "(id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())"}
+              .route(route::primary));
       (void)db.execute(statement{"TRUNCATE steadypg_bench_writes"}.route(route::primary));
     }
     const int scale =
@@ -207,9 +209,8 @@ int run_bench(const context& ctx, const bench_args& args) {
       statement select_st{"SELECT abalance FROM pgbench_accounts WHERE aid = $1"};
       statement insert_st{
           "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)"};
-      statement write_st = std::move(statement{"INSERT INTO steadypg_bench_writes (id) VALUES ($1)"}
-                                         .route(route::primary)
-                                         .name("bench_write"));
+      statement write_st = std::move(
+          statement{"INSERT INTO steadypg_bench_writes (id) VALUES ($1)"}.route(route::primary).name("bench_write"));
       std::uniform_int_distribution<int> aid(1, accounts), tid(1, scale * 10), bid(1, scale), delta(-5000, 5000);
       std::uniform_int_distribution<int> percent(0, 99);
       auto& mine = per_worker[index];

@@ -55,8 +55,9 @@ int main(int argc, char** argv) {
   bench->add_option("--scale", bargs.scale, "With --init: scale factor (100000 accounts each)")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
-  bench->add_option("--workload", bargs.workload,
-                    "select | pipeline | insert | mixed (90 % reads per --route, 10 % writes to the primary)")
+  bench
+      ->add_option("--workload", bargs.workload,
+                   "select | pipeline | insert | mixed (90 % reads per --route, 10 % writes to the primary)")
       ->check(CLI::IsMember({"select", "pipeline", "insert", "mixed"}))
       ->capture_default_str();
   bench->add_option("--clients", bargs.clients, "Threads, one pooled connection each")

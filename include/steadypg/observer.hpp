@@ -69,7 +69,8 @@ struct call_report {
 struct retry_report {
   std::string_view operation;
   /// The outcome class of the failed attempt: not_sent, rolled_back or indeterminate (the
-  /// only ones retried). Value-initialised (outcome::ok) only in a report made by hand.
+  /// only ones retried), or wrong_host for a multi-host client's fail-over to a new primary. Value-initialised
+  /// (outcome::ok) only in a report made by hand.
   outcome failed_outcome{};
   /// The same as text, for logs: "not_sent", "rolled_back" or "indeterminate".
   std::string_view reason;

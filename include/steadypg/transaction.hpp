@@ -13,7 +13,7 @@ enum class isolation_level { read_committed, repeatable_read, serializable };
 /// How a transaction block starts.
 struct transaction_options {
   /// Isolation level; nullopt keeps the session default.
-  std::optional<isolation_level> isolation;
+  std::optional<isolation_level> isolation = std::nullopt;
   /// READ ONLY: writes fail with 25006.
   bool read_only = false;
   /// DEFERRABLE (only meaningful with serializable + read_only).

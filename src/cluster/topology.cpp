@@ -44,7 +44,8 @@ struct topology::host {
   int good_streak = 0;
   bool lagging = false;
   int lag_ok_streak = 0;
-  bool suspect_write = false;  // a call got 25006 here; the next probe says what it is
+  bool suspect_write = false;        // a call got 25006 here; the next probe says what it is
+  clock::time_point lsn_moved_at{};  // when its WAL or replay position last changed
   bool wake = false;
   std::optional<double> lag_seconds;
   std::optional<std::int64_t> lag_bytes;
@@ -167,6 +168,7 @@ void topology::apply(std::size_t i, probe_sample s) {
     h.available = true;
     h.needs_two = false;
   }
+  if (!h.last.ok || s.lsn != h.last.lsn || h.lsn_moved_at == clock::time_point{}) h.lsn_moved_at = now;
   h.last = std::move(s);
   h.lag_seconds.reset();
   h.lag_bytes.reset();
@@ -193,6 +195,10 @@ void topology::apply(std::size_t i, probe_sample s) {
       h.lag_seconds = 0.0;  // caught up: a quiet database never looks lagged
     } else if (h.last.replay_epoch) {
       h.lag_seconds = std::max(0.0, h.last.now_epoch - *h.last.replay_epoch);
+    } else {
+      // Behind, and nothing replayed since it started (no replay timestamp yet): as long as
+      // its replay position has not moved.
+      h.lag_seconds = std::chrono::duration<double>(now - h.lsn_moved_at).count();
     }
   }
   const double limit = std::chrono::duration<double>(m_options.max_replica_lag).count();

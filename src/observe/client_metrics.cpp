@@ -33,7 +33,7 @@ client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_que
   m_query_duration =
       &reg.add_histogram("postgresql_query_duration_seconds", "Duration of calls including retries and pool waits");
   reg.add_counter("postgresql_query_errors_total", "Failed calls by SQLSTATE class", {{"sqlstate_class", "none"}});
-  const char* reasons[] = {"not_sent", "rolled_back", "indeterminate"};
+  const char* reasons[] = {"not_sent", "rolled_back", "indeterminate", "wrong_host"};
   for (std::size_t i = 0; i < m_retry.size(); ++i) {
     m_retry[i] = &reg.add_counter("postgresql_operation_retry_total", "Retries, by the outcome of the failed attempt",
                                   {{"reason", reasons[i]}});
@@ -106,9 +106,9 @@ void client_metrics::on_retry(const retry_report& r) noexcept {
   switch (r.failed_outcome) {
     case outcome::not_sent: m_retry[0]->inc(); break;
     case outcome::rolled_back: m_retry[1]->inc(); break;
+    case outcome::wrong_host: m_retry[3]->inc(); break;  // a fail-over to the new primary
     case outcome::indeterminate:
     case outcome::ok:
-    case outcome::wrong_host:
     case outcome::fatal: m_retry[2]->inc(); break;  // only indeterminate ones are retried (idempotent calls)
   }
 }

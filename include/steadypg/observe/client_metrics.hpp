@@ -76,7 +76,7 @@ class client_metrics final : public observer {
   histogram* m_acquire_duration;
   counter* m_acquire_timeouts;
   counter* m_budget_exhausted;
-  std::array<counter*, 3> m_retry{};   // not_sent, rolled_back, indeterminate
+  std::array<counter*, 4> m_retry{};   // not_sent, rolled_back, indeterminate, wrong_host
   std::array<counter*, 5> m_closed{};  // by close_reason
   std::mutex m_lazy;                   // first error of a class, first transition of a pair
 };
