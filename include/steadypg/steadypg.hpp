@@ -4,6 +4,7 @@
 
 #include "steadypg/batch.hpp"
 #include "steadypg/client.hpp"
+#include "steadypg/cluster.hpp"
 #include "steadypg/config.hpp"
 #include "steadypg/connection.hpp"
 #include "steadypg/copy.hpp"
@@ -16,6 +17,7 @@
 #include "steadypg/pipeline.hpp"
 #include "steadypg/pool.hpp"
 #include "steadypg/result.hpp"
+#include "steadypg/route.hpp"
 #include "steadypg/sqlstate.hpp"
 #include "steadypg/transaction.hpp"
 #include "steadypg/version.hpp"

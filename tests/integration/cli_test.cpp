@@ -408,6 +408,12 @@ TEST(cli, demo_tells_the_whole_story_against_its_own_server) {
     EXPECT_TRUE(j.at("metrics").contains(seed)) << seed;
   }
   EXPECT_EQ(j.at("metrics").at("postgresql_batch_operations_total"), 30000);
+  const auto& sw = j.at("switchover");
+  EXPECT_GT(sw.at("acknowledged").get<long>(), 0);
+  EXPECT_EQ(sw.at("lost"), 0) << "an acknowledged write was lost in the switchover";
+  EXPECT_EQ(sw.at("read_errors"), 0);
+  EXPECT_EQ(sw.at("unknown_committed").get<long>() <= sw.at("unknown").get<long>(), true);
+  EXPECT_TRUE(sw.at("primary_after").is_string());
   EXPECT_LT(j.at("duration_s").get<double>(), 120.0);
 }
 
