@@ -66,6 +66,11 @@ health_report client::health_check() {
   if (!m_topology) return check_host(m_hosts.front());
   // The prober already knows every host; only the primary is pinged through its pool.
   auto snap = m_topology->snapshot();
+  if (!snap->initialized) {
+    // Right after the client started: the first round of probes (each within probe_timeout).
+    snap = m_topology->wait_for(clock::now() + m_options.cluster.probe_timeout * 2,
+                                [](const internal::topology_snapshot& s) { return s.initialized; });
+  }
   health_report h;
   const bool reads_from_replicas =
       m_default_route == route::replica || m_default_route == route::prefer_replica || m_default_route == route::any;
