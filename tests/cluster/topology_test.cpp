@@ -144,7 +144,7 @@ TEST(topology, a_good_probe_lets_an_open_breaker_try_again_before_its_open_time_
   opts.cluster.probe_single_host = true;
   opts.cluster.probe_interval = 200ms;
   opts.resilience.breaker.failure_threshold = 1;
-  opts.resilience.breaker.open_duration = 20000ms;  // without the prober: 20 s of fast failures
+  opts.resilience.breaker.open_duration = 60000ms;  // without the prober: a minute of fast failures
   opts.resilience.retry.max_retries = 0;
   client db(opts);
   EXPECT_EQ(db.query_value<int>("SELECT 1"), 1);
@@ -164,7 +164,8 @@ TEST(topology, a_good_probe_lets_an_open_breaker_try_again_before_its_open_time_
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - ready);
   RecordProperty("recovery_ms", std::to_string(took.count()));
   EXPECT_TRUE(ok);
-  EXPECT_LT(took, 5s) << "calls resumed " << took.count() << " ms after the server was ready";
+  // Well before the open time ends (0.15 s on an idle machine; generous for a loaded one).
+  EXPECT_LT(took, 15s) << "calls resumed " << took.count() << " ms after the server was ready";
   EXPECT_EQ(db.breaker().state(), breaker_state::closed);
 }
 

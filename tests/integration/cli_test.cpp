@@ -420,8 +420,10 @@ TEST(cli, demo_tells_the_whole_story_against_its_own_server) {
 TEST(cli, demo_against_a_given_server_skips_the_outage_and_cleans_up) {
   auto r = run({"demo"});
   ASSERT_EQ(r.exit_code, 0) << r.out.substr(0, 3000) << r.err.substr(0, 3000);
-  EXPECT_NE(r.out.find("[6/6] Health, info and metrics"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[6/7] Health, info and metrics"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("skipped: this needs the embedded server"), std::string::npos);
+  EXPECT_NE(r.out.find("[7/7] Switchover"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("skipped: this needs embedded servers"), std::string::npos);
   EXPECT_NE(r.out.find("everything behaved as described"), std::string::npos);
   auto c = steadypg::test::connect();
   EXPECT_EQ(c.query_value<std::int64_t>("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'steadypg_demo_%'"), 0)

@@ -48,8 +48,11 @@ TEST(client_metrics, every_design_family_is_fed_and_promtool_accepts_it) {
   EXPECT_THROW(db.execute(statement{"SELECT pg_sleep(5)"}.timeout(1000ms)), error);
 
   const std::string text = db.metrics().render_prometheus();
-  EXPECT_EQ(sample(text, "postgresql_queries_total{outcome=\"ok\"}"), "21");
-  EXPECT_EQ(sample(text, "postgresql_queries_total{outcome=\"error\"}"), "2");
+  // Labelled with the host each call ended on ("host:port" as the DSN names it).
+  const std::string host = db.topology().hosts.at(0).label;
+  EXPECT_EQ(sample(text, "postgresql_queries_total{outcome=\"ok\",host=\"" + host + "\"}"), "21");
+  EXPECT_EQ(sample(text, "postgresql_queries_total{outcome=\"error\",host=\"" + host + "\"}"), "2");
+  EXPECT_EQ(sample(text, "postgresql_queries_total{outcome=\"ok\",host=\"none\"}"), "0");
   EXPECT_EQ(sample(text, "postgresql_query_errors_total{sqlstate_class=\"22\"}"), "1");
   EXPECT_EQ(sample(text, "postgresql_query_errors_total{sqlstate_class=\"57\"}"), "1");
   EXPECT_EQ(sample(text, "postgresql_operation_retry_total{reason=\"rolled_back\"}"), "1");
