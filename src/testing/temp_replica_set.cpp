@@ -54,6 +54,17 @@ constexpr const char* k_timeline_sql =
     "SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT max(received_tli) FROM pg_stat_wal_receiver) "
     "ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END";
 
+// A short-lived session for the fixture's own queries, bounded on both ends.
+connection admin_connection(const std::string& dsn) {
+  connection_options o;
+  o.dsn = dsn;
+  o.connect_timeout = 5s;
+  o.statement_timeout = 30s;
+  o.application_name = "steadypg_replica_set";
+  o.statement_cache_capacity = 0;
+  return connection(o);
+}
+
 std::string node_name(std::size_t i) { return fmt::format("node{}", i); }
 
 // Polls `probe` until it returns true or `timeout` passes; a probe that throws (a node that
@@ -181,20 +192,6 @@ std::string temp_replica_set::admin_dsn(std::size_t i) const {
   if (!m_options.password.empty()) d += " password=" + conninfo_value(m_options.password);
   return d;
 }
-
-namespace {
-
-connection admin_connection(const std::string& dsn) {
-  connection_options o;
-  o.dsn = dsn;
-  o.connect_timeout = 5s;
-  o.statement_timeout = 30s;
-  o.application_name = "steadypg_replica_set";
-  o.statement_cache_capacity = 0;
-  return connection(o);
-}
-
-}  // namespace
 
 void temp_replica_set::promote(std::size_t i) {
   auto& n = node(i);

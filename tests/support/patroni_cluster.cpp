@@ -316,8 +316,8 @@ patroni_cluster::~patroni_cluster() { teardown(); }
 void patroni_cluster::teardown() noexcept {
   try {
     // Patroni first, so that none restarts its PostgreSQL; then the postmasters (immediate
-    // shutdown), then etcd, then whatever is left in our directories (backends, a
-    // pg_basebackup or pg_rewind Patroni had started).
+    // shutdown), then etcd, then any PostgreSQL program still running in our directories
+    // (backends of a killed postmaster, a pg_basebackup or pg_rewind Patroni had started).
     std::vector<int> postmasters;
     for (std::size_t i = 0; i < m_nodes.size(); ++i) postmasters.push_back(postmaster_pid(i));
     for (auto& n : m_nodes) {
@@ -332,7 +332,7 @@ void patroni_cluster::teardown() noexcept {
     m_etcd_pid = 0;
     if (!m_dir.empty()) {
       for (int round = 0; round < 3; ++round) {
-        const auto left = processes_in(m_dir);
+        const auto left = processes_in(m_dir, m_options.bin_dir);
         if (left.empty()) break;
         for (const int pid : left) ::kill(pid, SIGKILL);
         for (const int pid : left) wait_gone(pid, 2s);

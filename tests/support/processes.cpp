@@ -25,10 +25,12 @@ bool process_alive(int pid) {
   return close_paren == std::string::npos || close_paren + 2 >= line.size() || line[close_paren + 2] != 'Z';
 }
 
-std::vector<int> processes_in(const fs::path& dir) {
+std::vector<int> processes_in(const fs::path& dir, const fs::path& program_dir) {
   std::vector<int> pids;
   const std::string prefix = dir.string();
   std::error_code ec;
+  // /proc/<pid>/exe names the program with its links resolved.
+  const std::string programs = program_dir.empty() ? std::string() : fs::weakly_canonical(program_dir, ec).string();
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
     const std::string pid_text = e.path().filename().string();
     if (pid_text.empty() ||
@@ -40,6 +42,10 @@ std::vector<int> processes_in(const fs::path& dir) {
     if (link_ec) continue;
     // A removed directory reads as "<path> (deleted)".
     if (cwd == prefix || cwd.rfind(prefix + "/", 0) == 0 || cwd.rfind(prefix + " ", 0) == 0) {
+      if (!program_dir.empty()) {
+        const std::string exe = fs::read_symlink(e.path() / "exe", link_ec).string();
+        if (link_ec || exe.rfind(programs + "/", 0) != 0) continue;
+      }
       const int pid = std::atoi(pid_text.c_str());
       if (process_alive(pid)) pids.push_back(pid);
     }

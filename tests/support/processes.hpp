@@ -11,7 +11,9 @@ namespace steadypg::test {
 [[nodiscard]] bool process_alive(int pid);
 
 /// Pids of the live processes whose working directory is `dir` or inside it (a server's
-/// backends run in its data directory). After a fixture is gone, a test expects none.
-[[nodiscard]] std::vector<int> processes_in(const std::filesystem::path& dir);
+/// backends run in its data directory); with `program_dir`, only those running a program
+/// from that directory (the PostgreSQL binaries). After a fixture is gone, a test expects none.
+[[nodiscard]] std::vector<int> processes_in(const std::filesystem::path& dir,
+                                            const std::filesystem::path& program_dir = {});
 
 }  // namespace steadypg::test
