@@ -65,6 +65,10 @@ connection admin_connection(const std::string& dsn) {
   return connection(o);
 }
 
+void check_node(std::size_t i, std::size_t size) {
+  if (i >= size) throw std::out_of_range(fmt::format("temp_replica_set: no node {} (there are {})", i, size));
+}
+
 std::string node_name(std::size_t i) { return fmt::format("node{}", i); }
 
 // Polls `probe` until it returns true or `timeout` passes; a probe that throws (a node that
@@ -144,9 +148,12 @@ temp_replica_set::~temp_replica_set() {
 }
 
 temp_cluster& temp_replica_set::node(std::size_t i) {
-  if (i >= m_nodes.size()) {
-    throw std::out_of_range(fmt::format("temp_replica_set: no node {} (there are {})", i, m_nodes.size()));
-  }
+  check_node(i, m_nodes.size());
+  return *m_nodes[i];
+}
+
+const temp_cluster& temp_replica_set::node(std::size_t i) const {
+  check_node(i, m_nodes.size());
   return *m_nodes[i];
 }
 

@@ -183,3 +183,28 @@ TEST_F(patroni, destruction_leaves_no_process_and_no_directory) {
   EXPECT_TRUE(steadypg::test::processes_in(dir).empty());
   EXPECT_FALSE(std::filesystem::exists(dir));
 }
+
+TEST(patroni_synchronous, synchronous_mode_gives_the_leader_a_synchronous_standby) {
+  if (const auto reason = patroni_cluster::unavailable_reason(); !reason.empty()) GTEST_SKIP() << reason;
+  patroni_cluster_options o;
+  o.nodes = 2;
+  o.synchronous_mode = true;
+  const auto t0 = clock_type::now();
+  patroni_cluster cluster(o);
+  std::cout << "patroni_cluster (etcd + 2 nodes, synchronous_mode) came up in " << ms_since(t0) << " ms\n";
+  const auto leader = cluster.leader();
+  ASSERT_TRUE(leader.has_value());
+  const std::size_t standby = 1 - *leader;
+  connection primary(cluster.node_dsn(*leader));
+  // Patroni names the standby in synchronous_standby_names once it streams.
+  EXPECT_TRUE(cluster.wait_for(
+      [&] {
+        return primary.query_value<std::int64_t>(
+                   "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync' AND application_name = $1",
+                   cluster.name(standby)) == 1;
+      },
+      30s))
+      << primary.query_value<std::string>("SHOW synchronous_standby_names");
+  EXPECT_NE(primary.query_value<std::string>("SHOW synchronous_standby_names"), "");
+  EXPECT_EQ(primary.query_value<std::string>("SHOW synchronous_commit"), "on");
+}

@@ -51,6 +51,8 @@ class temp_replica_set {
   [[nodiscard]] std::size_t size() const noexcept { return m_nodes.size(); }
   /// Node `i` (0 is the initial primary); throws std::out_of_range.
   [[nodiscard]] temp_cluster& node(std::size_t i);
+  /// Node `i`, read-only; throws std::out_of_range.
+  [[nodiscard]] const temp_cluster& node(std::size_t i) const;
   /// The node this set made primary last: 0, or the last one promote() was called for.
   [[nodiscard]] std::size_t primary() const noexcept { return m_primary; }
   /// The directory that holds every node's directory.
