@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "processes.hpp"
 #include "steadypg/connection.hpp"
@@ -113,10 +114,13 @@ TEST_F(replica_set, paused_replay_hides_new_rows_until_resumed) {
   EXPECT_THROW(set().wait_caught_up(1, 500ms), std::runtime_error) << "a paused standby cannot catch up";
   EXPECT_EQ(count_rows(set(), 1, "paused"), 0);
   connection standby(set().node(1).dsn());
-  EXPECT_GT(standby.query_value<std::int64_t>(
-                "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint"),
-            0)
-      << "WAL is still received while replay is paused";
+  bool received = false;
+  for (int i = 0; i < 100 && !received; ++i) {
+    received = standby.query_value<std::int64_t>(
+                   "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint") > 0;
+    if (!received) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(received) << "WAL is still received while replay is paused";
   set().resume_replay(1);
   set().wait_caught_up(1, 10s);
   EXPECT_EQ(count_rows(set(), 1, "paused"), 1);
