@@ -121,18 +121,23 @@ class client {
   template <typename Fn>
   auto transaction(Fn&& fn, const transaction_options& options = {})
       -> std::invoke_result_t<Fn&, steadypg::transaction&> {
-    return run({"transaction", {}, false, true, std::nullopt, nullptr, nullptr}, [&](connection& c) {
-      using R = std::invoke_result_t<Fn&, steadypg::transaction&>;
-      steadypg::transaction tx(c, options);
+    using R = std::invoke_result_t<Fn&, steadypg::transaction&>;
+    transaction_options o = options;
+    o.fetch_xid = o.fetch_xid || m_options.resilience.resolve_commits;
+    // fn's value is kept outside the pipeline, so that a lost COMMIT the server says committed
+    // can end the call successfully (run() then has no value of its own to return).
+    std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+    run({"transaction", {}, false, true, std::nullopt, nullptr, nullptr}, [&](connection& c) {
+      steadypg::transaction tx(c, o);
       if constexpr (std::is_void_v<R>) {
         fn(tx);
-        tx.commit();
       } else {
-        R r = fn(tx);
-        tx.commit();
-        return r;
+        value.reset();
+        value.emplace(fn(tx));
       }
+      tx.commit();
     });
+    if constexpr (!std::is_void_v<R>) return std::move(*value);
   }
 
   /// Runs every operation of `ops` (see batch_mode) and reports each one's outcome; never
@@ -257,7 +262,11 @@ class client {
           return r;
         }
       } catch (const error& e) {
-        retry_after(info, e, permit, attempt, earlier, started);  // or throws the final error
+        // Or throws the final error. True: a lost COMMIT the server says committed (asked only
+        // for calls without a value of their own), so the call succeeded.
+        if (retry_after(info, e, permit, attempt, earlier, started, std::is_void_v<R>)) {
+          if constexpr (std::is_void_v<R>) return;
+        }
         ++attempt;
       } catch (...) {
         // Not a steadypg error (thrown by the caller's code): it says nothing about the server,
@@ -310,8 +319,14 @@ class client {
   // Applies the retry rule (src/retry_policy.hpp) to a failed attempt: records it with the
   // breaker, fires the events, spends the budget and sleeps the backoff when the call is to run
   // again; otherwise throws a copy of `e` carrying the attempts (and reports the call finished).
-  void retry_after(const call_info& info, const error& e, const std::optional<circuit_breaker::permit>& permit,
-                   int attempt, std::vector<attempt_error>& earlier, clock::time_point started);
+  // A lost COMMIT carrying its transaction id is first resolved (when `can_resolve`): true
+  // means the server says it committed and the call has succeeded.
+  bool retry_after(const call_info& info, const error& e, const std::optional<circuit_breaker::permit>& permit,
+                   int attempt, std::vector<attempt_error>& earlier, clock::time_point started, bool can_resolve);
+  // Asks the server what became of the lost COMMIT of `e` (src/client/commit_resolver.hpp),
+  // within the call's deadline (or resilience_options::commit_resolution_timeout) and the
+  // breaker's rules, and reports it (on_commit_resolved).
+  commit_resolution resolve_lost_commit(const call_info& info, const error& e);
 
   client_options m_options;
   std::unique_ptr<observe::registry> m_registry;

@@ -15,6 +15,7 @@
 #include "steadypg/error.hpp"
 #include "steadypg/params.hpp"
 #include "steadypg/result.hpp"
+#include "steadypg/server_identity.hpp"
 #include "steadypg/sqlstate.hpp"
 
 struct pg_conn;
@@ -220,6 +221,13 @@ class connection {
   /// What the last request did: did bytes reach the socket, was it a COMMIT.
   [[nodiscard]] const request_facts& last_request() const noexcept;
 
+  /// The server's system identifier and timeline: asked once per connection, at the first call
+  /// (one round trip), and only while the connection is idle (outside any transaction, where a
+  /// failure could abort nothing). nullopt when the server does not say (no permission for
+  /// pg_control_system(), a server before 13, a connection not idle at the first call).
+  [[nodiscard]] std::optional<server_identity> identify();
+  /// What identify() found, without asking.
+  [[nodiscard]] std::optional<server_identity> known_identity() const noexcept;
   /// Server version as an integer (150004 for 15.4).
   [[nodiscard]] int server_version() const noexcept;
   /// The backend process id (for pg_terminate_backend, pg_stat_activity).

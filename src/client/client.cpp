@@ -1,5 +1,6 @@
 #include "steadypg/client.hpp"
 
+#include "commit_resolver.hpp"
 #include "connection_factory.hpp"
 #include "health_monitor.hpp"
 
@@ -202,26 +203,52 @@ thread_local std::mt19937_64 t_rng{std::random_device{}()};
 
 }  // namespace
 
-void client::retry_after(const call_info& info, const error& e, const std::optional<circuit_breaker::permit>& permit,
-                         int attempt, std::vector<attempt_error>& earlier, clock::time_point started) {
+commit_resolution client::resolve_lost_commit(const call_info& info, const error& e) {
+  const auto t0 = clock::now();
+  internal::resolver_settings s;
+  s.until = info.deadline ? *info.deadline : t0 + m_options.resilience.commit_resolution_timeout;
+  // The host the call used (one host today).
+  const connection_options target = pooled_connection_options(m_options);
+  circuit_breaker* breaker = m_options.resilience.enabled ? &m_breaker : nullptr;
+  const auto result = internal::resolve_commit(
+      {*e.xid(), *e.commit_server()},
+      [&](clock::time_point until) { return internal::open_through_breaker(target, breaker, until); }, s);
+  if (m_observer) m_observer->on_commit_resolved({info.operation, result, *e.xid(), clock::now() - t0});
+  return result;
+}
+
+bool client::retry_after(const call_info& info, const error& e, const std::optional<circuit_breaker::permit>& permit,
+                         int attempt, std::vector<attempt_error>& earlier, clock::time_point started,
+                         bool can_resolve) {
+  auto facts = internal::error_facts_of(e);
+  if (e.is_indeterminate_commit() && m_observer) m_observer->on_indeterminate_commit(info.operation);
+  // A lost COMMIT whose transaction id is known: ask the server before the rule decides.
+  if (can_resolve && e.is_indeterminate_commit() && e.xid() && e.commit_server() &&
+      m_options.resilience.resolve_commits) {
+    facts.resolution = resolve_lost_commit(info, e);
+    if (facts.resolution == commit_resolution::committed) {
+      if (permit) m_breaker.record(*permit, facts.breaker);
+      succeeded(info, std::nullopt, started, attempt, 0);
+      return true;
+    }
+  }
   // The rule reads; this applies: breaker, events, budget, sleep.
   internal::attempt_facts at;
   at.attempt = attempt;
   if (info.deadline) at.time_left = *info.deadline - clock::now();
   at.budget_available = m_options.resilience.enabled && m_budget.available() >= 1.0;
   at.random64 = t_rng();
-  auto d = internal::decide_retry(internal::error_facts_of(e), {info.idempotent, info.transaction}, at,
-                                  m_options.resilience.retry, m_options.resilience.enabled);
+  auto d = internal::decide_retry(facts, {info.idempotent, info.transaction}, at, m_options.resilience.retry,
+                                  m_options.resilience.enabled);
   // Only an answer from the server closes the breaker or clears its failure streak; a pool
   // timeout or a usage error hands a probe permit back without a verdict.
   if (permit) m_breaker.record(*permit, d.breaker);
-  if (e.is_indeterminate_commit() && m_observer) m_observer->on_indeterminate_commit(info.operation);
   if (e.cancel_sent() && m_observer) m_observer->on_cancel_sent();
   if (d.spend_budget && !m_budget.try_spend()) {
     // Another caller took the last retry since available() was read.
     at.budget_available = false;
-    d = internal::decide_retry(internal::error_facts_of(e), {info.idempotent, info.transaction}, at,
-                               m_options.resilience.retry, m_options.resilience.enabled);
+    d = internal::decide_retry(facts, {info.idempotent, info.transaction}, at, m_options.resilience.retry,
+                               m_options.resilience.enabled);
   }
   if (d.reason == internal::retry_reason::budget_exhausted && m_observer) {
     m_observer->on_retry_budget_exhausted(info.operation);
@@ -229,19 +256,23 @@ void client::retry_after(const call_info& info, const error& e, const std::optio
   if (!d.retry) {
     // The caught error stays as it was; what the call adds goes into a copy of the same type.
     try {
+      std::optional<commit_resolution> resolution;
+      if (facts.resolution != commit_resolution::none) resolution = facts.resolution;
       internal::error_builder::raise_with_call_facts(e, {info.operation, attempt + 1, std::move(earlier),
-                                                         d.reason == internal::retry_reason::budget_exhausted});
+                                                         d.reason == internal::retry_reason::budget_exhausted,
+                                                         resolution});
     } catch (const error& final_error) {
       finished(info, clock::now() - started, attempt + 1, 0, &final_error);
       throw;
     }
   }
-  earlier.push_back({e.sqlstate(), e.what(), e.outcome()});
+  earlier.push_back({e.sqlstate(), e.what(), e.outcome(), facts.resolution});
   if (m_observer) {
     retry_report r;
     r.operation = info.operation;
-    r.failed_outcome = e.outcome();
-    r.reason = to_string(e.outcome());
+    // A lost COMMIT the server says aborted is run again as one that was rolled back.
+    r.failed_outcome = facts.resolution == commit_resolution::aborted ? outcome::rolled_back : e.outcome();
+    r.reason = to_string(r.failed_outcome);
     r.sqlstate = e.sqlstate();
     r.attempt = attempt + 2;
     r.delay = d.delay;
@@ -249,6 +280,7 @@ void client::retry_after(const call_info& info, const error& e, const std::optio
     m_observer->on_retry(r);
   }
   if (d.delay.count() > 0) std::this_thread::sleep_for(d.delay);
+  return false;
 }
 
 }  // namespace steadypg

@@ -2,7 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+#include <optional>
+#include <string>
+
 #include "error_builder.hpp"
+#include "steadypg/pipeline.hpp"
 
 namespace steadypg {
 
@@ -21,11 +26,15 @@ transaction::transaction(connection& conn, const transaction_options& options) :
   }
   if (options.read_only) sql += " READ ONLY";
   if (options.deferrable) sql += " DEFERRABLE";
+  // The server's identity is asked once per connection, here, outside the transaction (where a
+  // refusal cannot abort it); without it a lost COMMIT could not be resolved safely.
+  if (options.fetch_xid && !options.read_only) m_fetch_xid = conn.identify().has_value();
   (void)conn.execute(sql);
   m_active = true;
 }
 
-transaction::transaction(transaction&& other) noexcept : m_conn(other.m_conn), m_active(other.m_active) {
+transaction::transaction(transaction&& other) noexcept
+    : m_conn(other.m_conn), m_active(other.m_active), m_fetch_xid(other.m_fetch_xid) {
   other.m_active = false;
 }
 
@@ -43,19 +52,84 @@ void transaction::check_active() const {
   if (!active()) throw usage_error("the transaction is no longer active (committed or rolled back)");
 }
 
+namespace {
+
+[[noreturn]] void throw_commit_rolled_back() {
+  server_error_fields f;
+  f.sqlstate = std::string(sqlstates::in_failed_sql_transaction);
+  f.message = "COMMIT rolled back the transaction because an earlier statement in it failed";
+  throw internal::error_builder(failure_kind::server_error, outcome::fatal)
+      .fields(f)
+      .operation("commit")
+      .build<sql_error>(f.message + " (SQLSTATE 25P02)");
+}
+
+}  // namespace
+
+// SELECT pg_current_xact_id_if_assigned(), a flush request, COMMIT and the sync point go out in
+// one write: the id's answer leaves the server before COMMIT runs, so that it is here when the
+// reply to COMMIT is lost (a backend killed in the commit, a server crash, a cut connection).
+// A transaction that wrote nothing has no id (NULL): nothing to resolve.
+void transaction::commit_fetching_xid() {
+  std::optional<std::uint64_t> xid;
+  bool id_answered = false;
+  bool commit_answered = false;
+  result commit_result;
+  try {
+    pipeline p(*m_conn);
+    p.send("SELECT pg_current_xact_id_if_assigned()::text");
+    p.flush_request();
+    p.send("COMMIT");
+    p.sync();
+    std::optional<sql_error> id_failed;
+    try {
+      const auto text = p.get_result().as<std::optional<std::string>>();
+      id_answered = true;
+      if (text) xid = std::strtoull(text->c_str(), nullptr, 10);
+    } catch (const sql_error& e) {
+      if (e.poisons_connection()) throw;
+      id_failed = e;  // COMMIT is then skipped (pipeline_aborted) and the block stays open
+    }
+    if (id_failed) {
+      p.finish();
+      (void)m_conn->execute("ROLLBACK");
+      throw *id_failed;
+    }
+    commit_result = p.get_result();
+    commit_answered = true;
+    p.finish();
+  } catch (const indeterminate_commit& e) {
+    if (commit_answered) {
+      // COMMIT answered; only the sync point after it was lost.
+      if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
+      return;
+    }
+    std::string what =
+        xid ? fmt::format(
+                  "connection lost after COMMIT of transaction {} was sent; it may or may not have committed "
+                  "(pg_xact_status can tell): {}",
+                  *xid, e.what())
+        : id_answered
+            ? fmt::format("connection lost after COMMIT was sent; the transaction had written nothing: {}", e.what())
+            : std::string(e.what());
+    throw internal::error_builder::from(e)
+        .origin(e.origin())
+        .operation("commit")
+        .in_doubt_commit(xid, xid ? m_conn->known_identity() : std::nullopt)
+        .build<indeterminate_commit>(std::move(what));
+  }
+  if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
+}
+
 void transaction::commit() {
   check_active();
   m_active = false;
-  auto r = m_conn->execute("COMMIT");
-  if (r.command() == "ROLLBACK") {
-    server_error_fields f;
-    f.sqlstate = std::string(sqlstates::in_failed_sql_transaction);
-    f.message = "COMMIT rolled back the transaction because an earlier statement in it failed";
-    throw internal::error_builder(failure_kind::server_error, outcome::fatal)
-        .fields(f)
-        .operation("commit")
-        .build<sql_error>(f.message + " (SQLSTATE 25P02)");
+  if (m_fetch_xid) {
+    commit_fetching_xid();
+    return;
   }
+  auto r = m_conn->execute("COMMIT");
+  if (r.command() == "ROLLBACK") throw_commit_rolled_back();
 }
 
 void transaction::rollback() {
