@@ -209,7 +209,7 @@ commit_resolution client::resolve_lost_commit(const call_info& info, const error
   s.until = info.deadline ? *info.deadline : t0 + m_options.resilience.commit_resolution_timeout;
   // The host the call used (one host today).
   const connection_options target = pooled_connection_options(m_options);
-  circuit_breaker* breaker = m_options.resilience.enabled ? &m_breaker : nullptr;
+  const circuit_breaker* breaker = m_options.resilience.enabled ? &m_breaker : nullptr;
   const auto result = internal::resolve_commit(
       {*e.xid(), *e.commit_server()},
       [&](clock::time_point until) { return internal::open_through_breaker(target, breaker, until); }, s);

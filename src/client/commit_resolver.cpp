@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "connection_factory.hpp"
+#include "error_builder.hpp"
 
 namespace steadypg::internal {
 
@@ -73,18 +74,23 @@ commit_resolution resolve_commit(const in_doubt_commit& c, open_connection open,
   }
 }
 
-connection open_through_breaker(const connection_options& options, circuit_breaker* breaker, clock::time_point until) {
-  std::optional<circuit_breaker::permit> permit;
-  if (breaker != nullptr) permit = breaker->acquire();
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now());
-  try {
-    auto c = connection_factory(options).connect(std::max(left, std::chrono::milliseconds{1}));
-    if (permit) breaker->on_success(*permit);
-    return std::move(*c);
-  } catch (const error& e) {
-    if (permit) breaker->record(*permit, breaker_verdict_of(e));
-    throw;
+connection open_through_breaker(const connection_options& options, const circuit_breaker* breaker,
+                                clock::time_point until) {
+  // While the breaker is open nothing connects, resolution included. Once it lets calls through
+  // again the resolver does not compete with the calls for the half-open probes: it makes one
+  // connection per poll interval at most, and a probe's verdict is the calls' to give.
+  if (breaker != nullptr) {
+    const auto state = breaker->state();
+    const auto admits = breaker->admits_at();
+    if (state == breaker_state::forced_open || (state == breaker_state::open && admits && *admits > clock::now())) {
+      throw error_builder(failure_kind::connect_failed, outcome::not_sent)
+          .operation("resolve commit")
+          .build<circuit_open>("the circuit breaker is open");
+    }
   }
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now());
+  auto c = connection_factory(options).connect(std::max(left, std::chrono::milliseconds{1}));
+  return std::move(*c);
 }
 
 }  // namespace steadypg::internal

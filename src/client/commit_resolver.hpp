@@ -43,10 +43,10 @@ using open_connection = function_ref<connection(std::chrono::steady_clock::time_
 [[nodiscard]] commit_resolution resolve_commit(const in_doubt_commit& c, open_connection open,
                                                const resolver_settings& s) noexcept;
 
-/// A connection for resolve_commit that keeps the breaker's rules: it asks `breaker` (if any)
-/// for a permit first (circuit_open while it is open), connects with `options` within both its
-/// connect_timeout and `until`, and tells the breaker how that went.
-[[nodiscard]] connection open_through_breaker(const connection_options& options, circuit_breaker* breaker,
+/// A connection for resolve_commit that keeps the breaker's rules: circuit_open while `breaker`
+/// (if any) is open; otherwise connects with `options` within both its connect_timeout and
+/// `until`. It takes no half-open probe permit (those are the calls' to use).
+[[nodiscard]] connection open_through_breaker(const connection_options& options, const circuit_breaker* breaker,
                                               std::chrono::steady_clock::time_point until);
 
 }  // namespace steadypg::internal

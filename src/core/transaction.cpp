@@ -28,8 +28,17 @@ transaction::transaction(connection& conn, const transaction_options& options) :
   if (options.deferrable) sql += " DEFERRABLE";
   // The server's identity is asked once per connection, here, outside the transaction (where a
   // refusal cannot abort it); without it a lost COMMIT could not be resolved safely.
-  if (options.fetch_xid && !options.read_only) m_fetch_xid = conn.identify().has_value();
-  (void)conn.execute(sql);
+  try {
+    if (options.fetch_xid && !options.read_only) m_fetch_xid = conn.identify().has_value();
+    (void)conn.execute(sql);
+  } catch (const error& e) {
+    if (e.outcome() != outcome::indeterminate) throw;
+    // Neither BEGIN nor the identity query changes anything: whatever became of them, nothing of
+    // the transaction was applied.
+    auto b = internal::error_builder::from(e).origin(e.origin()).outcome(outcome::rolled_back);
+    if (e.kind() == failure_kind::timeout) throw b.build<timeout_error>(e.what());
+    throw b.build<connection_error>(e.what());
+  }
   m_active = true;
 }
 
@@ -103,6 +112,16 @@ void transaction::commit_fetching_xid() {
       // COMMIT answered; only the sync point after it was lost.
       if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
       return;
+    }
+    // The server ended the session (57P01 …) before answering the id: it processes a round trip
+    // in order, so it never reached COMMIT and the transaction died with the session.
+    if (!id_answered && !e.sqlstate().empty() && e.kind() != failure_kind::timeout && e.poisons_connection()) {
+      throw internal::error_builder::from(e)
+          .origin(e.origin())
+          .outcome(outcome::rolled_back)
+          .operation("commit")
+          .build<connection_error>(
+              fmt::format("the server ended the session before COMMIT ran; the transaction rolled back: {}", e.what()));
     }
     std::string what =
         xid ? fmt::format(

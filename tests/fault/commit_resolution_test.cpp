@@ -59,10 +59,10 @@ void make_slow_commit_table(connection& c, const std::string& table) {
       "CREATE OR REPLACE FUNCTION cr_slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
       "PERFORM pg_sleep(coalesce(nullif(current_setting('cr.commit_sleep', true), ''), '0')::float8); "
       "RETURN NULL; END $$");
-  c.execute(fmt::format(
-      "CREATE CONSTRAINT TRIGGER {0}_slow AFTER INSERT ON {0} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-      "EXECUTE FUNCTION cr_slow_commit()",
-      table));
+  c.execute(
+      fmt::format("CREATE CONSTRAINT TRIGGER {0}_slow AFTER INSERT ON {0} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                  "EXECUTE FUNCTION cr_slow_commit()",
+                  table));
 }
 
 // Waits (at most 10 s) until backend `pid` runs COMMIT.
@@ -71,7 +71,8 @@ bool wait_in_commit(int pid) {
   const auto until = clock_type::now() + 10s;
   while (clock_type::now() < until) {
     if (admin.query_value<bool>(
-            "SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query = 'COMMIT'", pid)) {
+            "SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query = 'COMMIT'",
+            pid)) {
       return true;
     }
     std::this_thread::sleep_for(5ms);
@@ -159,7 +160,8 @@ TEST(commit_resolution, a_backend_killed_inside_commit_is_aborted_and_fn_runs_ag
   std::atomic<int> first_pid{0};
   std::thread killer([&] {
     while (first_pid.load() == 0) std::this_thread::sleep_for(1ms);
-    if (wait_in_commit(first_pid)) (void)connect().query_value<bool>("SELECT pg_terminate_backend($1, 5000)", first_pid.load());
+    if (wait_in_commit(first_pid))
+      (void)connect().query_value<bool>("SELECT pg_terminate_backend($1, 5000)", first_pid.load());
   });
   EXPECT_NO_THROW(db.transaction([&](transaction& tx) {
     if (++runs == 1) {
@@ -370,8 +372,12 @@ TEST(commit_resolution, bank_transfers_stay_exact_under_kills_and_restarts) {
         std::lock_guard lk(mu);
         acknowledged.insert(id);
       } catch (const error& e) {
-        std::lock_guard lk(mu);
-        (e.outcome() == outcome::indeterminate ? unknown : failed_known).insert(id);
+        {
+          std::lock_guard lk(mu);
+          (e.outcome() == outcome::indeterminate ? unknown : failed_known).insert(id);
+          if (e.outcome() == outcome::indeterminate) std::printf("[ unknown  ] %s\n", e.what());
+        }
+        std::this_thread::sleep_for(5ms);  // the server is down or restarting: do not spin
       }
     }
   };
@@ -410,9 +416,8 @@ TEST(commit_resolution, bank_transfers_stay_exact_under_kills_and_restarts) {
   EXPECT_EQ(c.query_value<std::int64_t>("SELECT sum(balance) FROM cr_accounts"), accounts * opening)
       << "balances sum to a constant";
   std::map<std::int64_t, std::int64_t> in_ledger;
-  for (auto [id, n] : c.execute("SELECT transfer_id, count(*) FROM cr_ledger GROUP BY 1").rows<std::int64_t, std::int64_t>()) {
-    in_ledger[id] = n;
-  }
+  const auto ledger = c.execute("SELECT transfer_id, count(*) FROM cr_ledger GROUP BY 1");
+  for (auto [id, n] : ledger.rows<std::int64_t, std::int64_t>()) in_ledger[id] = n;
   long missing = 0, duplicated = 0, applied_failures = 0, unknown_applied = 0;
   for (auto id : acknowledged) {
     const auto it = in_ledger.find(id);
