@@ -24,6 +24,8 @@ void demo::step_outage() {
   const auto events_before = m_db->query_value<std::int64_t>(fmt::format("SELECT count(*) FROM {}", t("events")));
   const auto acknowledged_before = m_acknowledged_writes.load();
   const auto unknown_before = m_unknown_writes.load();
+  const auto committed_before = m_events.resolved_committed(), aborted_before = m_events.resolved_aborted(),
+             unresolved_before = m_events.resolved_unknown();
   const auto t0 = clock_type::now();
   m_events.start_timeline(t0);
   double stopped_at = -1, started_at = -1;
@@ -78,6 +80,14 @@ void demo::step_outage() {
     m_out.line(fmt::format("recovered {:.0f} ms after the server was started again (its startup included)",
                            closed_at - started_at));
   }
+  const auto resolved_committed = m_events.resolved_committed() - committed_before;
+  const auto resolved_aborted = m_events.resolved_aborted() - aborted_before;
+  const auto resolved_unknown = m_events.resolved_unknown() - unresolved_before;
+  m_out.line(
+      fmt::format("in-doubt writes (COMMIT sent, reply lost): {} resolved by asking the server — {} had "
+                  "committed (acknowledged), {} had not (run again); {} could not be resolved",
+                  resolved_committed + resolved_aborted + resolved_unknown, resolved_committed, resolved_aborted,
+                  resolved_unknown));
   m_out.line(fmt::format("writes: {} acknowledged, {} rows written, {} with an unknown outcome (never re-sent)",
                          acknowledged, rows_written, unknown));
   expect(restarted, "the server did not come back");
@@ -88,18 +98,21 @@ void demo::step_outage() {
   expect(rows_written >= static_cast<std::int64_t>(acknowledged) &&
              rows_written <= static_cast<std::int64_t>(acknowledged + unknown),
          "the rows written do not match the acknowledged writes");
-  m_report["outage"] = {{"server_stopped_ms", std::lround(stopped_at)},
-                        {"server_started_ms", std::lround(started_at)},
-                        {"breaker_closed_ms", std::lround(closed_at)},
-                        {"ok", r.ops},
-                        {"errors", r.errors},
-                        {"rejected_by_breaker", r.rejected},
-                        {"retries", m_events.retries()},
-                        {"writes_acknowledged", acknowledged},
-                        {"rows_written", rows_written},
-                        {"writes_unknown_outcome", unknown},
-                        {"events", timeline},
-                        {"per_250ms", r.timeline}};
+  m_report["outage"] = {
+      {"server_stopped_ms", std::lround(stopped_at)},
+      {"server_started_ms", std::lround(started_at)},
+      {"breaker_closed_ms", std::lround(closed_at)},
+      {"ok", r.ops},
+      {"errors", r.errors},
+      {"rejected_by_breaker", r.rejected},
+      {"retries", m_events.retries()},
+      {"writes_acknowledged", acknowledged},
+      {"rows_written", rows_written},
+      {"writes_unknown_outcome", unknown},
+      {"in_doubt_resolved",
+       {{"committed", resolved_committed}, {"aborted", resolved_aborted}, {"unknown", resolved_unknown}}},
+      {"events", timeline},
+      {"per_250ms", r.timeline}};
 }
 
 void demo::step_slow_query() {

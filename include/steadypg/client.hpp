@@ -97,9 +97,18 @@ class client {
   template <bindable... Args>
   result execute(const statement& st, const Args&... args) {
     const std::tuple<const Args&...> a(args...);
-    return run({st.name().empty() ? "execute" : st.name().c_str(), st.sql(), st.is_idempotent(), false, deadline_of(st),
-                describer<Args...>(), &a},
-               [&](connection& c) { return c.execute(st, args...); });
+    const call_info info{st.name().empty() ? "execute" : st.name().c_str(),
+                         st.sql(),
+                         st.is_idempotent(),
+                         false,
+                         deadline_of(st),
+                         describer<Args...>(),
+                         &a};
+    if (st.verifies_commit() && m_options.resilience.resolve_commits) {
+      return internal::with_params([&](std::span<const param_ref> refs) { return execute_verified(info, st, refs); },
+                                   args...);
+    }
+    return run(info, [&](connection& c) { return c.execute(st, args...); });
   }
   /// Runs a statement with run-time parameters.
   result execute(std::string_view sql, const param_list& params);
@@ -293,6 +302,10 @@ class client {
   };
 
   static std::optional<clock::time_point> deadline_of(const statement& st);
+  // statement{…}.verify_commit(): the statement in a transaction of its own whose id is fetched
+  // with COMMIT, so that a lost reply is resolved (the call has no value of its own in run():
+  // the statement's result is kept outside it).
+  result execute_verified(const call_info& info, const statement& st, std::span<const param_ref> params);
   // Renders a param_list (call_info::describe for run-time parameters).
   static std::string describe_param_list(const void* params);
   // internal::call_runner over this client, for the components in src/ that run calls of

@@ -92,6 +92,19 @@ class statement {
     m_timeout = t;
     return std::move(*this);
   }
+  /// Runs the write through a client as a transaction of its own — BEGIN,
+  /// `SELECT pg_current_xact_id()`, the statement, COMMIT, pipelined in one round trip — so that
+  /// a reply lost after COMMIT is resolved by asking the server instead of leaving the write in
+  /// doubt (committed: the call succeeds; aborted: it runs again; docs/resilience.md). One
+  /// statement only (extended protocol); not inside a transaction of your own.
+  statement& verify_commit(bool on = true) & {
+    m_verify_commit = on;
+    return *this;
+  }
+  statement&& verify_commit(bool on = true) && {
+    m_verify_commit = on;
+    return std::move(*this);
+  }
   /// Opts this statement out of the prepared-statement cache.
   statement& unprepared() & {
     m_prepare = false;
@@ -106,6 +119,7 @@ class statement {
   [[nodiscard]] bool is_idempotent() const noexcept { return m_idempotent; }
   [[nodiscard]] const std::string& name() const noexcept { return m_name; }
   [[nodiscard]] bool may_prepare() const noexcept { return m_prepare; }
+  [[nodiscard]] bool verifies_commit() const noexcept { return m_verify_commit; }
   [[nodiscard]] std::optional<std::chrono::milliseconds> call_timeout() const noexcept { return m_timeout; }
 
  private:
@@ -114,6 +128,7 @@ class statement {
   std::optional<std::chrono::milliseconds> m_timeout;
   bool m_idempotent = false;
   bool m_prepare = true;
+  bool m_verify_commit = false;
 };
 
 /// What a connection is doing, as seen by a pool.

@@ -12,6 +12,7 @@
 
 #include "error_builder.hpp"
 #include "retry_policy.hpp"
+#include "verified_commit.hpp"
 
 namespace steadypg {
 
@@ -128,6 +129,12 @@ connection_info_report client::connection_info() {
     r.performance.slow_queries = m_metrics->slow_queries();
   }
   return r;
+}
+
+result client::execute_verified(const call_info& info, const statement& st, std::span<const param_ref> params) {
+  std::optional<result> out;
+  run(info, [&](connection& c) { internal::execute_verified(c, st.sql(), params, out); });
+  return out ? std::move(*out) : result{};  // committed, but the statement's own answer was lost
 }
 
 std::string client::describe_param_list(const void* params) {

@@ -3,10 +3,12 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <exception>
 #include <optional>
 #include <string>
 
 #include "error_builder.hpp"
+#include "verified_commit.hpp"
 #include "steadypg/pipeline.hpp"
 
 namespace steadypg {
@@ -75,6 +77,88 @@ namespace {
 
 }  // namespace
 
+namespace internal {
+
+void raise_lost_commit(const indeterminate_commit& e, bool id_answered, std::optional<std::uint64_t> xid,
+                       std::optional<server_identity> server) {
+  // The server ended the session (57P01 …) before answering the id: it processes a round trip
+  // in order, so it never reached COMMIT and the transaction died with the session.
+  if (!id_answered && !e.sqlstate().empty() && e.kind() != failure_kind::timeout && e.poisons_connection()) {
+    throw error_builder::from(e)
+        .origin(e.origin())
+        .outcome(outcome::rolled_back)
+        .operation("commit")
+        .build<connection_error>(
+            fmt::format("the server ended the session before COMMIT ran; the transaction rolled back: {}", e.what()));
+  }
+  std::string what =
+      xid ? fmt::format(
+                "connection lost after COMMIT of transaction {} was sent; it may or may not have committed "
+                "(pg_xact_status can tell): {}",
+                *xid, e.what())
+      : id_answered
+          ? fmt::format("connection lost after COMMIT was sent; the transaction had written nothing: {}", e.what())
+          : std::string(e.what());
+  throw error_builder::from(e)
+      .origin(e.origin())
+      .operation("commit")
+      .in_doubt_commit(xid, xid ? server : std::nullopt)
+      .build<indeterminate_commit>(std::move(what));
+}
+
+void execute_verified(connection& c, std::string_view sql, std::span<const param_ref> params,
+                      std::optional<result>& out) {
+  out.reset();
+  const auto server = c.identify();
+  if (!server) {
+    out = c.execute_refs(sql, params, true);  // nothing to resolve with: a plain statement
+    return;
+  }
+  std::optional<std::uint64_t> xid;
+  bool id_answered = false;
+  bool commit_answered = false;
+  result commit_result;
+  std::exception_ptr failed;
+  try {
+    pipeline p(c);
+    p.send("BEGIN");
+    p.send("SELECT pg_current_xact_id()::text");
+    p.send_refs(sql, params);
+    p.flush_request();
+    p.send("COMMIT");
+    p.sync();
+    try {
+      (void)p.get_result();  // BEGIN
+      const auto text = p.get_result().as<std::optional<std::string>>();
+      id_answered = true;
+      if (text) xid = std::strtoull(text->c_str(), nullptr, 10);
+      out = p.get_result();
+      commit_result = p.get_result();
+      commit_answered = true;
+    } catch (const sql_error& e) {
+      if (e.poisons_connection()) throw;
+      failed = std::current_exception();  // the rest of the block was skipped (pipeline_aborted)
+      out.reset();
+    }
+    p.finish();
+  } catch (const indeterminate_commit& e) {
+    if (commit_answered) {
+      if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
+      return;
+    }
+    raise_lost_commit(e, id_answered, xid, server);
+  }
+  if (failed) {
+    if (c.status() == connection_status::in_transaction || c.status() == connection_status::failed_transaction) {
+      (void)c.execute("ROLLBACK");
+    }
+    std::rethrow_exception(failed);
+  }
+  if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
+}
+
+}  // namespace internal
+
 // SELECT pg_current_xact_id_if_assigned(), a flush request, COMMIT and the sync point go out in
 // one write: the id's answer leaves the server before COMMIT runs, so that it is here when the
 // reply to COMMIT is lost (a backend killed in the commit, a server crash, a cut connection).
@@ -113,29 +197,7 @@ void transaction::commit_fetching_xid() {
       if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
       return;
     }
-    // The server ended the session (57P01 …) before answering the id: it processes a round trip
-    // in order, so it never reached COMMIT and the transaction died with the session.
-    if (!id_answered && !e.sqlstate().empty() && e.kind() != failure_kind::timeout && e.poisons_connection()) {
-      throw internal::error_builder::from(e)
-          .origin(e.origin())
-          .outcome(outcome::rolled_back)
-          .operation("commit")
-          .build<connection_error>(
-              fmt::format("the server ended the session before COMMIT ran; the transaction rolled back: {}", e.what()));
-    }
-    std::string what =
-        xid ? fmt::format(
-                  "connection lost after COMMIT of transaction {} was sent; it may or may not have committed "
-                  "(pg_xact_status can tell): {}",
-                  *xid, e.what())
-        : id_answered
-            ? fmt::format("connection lost after COMMIT was sent; the transaction had written nothing: {}", e.what())
-            : std::string(e.what());
-    throw internal::error_builder::from(e)
-        .origin(e.origin())
-        .operation("commit")
-        .in_doubt_commit(xid, xid ? m_conn->known_identity() : std::nullopt)
-        .build<indeterminate_commit>(std::move(what));
+    internal::raise_lost_commit(e, id_answered, xid, m_conn->known_identity());
   }
   if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
 }

@@ -442,3 +442,82 @@ TEST(commit_resolution, bank_transfers_stay_exact_under_kills_and_restarts) {
       kills.load(), acknowledged.size(), failed_known.size(), unknown.size(), obs.committed.load(), obs.aborted.load(),
       obs.unknown.load(), in_ledger.size(), missing, duplicated);
 }
+
+TEST(commit_resolution, a_verified_statement_whose_commit_reply_is_lost_returns_its_result) {
+  auto* cluster = cluster_environment::cluster();
+  if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  steadypg::test::fault_proxy proxy(cluster->port());
+  resolution_observer obs;
+  client db(fast_options(proxy.dsn()), &obs);
+  db.execute("DROP TABLE IF EXISTS cr_stmt; CREATE TABLE cr_stmt (id int PRIMARY KEY)");
+  proxy.lose_commit_reply();
+  result r;
+  ASSERT_NO_THROW(r = db.execute(statement{"INSERT INTO cr_stmt VALUES ($1) RETURNING id"}.verify_commit(), 7));
+  ASSERT_EQ(r.size(), 1u) << "the statement's own answer arrived before COMMIT's was lost";
+  EXPECT_EQ(std::get<0>(r[0].as<int>()), 7);
+  EXPECT_EQ(proxy.times_seen("COMMIT"), 1);
+  EXPECT_EQ(count_rows("cr_stmt"), 1);
+  EXPECT_EQ(obs.committed.load(), 1);
+  // Without the reply lost it is one round trip and an ordinary result; an error is the statement's.
+  EXPECT_EQ(db.execute(statement{"INSERT INTO cr_stmt VALUES ($1)"}.verify_commit(), 8).rows_affected(), 1u);
+  EXPECT_THROW(db.execute(statement{"INSERT INTO cr_stmt VALUES ($1)"}.verify_commit(), 8), unique_violation);
+  EXPECT_EQ(count_rows("cr_stmt"), 2);
+  EXPECT_EQ(db.query_value<int>("SELECT 1"), 1) << "the connection is usable after the failed block";
+}
+
+TEST(commit_resolution, a_transaction_mode_batch_chunk_is_resolved_as_a_unit) {
+  auto* cluster = cluster_environment::cluster();
+  if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  steadypg::test::fault_proxy proxy(cluster->port());
+  resolution_observer obs;
+  client db(fast_options(proxy.dsn()), &obs);
+  db.execute("DROP TABLE IF EXISTS cr_batch; CREATE TABLE cr_batch (id int PRIMARY KEY)");
+  std::vector<batch_operation> ops;
+  for (int i = 0; i < 5; ++i) ops.emplace_back("INSERT INTO cr_batch VALUES ($1)", i);
+  proxy.lose_commit_reply();
+  batch_options bo;
+  bo.batch_size = 5;
+  bo.concurrency = 1;
+  bo.mode = batch_mode::transaction;
+  bo.verify_commit = true;
+  const auto report = db.batch_execute(ops, bo);
+  EXPECT_EQ(report.stats.succeeded, 5u);
+  EXPECT_EQ(report.stats.unknown, 0u);
+  EXPECT_EQ(report.stats.resolved_committed, 5u);
+  EXPECT_EQ(report.stats.resolved_aborted, 0u);
+  EXPECT_EQ(proxy.times_seen("COMMIT"), 1);
+  EXPECT_EQ(count_rows("cr_batch"), 5);
+  EXPECT_EQ(obs.committed.load(), 1) << "one resolution for the chunk";
+  std::printf("[ metrics  ] batch chunk with a lost COMMIT reply: resolved_committed=%zu resolved_aborted=%zu\n",
+              report.stats.resolved_committed, report.stats.resolved_aborted);
+}
+
+TEST(commit_resolution, an_independent_batch_operation_killed_in_commit_runs_again) {
+  auto* cluster = cluster_environment::cluster();
+  if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  {
+    auto c = connect();
+    make_slow_commit_table(c, "cr_indep");
+  }
+  resolution_observer obs;
+  client db(fast_options(cluster_environment::dsn()), &obs);
+  const int pid = db.acquire()->backend_pid();  // the pool's one connection
+  std::thread killer([&] {
+    if (wait_in_commit(pid)) (void)connect().query_value<bool>("SELECT pg_terminate_backend($1, 5000)", pid);
+  });
+  // The first operation's COMMIT sleeps (the setting lives in the session, so only the first
+  // connection has it) and is killed there.
+  (void)db.acquire()->execute("SET cr.commit_sleep = '5'");
+  std::vector<batch_operation> ops;
+  ops.emplace_back("INSERT INTO cr_indep VALUES ($1)", 1);
+  batch_options bo;
+  bo.concurrency = 1;
+  bo.mode = batch_mode::independent;
+  bo.verify_commit = true;
+  const auto report = db.batch_execute(ops, bo);
+  killer.join();
+  EXPECT_EQ(report.stats.succeeded, 1u);
+  EXPECT_EQ(report.stats.resolved_aborted, 1u);
+  EXPECT_EQ(count_rows("cr_indep"), 1);
+  EXPECT_EQ(obs.aborted.load(), 1);
+}
