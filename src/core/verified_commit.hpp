@@ -27,7 +27,7 @@ void execute_verified(connection& c, std::string_view sql, std::span<const param
 /// Throws what a COMMIT lost with `e` means: rolled_back when the server ended the session
 /// before answering the id (it never reached COMMIT), otherwise indeterminate_commit carrying
 /// `xid` and `server` (when known).
-[[noreturn]] void raise_lost_commit(const indeterminate_commit& e, bool id_answered,
-                                    std::optional<std::uint64_t> xid, std::optional<server_identity> server);
+[[noreturn]] void raise_lost_commit(const indeterminate_commit& e, bool id_answered, std::optional<std::uint64_t> xid,
+                                    std::optional<server_identity> server);
 
 }  // namespace steadypg::internal

@@ -344,3 +344,29 @@ TEST(retry_policy, facts_of_each_error) {
     }
   }
 }
+
+// What the client's resolution found travels on the error it gives up with, and the rule reads it.
+TEST(retry_policy, the_resolution_of_a_lost_commit_is_a_fact_of_its_error) {
+  const server_identity server{42, 3};
+  const auto lost = error_builder(failure_kind::connection_lost, outcome::indeterminate)
+                        .operation("commit")
+                        .broken()
+                        .in_doubt_commit(77, server)
+                        .build<indeterminate_commit>("lost");
+  EXPECT_EQ(lost.xid(), std::optional<std::uint64_t>(77));
+  EXPECT_EQ(lost.commit_server(), std::optional<server_identity>(server));
+  EXPECT_EQ(lost.resolution(), commit_resolution::none);
+  EXPECT_EQ(error_facts_of(lost).resolution, commit_resolution::none);
+  for (auto r : {commit_resolution::unknown, commit_resolution::aborted}) {
+    try {
+      error_builder::raise_with_call_facts(lost, {"transaction", 1, {}, false, r});
+    } catch (const indeterminate_commit& e) {
+      EXPECT_EQ(e.resolution(), r);
+      EXPECT_EQ(e.xid(), std::optional<std::uint64_t>(77)) << "the id stays";
+      const auto f = error_facts_of(e);
+      EXPECT_EQ(f.resolution, r);
+      const auto d = decide_retry(f, {false, true}, {0, std::nullopt, true, k_draw}, options(), true);
+      EXPECT_EQ(d.retry, r == commit_resolution::aborted) << to_string(r);
+    }
+  }
+}
