@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iostream>
+#include <atomic>
 #include <random>
 #include <thread>
 
@@ -26,6 +27,21 @@ void demo::step_outage() {
   const auto unknown_before = m_unknown_writes.load();
   const auto committed_before = m_events.resolved_committed(), aborted_before = m_events.resolved_aborted(),
              unresolved_before = m_events.resolved_unknown();
+  // One write is made to commit slowly (a deferred trigger sleeps 1 s inside its COMMIT), so that
+  // the stop lands inside a COMMIT for certain: its outcome is then asked of the server.
+  const std::string slow = t("slow_commits");
+  m_db->execute(fmt::format(
+      "CREATE TABLE IF NOT EXISTS {0} (id int); "
+      "CREATE OR REPLACE FUNCTION {0}_sleep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "PERFORM pg_sleep(coalesce(nullif(current_setting('demo.commit_sleep', true), ''), '0')::float8); "
+      "RETURN NULL; END $$; "
+      "DROP TRIGGER IF EXISTS slow_commit ON {0}; "
+      "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON {0} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+      "EXECUTE FUNCTION {0}_sleep(); TRUNCATE {0}",
+      slow));
+  std::thread slow_writer;
+  std::atomic<int> slow_runs{0};
+  std::atomic<bool> slow_ok{false};
   const auto t0 = clock_type::now();
   m_events.start_timeline(t0);
   double stopped_at = -1, started_at = -1;
@@ -34,6 +50,19 @@ void demo::step_outage() {
   const auto r = run_workload(
       4, std::chrono::milliseconds(7500), 20,
       [&](double elapsed) {
+        if (!slow_writer.joinable() && elapsed >= 700) {
+          slow_writer = std::thread([&] {
+            try {
+              m_db->transaction([&](transaction& tx) {
+                if (++slow_runs == 1) tx.execute("SET LOCAL demo.commit_sleep = '1'");
+                tx.execute(fmt::format("INSERT INTO {} VALUES (1)", slow));
+              });
+              slow_ok = true;
+            } catch (const error&) {
+              // Reported below from the counts.
+            }
+          });
+        }
         if (stopped_at < 0 && elapsed >= 1000) {
           stopped_at = elapsed;
           m_events.note("server stopped (fast shutdown: sessions are terminated)");
@@ -47,6 +76,7 @@ void demo::step_outage() {
         }
       },
       true);
+  if (slow_writer.joinable()) slow_writer.join();
   m_events.stop_timeline();
   check_interrupted();
   const auto events = m_events.events();
@@ -95,6 +125,12 @@ void demo::step_outage() {
   expect(r.rejected > 0, "no call was rejected at once by the open breaker");
   expect(m_db->breaker().state() == breaker_state::closed && closed_at > 0,
          "the breaker did not close after the server came back");
+  const auto slow_rows =
+      m_db->query_value<std::int64_t>(statement{fmt::format("SELECT count(*) FROM {}", slow)}.idempotent());
+  m_out.line(fmt::format("the slow-commit write: {} run(s), {}, {} row(s) in its table", slow_runs.load(),
+                         slow_ok ? "acknowledged" : "not acknowledged", slow_rows));
+  expect(resolved_committed + resolved_aborted >= 1, "the COMMIT in flight when the server stopped was not resolved");
+  expect(slow_ok && slow_rows == 1, "the slow-commit write is not in its table exactly once");
   expect(rows_written >= static_cast<std::int64_t>(acknowledged) &&
              rows_written <= static_cast<std::int64_t>(acknowledged + unknown),
          "the rows written do not match the acknowledged writes");
