@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -121,6 +122,20 @@ class demo_observer final : public observer {
   }
   std::uint64_t retries() const { return m_retries.load(); }
   std::uint64_t transitions_to_open() const { return m_opened.load(); }
+  /// Lost COMMITs the server was asked about, by answer.
+  std::uint64_t resolved_committed() const { return m_resolved[0].load(); }
+  std::uint64_t resolved_aborted() const { return m_resolved[1].load(); }
+  std::uint64_t resolved_unknown() const { return m_resolved[2].load(); }
+
+  void on_commit_resolved(const commit_resolution_report& r) noexcept override {
+    const int i = r.result == commit_resolution::committed ? 0 : r.result == commit_resolution::aborted ? 1 : 2;
+    ++m_resolved[static_cast<std::size_t>(i)];
+    try {
+      note(fmt::format("lost COMMIT of transaction {} resolved: {} (asked the server for {:.0f} ms)", r.xid,
+                       to_string(r.result), std::chrono::duration<double, std::milli>(r.took).count()));
+    } catch (...) {
+    }
+  }
 
   void on_retry(const retry_report& r) noexcept override {
     ++m_retries;
@@ -158,6 +173,7 @@ class demo_observer final : public observer {
   int m_retries_logged = 0;
   std::vector<timeline_event> m_events;
   std::atomic<std::uint64_t> m_retries{0}, m_opened{0};
+  std::array<std::atomic<std::uint64_t>, 3> m_resolved{};  // committed, aborted, unknown
 };
 
 // Where the demo's output goes: the display (text) or nothing until the final JSON.

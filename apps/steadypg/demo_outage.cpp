@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iostream>
+#include <atomic>
 #include <random>
 #include <thread>
 
@@ -24,6 +25,23 @@ void demo::step_outage() {
   const auto events_before = m_db->query_value<std::int64_t>(fmt::format("SELECT count(*) FROM {}", t("events")));
   const auto acknowledged_before = m_acknowledged_writes.load();
   const auto unknown_before = m_unknown_writes.load();
+  const auto committed_before = m_events.resolved_committed(), aborted_before = m_events.resolved_aborted(),
+             unresolved_before = m_events.resolved_unknown();
+  // One write is made to commit slowly (a deferred trigger sleeps 1 s inside its COMMIT), so that
+  // the stop lands inside a COMMIT for certain: its outcome is then asked of the server.
+  const std::string slow = t("slow_commits");
+  m_db->execute(fmt::format(
+      "CREATE TABLE IF NOT EXISTS {0} (id int); "
+      "CREATE OR REPLACE FUNCTION {0}_sleep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "PERFORM pg_sleep(coalesce(nullif(current_setting('demo.commit_sleep', true), ''), '0')::float8); "
+      "RETURN NULL; END $$; "
+      "DROP TRIGGER IF EXISTS slow_commit ON {0}; "
+      "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON {0} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+      "EXECUTE FUNCTION {0}_sleep(); TRUNCATE {0}",
+      slow));
+  std::thread slow_writer;
+  std::atomic<int> slow_runs{0};
+  std::atomic<bool> slow_ok{false};
   const auto t0 = clock_type::now();
   m_events.start_timeline(t0);
   double stopped_at = -1, started_at = -1;
@@ -32,6 +50,19 @@ void demo::step_outage() {
   const auto r = run_workload(
       4, std::chrono::milliseconds(7500), 20,
       [&](double elapsed) {
+        if (!slow_writer.joinable() && elapsed >= 700) {
+          slow_writer = std::thread([&] {
+            try {
+              m_db->transaction([&](transaction& tx) {
+                if (++slow_runs == 1) tx.execute("SET LOCAL demo.commit_sleep = '1'");
+                tx.execute(fmt::format("INSERT INTO {} VALUES (1)", slow));
+              });
+              slow_ok = true;
+            } catch (const error&) {
+              // Reported below from the counts.
+            }
+          });
+        }
         if (stopped_at < 0 && elapsed >= 1000) {
           stopped_at = elapsed;
           m_events.note("server stopped (fast shutdown: sessions are terminated)");
@@ -45,6 +76,7 @@ void demo::step_outage() {
         }
       },
       true);
+  if (slow_writer.joinable()) slow_writer.join();
   m_events.stop_timeline();
   check_interrupted();
   const auto events = m_events.events();
@@ -78,6 +110,14 @@ void demo::step_outage() {
     m_out.line(fmt::format("recovered {:.0f} ms after the server was started again (its startup included)",
                            closed_at - started_at));
   }
+  const auto resolved_committed = m_events.resolved_committed() - committed_before;
+  const auto resolved_aborted = m_events.resolved_aborted() - aborted_before;
+  const auto resolved_unknown = m_events.resolved_unknown() - unresolved_before;
+  m_out.line(
+      fmt::format("in-doubt writes (COMMIT sent, reply lost): {} resolved by asking the server — {} had "
+                  "committed (acknowledged), {} had not (run again); {} could not be resolved",
+                  resolved_committed + resolved_aborted + resolved_unknown, resolved_committed, resolved_aborted,
+                  resolved_unknown));
   m_out.line(fmt::format("writes: {} acknowledged, {} rows written, {} with an unknown outcome (never re-sent)",
                          acknowledged, rows_written, unknown));
   expect(restarted, "the server did not come back");
@@ -85,21 +125,30 @@ void demo::step_outage() {
   expect(r.rejected > 0, "no call was rejected at once by the open breaker");
   expect(m_db->breaker().state() == breaker_state::closed && closed_at > 0,
          "the breaker did not close after the server came back");
+  const auto slow_rows =
+      m_db->query_value<std::int64_t>(statement{fmt::format("SELECT count(*) FROM {}", slow)}.idempotent());
+  m_out.line(fmt::format("the slow-commit write: {} run(s), {}, {} row(s) in its table", slow_runs.load(),
+                         slow_ok ? "acknowledged" : "not acknowledged", slow_rows));
+  expect(resolved_committed + resolved_aborted >= 1, "the COMMIT in flight when the server stopped was not resolved");
+  expect(slow_ok && slow_rows == 1, "the slow-commit write is not in its table exactly once");
   expect(rows_written >= static_cast<std::int64_t>(acknowledged) &&
              rows_written <= static_cast<std::int64_t>(acknowledged + unknown),
          "the rows written do not match the acknowledged writes");
-  m_report["outage"] = {{"server_stopped_ms", std::lround(stopped_at)},
-                        {"server_started_ms", std::lround(started_at)},
-                        {"breaker_closed_ms", std::lround(closed_at)},
-                        {"ok", r.ops},
-                        {"errors", r.errors},
-                        {"rejected_by_breaker", r.rejected},
-                        {"retries", m_events.retries()},
-                        {"writes_acknowledged", acknowledged},
-                        {"rows_written", rows_written},
-                        {"writes_unknown_outcome", unknown},
-                        {"events", timeline},
-                        {"per_250ms", r.timeline}};
+  m_report["outage"] = {
+      {"server_stopped_ms", std::lround(stopped_at)},
+      {"server_started_ms", std::lround(started_at)},
+      {"breaker_closed_ms", std::lround(closed_at)},
+      {"ok", r.ops},
+      {"errors", r.errors},
+      {"rejected_by_breaker", r.rejected},
+      {"retries", m_events.retries()},
+      {"writes_acknowledged", acknowledged},
+      {"rows_written", rows_written},
+      {"writes_unknown_outcome", unknown},
+      {"in_doubt_resolved",
+       {{"committed", resolved_committed}, {"aborted", resolved_aborted}, {"unknown", resolved_unknown}}},
+      {"events", timeline},
+      {"per_250ms", r.timeline}};
 }
 
 void demo::step_slow_query() {

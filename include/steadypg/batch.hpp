@@ -105,6 +105,12 @@ struct batch_options {
   /// Where a multi-host client runs the batch's chunks; unset: the client's
   /// cluster.default_route (docs/cluster.md).
   std::optional<steadypg::route> route = std::nullopt;
+  /// Make a lost COMMIT resolvable (docs/resilience.md#resolving-a-lost-commit): transaction mode
+  /// fetches each chunk's transaction id in its round trip (BEGIN; SELECT pg_current_xact_id();
+  /// …; COMMIT) and resolves a chunk whose COMMIT reply was lost as a unit; independent mode runs
+  /// each statement as statement{…}.verify_commit() does. Pipeline mode does not use it yet.
+  /// Needs the client's resilience_options::resolve_commits. Default false.
+  bool verify_commit = false;
   /// Called after each chunk, from the batch's worker threads, one call at a time, with
   /// `processed` never decreasing. Must not throw.
   std::function<void(const batch_progress&)> on_progress;
@@ -152,6 +158,11 @@ struct batch_stats {
   /// Operations that waited for an open circuit breaker to let calls through again (instead
   /// of failing at once with circuit_open).
   std::size_t breaker_waited = 0;
+  /// With verify_commit: operations whose COMMIT reply was lost and which the server said
+  /// committed (they succeeded) …
+  std::size_t resolved_committed = 0;
+  /// … or did not commit (they ran again).
+  std::size_t resolved_aborted = 0;
   double success_rate = 1.0;  ///< succeeded / total (1 for an empty batch)
   std::chrono::nanoseconds duration{};
 };

@@ -101,9 +101,20 @@ class client {
   template <bindable... Args>
   result execute(const statement& st, const Args&... args) {
     const std::tuple<const Args&...> a(args...);
-    return run({st.name().empty() ? "execute" : st.name().c_str(), st.sql(), st.is_idempotent(), false, deadline_of(st),
-                describer<Args...>(), &a, st.target_route(), st.read_after()},
-               [&](connection& c) { return c.execute(st, args...); });
+    const call_info info{st.name().empty() ? "execute" : st.name().c_str(),
+                         st.sql(),
+                         st.is_idempotent(),
+                         false,
+                         deadline_of(st),
+                         describer<Args...>(),
+                         &a,
+                         st.target_route(),
+                         st.read_after()};
+    if (st.verifies_commit() && m_options.resilience.resolve_commits) {
+      return internal::with_params([&](std::span<const param_ref> refs) { return execute_verified(info, st, refs); },
+                                   args...);
+    }
+    return run(info, [&](connection& c) { return c.execute(st, args...); });
   }
   /// Runs a statement with run-time parameters.
   result execute(std::string_view sql, const param_list& params);
@@ -127,18 +138,23 @@ class client {
   template <typename Fn>
   auto transaction(Fn&& fn, const transaction_options& options = {})
       -> std::invoke_result_t<Fn&, steadypg::transaction&> {
-    return run({"transaction", {}, false, true, std::nullopt, nullptr, nullptr, options.route}, [&](connection& c) {
-      using R = std::invoke_result_t<Fn&, steadypg::transaction&>;
-      steadypg::transaction tx(c, options);
+    using R = std::invoke_result_t<Fn&, steadypg::transaction&>;
+    transaction_options o = options;
+    o.fetch_xid = o.fetch_xid || m_options.resilience.resolve_commits;
+    // fn's value is kept outside the pipeline, so that a lost COMMIT the server says committed
+    // can end the call successfully (run() then has no value of its own to return).
+    std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+    run({"transaction", {}, false, true, std::nullopt, nullptr, nullptr, options.route}, [&](connection& c) {
+      steadypg::transaction tx(c, o);
       if constexpr (std::is_void_v<R>) {
         fn(tx);
-        tx.commit();
       } else {
-        R r = fn(tx);
-        tx.commit();
-        return r;
+        value.reset();
+        value.emplace(fn(tx));
       }
+      tx.commit();
     });
+    if constexpr (!std::is_void_v<R>) return std::move(*value);
   }
 
   /// Runs every operation of `ops` (see batch_mode) and reports each one's outcome; never
@@ -253,6 +269,7 @@ class client {
   struct host_slot {
     std::size_t index = 0;
     std::string label;  ///< "host:port"
+    std::string dsn;    ///< this host alone
     std::unique_ptr<circuit_breaker> breaker;
     std::unique_ptr<pool_type> pool;
   };
@@ -288,7 +305,11 @@ class client {
           return r;
         }
       } catch (const error& e) {
-        retry_after(info, e, host, permit, attempt, failed_over, earlier, started);  // or throws the final error
+        // Or throws the final error. True: a lost COMMIT the server says committed (asked only
+        // for calls without a value of their own), so the call succeeded.
+        if (retry_after(info, e, host, permit, attempt, failed_over, earlier, started, std::is_void_v<R>)) {
+          if constexpr (std::is_void_v<R>) return;
+        }
         ++attempt;
       } catch (...) {
         // Not a steadypg error (thrown by the caller's code): it says nothing about the server,
@@ -315,6 +336,10 @@ class client {
   };
 
   static std::optional<clock::time_point> deadline_of(const statement& st);
+  // statement{…}.verify_commit(): the statement in a transaction of its own whose id is fetched
+  // with COMMIT, so that a lost reply is resolved (the call has no value of its own in run():
+  // the statement's result is kept outside it).
+  result execute_verified(const call_info& info, const statement& st, std::span<const param_ref> params);
   // Renders a param_list (call_info::describe for run-time parameters).
   static std::string describe_param_list(const void* params);
   // internal::call_runner over this client, for the components in src/ that run calls of
@@ -344,9 +369,16 @@ class client {
   // Applies the retry rule (src/retry_policy.hpp) to a failed attempt: records it with the
   // breaker, fires the events, spends the budget and sleeps the backoff when the call is to run
   // again; otherwise throws a copy of `e` carrying the attempts (and reports the call finished).
-  void retry_after(const call_info& info, const error& e, host_slot* host,
+  // A lost COMMIT carrying its transaction id is first resolved (when `can_resolve`): true
+  // means the server says it committed and the call has succeeded.
+  bool retry_after(const call_info& info, const error& e, host_slot* host,
                    const std::optional<circuit_breaker::permit>& permit, int attempt, bool& failed_over,
-                   std::vector<attempt_error>& earlier, clock::time_point started);
+                   std::vector<attempt_error>& earlier, clock::time_point started, bool can_resolve);
+  // Asks the server the call used (`host`) what became of the lost COMMIT of `e`
+  // (src/client/commit_resolver.hpp), within the call's deadline (or
+  // resilience_options::commit_resolution_timeout) and that host's breaker's rules, and reports
+  // it (on_commit_resolved).
+  commit_resolution resolve_lost_commit(const call_info& info, const error& e, host_slot& host);
   // The host writes go to now (the elected primary, else the first host).
   const host_slot& primary_slot() const noexcept;
   // Registers the per-host gauges (role, lag) and postgresql_topology_primaries.

@@ -26,6 +26,15 @@ struct resilience_options {
   /// failure_threshold (POSTGRESQL_CIRCUIT_BREAKER_THRESHOLD), open_duration
   /// (POSTGRESQL_CIRCUIT_BREAKER_TIMEOUT), …
   breaker_options breaker;
+  /// Resolve a COMMIT whose reply was lost by asking the server (pg_xact_status of the
+  /// transaction's id, fetched in COMMIT's round trip): committed → the call succeeds, aborted →
+  /// transaction(fn) runs fn again, otherwise indeterminate_commit. Off: no id is fetched and a
+  /// lost COMMIT is indeterminate_commit at once. Default true (docs/resilience.md).
+  bool resolve_commits = true;
+  /// How long resolving a lost COMMIT may take (reconnects while the server restarts, waits while
+  /// the transaction is still in progress) when the call has no deadline of its own; with one,
+  /// the call's deadline bounds it. Default 10000 ms, range 0–600000 ms (0: one try).
+  std::chrono::milliseconds commit_resolution_timeout{10000};
 
   /// Throws config_error naming the field.
   void validate() const;

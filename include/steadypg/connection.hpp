@@ -16,6 +16,7 @@
 #include "steadypg/params.hpp"
 #include "steadypg/result.hpp"
 #include "steadypg/route.hpp"
+#include "steadypg/server_identity.hpp"
 #include "steadypg/sqlstate.hpp"
 
 struct pg_conn;
@@ -92,6 +93,19 @@ class statement {
     m_timeout = t;
     return std::move(*this);
   }
+  /// Runs the write through a client as a transaction of its own — BEGIN,
+  /// `SELECT pg_current_xact_id()`, the statement, COMMIT, pipelined in one round trip — so that
+  /// a reply lost after COMMIT is resolved by asking the server instead of leaving the write in
+  /// doubt (committed: the call succeeds; aborted: it runs again; docs/resilience.md). One
+  /// statement only (extended protocol); not inside a transaction of your own.
+  statement& verify_commit(bool on = true) & {
+    m_verify_commit = on;
+    return *this;
+  }
+  statement&& verify_commit(bool on = true) && {
+    m_verify_commit = on;
+    return std::move(*this);
+  }
   /// Opts this statement out of the prepared-statement cache.
   statement& unprepared() & {
     m_prepare = false;
@@ -127,6 +141,7 @@ class statement {
   [[nodiscard]] bool is_idempotent() const noexcept { return m_idempotent; }
   [[nodiscard]] const std::string& name() const noexcept { return m_name; }
   [[nodiscard]] bool may_prepare() const noexcept { return m_prepare; }
+  [[nodiscard]] bool verifies_commit() const noexcept { return m_verify_commit; }
   [[nodiscard]] std::optional<std::chrono::milliseconds> call_timeout() const noexcept { return m_timeout; }
   [[nodiscard]] std::optional<steadypg::route> target_route() const noexcept { return m_route; }
   [[nodiscard]] write_token read_after() const noexcept { return m_after; }
@@ -139,6 +154,7 @@ class statement {
   write_token m_after;
   bool m_idempotent = false;
   bool m_prepare = true;
+  bool m_verify_commit = false;
 };
 
 /// What a connection is doing, as seen by a pool.
@@ -246,6 +262,13 @@ class connection {
   /// What the last request did: did bytes reach the socket, was it a COMMIT.
   [[nodiscard]] const request_facts& last_request() const noexcept;
 
+  /// The server's system identifier and timeline: asked once per connection, at the first call
+  /// (one round trip), and only while the connection is idle (outside any transaction, where a
+  /// failure could abort nothing). nullopt when the server does not say (no permission for
+  /// pg_control_system(), a server before 13, a connection not idle at the first call).
+  [[nodiscard]] std::optional<server_identity> identify();
+  /// What identify() found, without asking.
+  [[nodiscard]] std::optional<server_identity> known_identity() const noexcept;
   /// Server version as an integer (150004 for 15.4).
   [[nodiscard]] int server_version() const noexcept;
   /// The backend process id (for pg_terminate_backend, pg_stat_activity).

@@ -1,11 +1,14 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "steadypg/server_identity.hpp"
 #include "steadypg/sqlstate.hpp"
 
 struct pg_result;
@@ -29,11 +32,24 @@ struct server_error_fields {
   std::string constraint;      ///< constraint involved
 };
 
+/// What asking the server about a COMMIT whose reply was lost found out
+/// (docs/resilience.md#resolving-a-lost-commit).
+enum class commit_resolution {
+  none,       ///< nothing was asked: not a lost COMMIT, or its transaction id is not known
+  committed,  ///< the server says the transaction committed (the call succeeded)
+  aborted,    ///< the server says it did not commit: a transaction(fn) ran fn again
+  unknown     ///< no answer before the deadline, a different server, or a different timeline
+};
+/// "none", "committed", "aborted", "unknown".
+[[nodiscard]] std::string_view to_string(commit_resolution r) noexcept;
+
 /// A summary of an earlier failed attempt of the same operation.
 struct attempt_error {
   std::string sqlstate;  ///< may be empty for local failures
   std::string message;   ///< what() of that attempt
   steadypg::outcome outcome = outcome::fatal;
+  /// For a lost COMMIT: what the server said of it (aborted, when the call ran again).
+  commit_resolution resolution = commit_resolution::none;
 };
 
 /// Which layer raised an error (error::origin(); docs/errors.md). The retry rule and the
@@ -106,6 +122,14 @@ class error : public std::runtime_error {
   [[nodiscard]] bool cancel_sent() const noexcept;
   /// True for indeterminate_commit: the transaction may or may not have committed.
   [[nodiscard]] bool is_indeterminate_commit() const noexcept;
+  /// For a lost COMMIT: the transaction's id (pg_current_xact_id()), when it was known, so that
+  /// `SELECT pg_xact_status($1::xid8)` on commit_server() can tell later what became of it.
+  [[nodiscard]] std::optional<std::uint64_t> xid() const noexcept;
+  /// For a lost COMMIT: the server (system identifier and timeline) the COMMIT went to, when known.
+  [[nodiscard]] std::optional<server_identity> commit_server() const noexcept;
+  /// For a lost COMMIT: what asking the server found out (unknown when it could not tell;
+  /// none when nothing was asked).
+  [[nodiscard]] commit_resolution resolution() const noexcept;
 
  private:
   friend class internal::error_builder;

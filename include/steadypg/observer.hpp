@@ -12,7 +12,8 @@ namespace steadypg {
 class error;
 enum class breaker_state;
 enum class health_status;
-enum class outcome;  // steadypg/sqlstate.hpp
+enum class outcome;            // steadypg/sqlstate.hpp
+enum class commit_resolution;  // steadypg/error.hpp
 
 /// Why a pooled connection was closed.
 enum class close_reason {
@@ -78,6 +79,15 @@ struct retry_report {
   int attempt = 2;                   ///< the number of the next attempt
   std::chrono::nanoseconds delay{};  ///< backoff before it
   call_context context;
+};
+
+/// A COMMIT whose reply was lost, after the server was asked what became of it.
+struct commit_resolution_report {
+  std::string_view operation;  ///< "transaction", a statement's name() …
+  /// committed (the call succeeded), aborted (it runs again) or unknown (indeterminate_commit).
+  commit_resolution result{};
+  std::uint64_t xid = 0;            ///< the transaction's id
+  std::chrono::nanoseconds took{};  ///< time spent asking (reconnects, waits)
 };
 
 /// A finished batch (client::batch_execute).
@@ -151,6 +161,8 @@ class observer {
   virtual void on_cancel_sent() noexcept {}
   /// A COMMIT was in flight when the connection was lost: its outcome is unknown.
   virtual void on_indeterminate_commit(std::string_view operation) noexcept { (void)operation; }
+  /// The server was asked what became of a lost COMMIT (docs/resilience.md#resolving-a-lost-commit).
+  virtual void on_commit_resolved(const commit_resolution_report& report) noexcept { (void)report; }
   /// The background health monitor saw the status change (steadypg/health.hpp).
   virtual void on_health_changed(health_status from, health_status to) noexcept { (void)from, (void)to; }
   /// A batch finished (every operation succeeded or failed).
@@ -184,6 +196,7 @@ class observer_tee final : public observer {
   void on_breaker_rejected() noexcept override;
   void on_cancel_sent() noexcept override;
   void on_indeterminate_commit(std::string_view operation) noexcept override;
+  void on_commit_resolved(const commit_resolution_report& report) noexcept override;
   void on_health_changed(health_status from, health_status to) noexcept override;
   void on_batch_finished(const batch_summary& summary) noexcept override;
   void on_call_finished(const call_report& report) noexcept override;

@@ -47,6 +47,10 @@ class pipeline {
   void send(std::string_view sql, const param_list& params);
   /// Queues a statement with already converted parameters.
   void send_refs(std::string_view sql, std::span<const param_ref> params);
+  /// Asks the server to send the results of what was queued so far without waiting for a sync
+  /// point, so that they arrive even when a later statement of the same round trip is slow or
+  /// its reply is lost. Costs no round trip (the request goes out with the next flush).
+  void flush_request();
   /// Marks a sync point: statements before it are one implicit transaction unless inside
   /// BEGIN…COMMIT, and an error aborts only the rest of its own sync group.
   void sync();

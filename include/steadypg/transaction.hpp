@@ -21,6 +21,14 @@ struct transaction_options {
   /// Where client::transaction(fn) runs it on a multi-host client; unset: the client's
   /// cluster.default_route. A replica route runs BEGIN READ ONLY there.
   std::optional<steadypg::route> route = std::nullopt;
+  /// Fetch the transaction's id in the round trip of COMMIT (a pipelined
+  /// `SELECT pg_current_xact_id_if_assigned()` just before it), so that when the reply to COMMIT
+  /// is lost, indeterminate_commit carries the id and the server's identity and the outcome can
+  /// be asked of the server (docs/resilience.md#resolving-a-lost-commit). No extra round trip;
+  /// the server's identity is asked once per connection. Ignored for read_only transactions
+  /// (nothing to resolve). client::transaction() turns it on unless
+  /// resilience_options::resolve_commits is off. Default false.
+  bool fetch_xid = false;
 };
 
 /// An open transaction block on one connection. Rolls back in its destructor unless
@@ -54,7 +62,8 @@ class transaction {
   }
 
   /// Sends COMMIT. If the block had failed, the server rolls back instead and this throws
-  /// sql_error (25P02). A connection lost while COMMIT is in flight throws indeterminate_commit.
+  /// sql_error (25P02). A connection lost while COMMIT is in flight throws indeterminate_commit
+  /// (with the transaction's id when fetch_xid was on and the id had arrived).
   void commit();
   /// Sends ROLLBACK.
   void rollback();
@@ -65,8 +74,10 @@ class transaction {
 
  private:
   void check_active() const;
+  void commit_fetching_xid();
   connection* m_conn;
   bool m_active = false;
+  bool m_fetch_xid = false;
 };
 
 }  // namespace steadypg

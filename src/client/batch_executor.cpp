@@ -272,6 +272,8 @@ batch_report batch_executor::report(std::vector<worker_state>& states) {
     return e.outcome == outcome::indeterminate;
   }));
   st.breaker_waited = m_breaker_waited.load();
+  st.resolved_committed = m_resolved_committed.load();
+  st.resolved_aborted = m_resolved_aborted.load();
   st.success_rate = m_count == 0 ? 1.0 : static_cast<double>(st.succeeded) / static_cast<double>(m_count);
   st.duration = clock::now() - m_start;
   r.timed_out = st.timed_out > 0;

@@ -133,10 +133,33 @@ class batch_executor {
   // The whole chunk failed with one error and no culprit of its own: rolled back with it
   // unless the error says the commit may have happened.
   void fail_chunk(worker_state& w, std::size_t chunk, std::size_t begin, const chunk_view& v, const failure_info& f);
+  // One attempt at the chunk on `c`: pipelined when it has no callables, otherwise statement by
+  // statement in a transaction.
+  void run_chunk_attempt(connection& c, const chunk_view& v, bool has_calls,
+                         std::vector<std::optional<result>>& results, std::optional<std::size_t>& failed_at,
+                         failure_info& cause);
   // BEGIN, the statements and COMMIT in one round trip. COMMIT's own result arrives only
   // after the commit, so it alone confirms the chunk.
   void run_pipelined_transaction(connection& c, const chunk_view& v, std::vector<std::optional<result>>& results,
                                  std::optional<std::size_t>& failed_at, failure_info& cause);
+
+  // verify_commit: how the client's pipeline resolved a lost COMMIT of one unit (an operation,
+  // a chunk of `ops` operations). Call begin_attempt() as an attempt starts, lost() when it
+  // ends with a lost COMMIT carrying its id, and done() once the call returned.
+  struct resolution_tracker {
+    batch_executor& ex;
+    std::size_t ops;
+    bool pending = false;
+    void begin_attempt() noexcept {
+      if (pending) ex.m_resolved_aborted.fetch_add(ops, std::memory_order_relaxed);  // it runs again
+      pending = false;
+    }
+    void lost(const error& e) noexcept { pending = e.is_indeterminate_commit() && e.xid().has_value(); }
+    void done() noexcept {
+      if (pending) ex.m_resolved_committed.fetch_add(ops, std::memory_order_relaxed);  // it returned: committed
+      pending = false;
+    }
+  };
 
   call_runner& m_runner;
   const batch_options& m_o;
@@ -149,6 +172,7 @@ class batch_executor {
   std::atomic<std::size_t> m_next_chunk{0};
   std::atomic<bool> m_stop{false};
   std::atomic<std::size_t> m_succeeded{0}, m_failed{0}, m_breaker_waited{0};
+  std::atomic<std::size_t> m_resolved_committed{0}, m_resolved_aborted{0};  // verify_commit
   std::mutex m_make_mutex;
   std::mutex m_progress_mutex;
   std::mutex m_abort_mutex;

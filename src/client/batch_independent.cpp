@@ -3,8 +3,11 @@
 
 #include <exception>
 
+#include <optional>
+
 #include "batch_executor.hpp"
 #include "steadypg/connection.hpp"
+#include "verified_commit.hpp"
 
 namespace steadypg::internal {
 
@@ -28,6 +31,22 @@ void batch_executor::run_independent(std::size_t begin, const chunk_view& v, wor
             }
           });
           succeed(begin + i, nullptr);
+        } else if (m_o.verify_commit) {
+          // A transaction of its own whose id comes with COMMIT: the pipeline resolves a lost reply.
+          std::optional<result> out;
+          resolution_tracker track{*this, 1};
+          const auto refs = op.params().refs();
+          m_runner.run(info, [&](connection& c) {
+            track.begin_attempt();
+            try {
+              execute_verified(c, op.sql(), refs, out);
+            } catch (const error& e) {
+              track.lost(e);
+              throw;
+            }
+          });
+          track.done();
+          succeed(begin + i, out ? &*out : nullptr);
         } else {
           result r = m_runner.run_statement(info, [&](connection& c) { return c.execute(op.sql(), op.params()); });
           succeed(begin + i, &r);

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <optional>
 
@@ -28,44 +30,20 @@ void batch_executor::run_transaction(std::size_t chunk, std::size_t begin, const
   if (live == 0) return;
   bool counted = false;
   while (true) {
+    resolution_tracker track{*this, live};
     try {
       m_runner.run(info, [&](connection& c) {
+        track.begin_attempt();
         failed_at.reset();
         results.assign(m_o.keep_results ? ops.size() : 0, std::nullopt);
-        if (!has_calls) {
-          run_pipelined_transaction(c, v, results, failed_at, cause);
-          return;
+        try {
+          run_chunk_attempt(c, v, has_calls, results, failed_at, cause);
+        } catch (const error& e) {
+          track.lost(e);
+          throw;
         }
-        steadypg::transaction tx(c);
-        for (std::size_t i = 0; i < ops.size(); ++i) {
-          if (v.skip[i]) continue;
-          try {
-            if (ops[i].is_call()) {
-              ops[i].callable()(c);
-              const auto st = c.status();
-              if (st != connection_status::in_transaction && st != connection_status::failed_transaction) {
-                // It committed or rolled back the chunk's transaction itself: what ran before it
-                // may be in the database, what follows would run outside any transaction.
-                throw internal::error_builder(failure_kind::usage, outcome::indeterminate)
-                    .operation("batch")
-                    .build<indeterminate_commit>(
-                        "a callable ended the chunk's transaction itself (COMMIT or ROLLBACK inside a transaction "
-                        "mode batch); what ran before it may or may not be in the database");
-              }
-            } else {
-              result r = c.execute(ops[i].sql(), ops[i].params());
-              if (m_o.keep_results) results[i] = std::move(r);
-            }
-          } catch (const sql_error& e) {
-            // Serialization failures, deadlocks and lost connections re-run the chunk.
-            if (e.outcome() == outcome::rolled_back || e.poisons_connection() || c.is_broken()) throw;
-            failed_at = i;
-            cause = info_of(e);
-            return;  // the transaction rolls back
-          }
-        }
-        tx.commit();
       });
+      track.done();
     } catch (const circuit_open& e) {
       if (wait_for_breaker(counted, live)) continue;
       fail_chunk(w, chunk, begin, v, info_of(e));
@@ -104,6 +82,47 @@ void batch_executor::run_transaction(std::size_t chunk, std::size_t begin, const
   }
 }
 
+void batch_executor::run_chunk_attempt(connection& c, const chunk_view& v, bool has_calls,
+                                       std::vector<std::optional<result>>& results,
+                                       std::optional<std::size_t>& failed_at, failure_info& cause) {
+  const auto& ops = v.ops;
+  if (!has_calls) {
+    run_pipelined_transaction(c, v, results, failed_at, cause);
+    return;
+  }
+  transaction_options to;
+  to.fetch_xid = m_o.verify_commit;
+  steadypg::transaction tx(c, to);
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    if (v.skip[i]) continue;
+    try {
+      if (ops[i].is_call()) {
+        ops[i].callable()(c);
+        const auto st = c.status();
+        if (st != connection_status::in_transaction && st != connection_status::failed_transaction) {
+          // It committed or rolled back the chunk's transaction itself: what ran before it
+          // may be in the database, what follows would run outside any transaction.
+          throw internal::error_builder(failure_kind::usage, outcome::indeterminate)
+              .operation("batch")
+              .build<indeterminate_commit>(
+                  "a callable ended the chunk's transaction itself (COMMIT or ROLLBACK inside a transaction "
+                  "mode batch); what ran before it may or may not be in the database");
+        }
+      } else {
+        result r = c.execute(ops[i].sql(), ops[i].params());
+        if (m_o.keep_results) results[i] = std::move(r);
+      }
+    } catch (const sql_error& e) {
+      // Serialization failures, deadlocks and lost connections re-run the chunk.
+      if (e.outcome() == outcome::rolled_back || e.poisons_connection() || c.is_broken()) throw;
+      failed_at = i;
+      cause = info_of(e);
+      return;  // the transaction rolls back
+    }
+  }
+  tx.commit();
+}
+
 void batch_executor::fail_chunk(worker_state& w, std::size_t chunk, std::size_t begin, const chunk_view& v,
                                 const failure_info& f) {
   // Stopped by the batch deadline: that is the reason, whatever the outcome.
@@ -131,16 +150,27 @@ void batch_executor::run_pipelined_transaction(connection& c, const chunk_view& 
   warm(c, v, 0, ops.size());
   std::exception_ptr first_error;
   bool committed = false;
+  // verify_commit: the chunk's transaction id comes in the same round trip, so that a lost reply
+  // to COMMIT can be resolved for the chunk as a unit.
+  const auto server = m_o.verify_commit ? c.identify() : std::nullopt;
+  std::optional<std::uint64_t> xid;
   {
     pipeline p(c);
     p.send("BEGIN");
+    if (server) p.send("SELECT pg_current_xact_id()::text");
     for (std::size_t i = 0; i < ops.size(); ++i) {
       if (!v.skip[i]) p.send(ops[i].sql(), ops[i].params());
     }
+    if (server) p.flush_request();
     p.send("COMMIT");
     p.sync();
     try {
-      (void)p.get_result();                            // BEGIN
+      (void)p.get_result();  // BEGIN
+      if (server) {
+        if (const auto text = p.get_result().as<std::optional<std::string>>()) {
+          xid = std::strtoull(text->c_str(), nullptr, 10);
+        }
+      }
       for (std::size_t i = 0; i <= ops.size(); ++i) {  // the statements, then COMMIT
         if (i < ops.size() && v.skip[i]) continue;
         try {
@@ -170,6 +200,7 @@ void batch_executor::run_pipelined_transaction(connection& c, const chunk_view& 
           .fields(e.server())
           .operation("batch")
           .broken()
+          .in_doubt_commit(xid, xid ? server : std::nullopt)
           .build<indeterminate_commit>(
               fmt::format("connection lost before COMMIT was confirmed; the chunk may or may not have committed: {}",
                           e.what()));

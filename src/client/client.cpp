@@ -1,5 +1,6 @@
 #include "steadypg/client.hpp"
 
+#include "commit_resolver.hpp"
 #include "connection_factory.hpp"
 #include "hosts.hpp"
 #include "topology.hpp"
@@ -13,6 +14,7 @@
 
 #include "error_builder.hpp"
 #include "retry_policy.hpp"
+#include "verified_commit.hpp"
 
 namespace steadypg {
 
@@ -63,6 +65,7 @@ client::client(client_options options, observer* obs)
     host_slot h;
     h.index = i;
     h.label = endpoints[i].label;
+    h.dsn = endpoints[i].dsn;
     h.breaker = std::make_unique<circuit_breaker>(breaker_settings(m_options), m_observer);
     h.pool = std::make_unique<pool_type>(m_options.pool, std::make_shared<internal::connection_factory>(c), m_observer);
     m_hosts.push_back(std::move(h));
@@ -198,6 +201,12 @@ connection_info_report client::connection_info() {
   return r;
 }
 
+result client::execute_verified(const call_info& info, const statement& st, std::span<const param_ref> params) {
+  std::optional<result> out;
+  run(info, [&](connection& c) { internal::execute_verified(c, st.sql(), params, out); });
+  return out ? std::move(*out) : result{};  // committed, but the statement's own answer was lost
+}
+
 std::string client::describe_param_list(const void* params) {
   return describe_params(static_cast<const param_list*>(params)->refs());
 }
@@ -272,9 +281,36 @@ thread_local std::mt19937_64 t_rng{std::random_device{}()};
 
 }  // namespace
 
-void client::retry_after(const call_info& info, const error& e, host_slot* host,
+commit_resolution client::resolve_lost_commit(const call_info& info, const error& e, host_slot& host) {
+  const auto t0 = clock::now();
+  internal::resolver_settings s;
+  s.until = info.deadline ? *info.deadline : t0 + m_options.resilience.commit_resolution_timeout;
+  // The host the call used; the resolver checks that it is still the same server and timeline.
+  connection_options target = pooled_connection_options(m_options);
+  target.dsn = host.dsn;
+  const circuit_breaker* breaker = m_options.resilience.enabled ? host.breaker.get() : nullptr;
+  const auto result = internal::resolve_commit(
+      {*e.xid(), *e.commit_server()},
+      [&](clock::time_point until) { return internal::open_through_breaker(target, breaker, until); }, s);
+  if (m_observer) m_observer->on_commit_resolved({info.operation, result, *e.xid(), clock::now() - t0});
+  return result;
+}
+
+bool client::retry_after(const call_info& info, const error& e, host_slot* host,
                          const std::optional<circuit_breaker::permit>& permit, int attempt, bool& failed_over,
-                         std::vector<attempt_error>& earlier, clock::time_point started) {
+                         std::vector<attempt_error>& earlier, clock::time_point started, bool can_resolve) {
+  auto facts = internal::error_facts_of(e);
+  if (e.is_indeterminate_commit() && m_observer) m_observer->on_indeterminate_commit(info.operation);
+  // A lost COMMIT whose transaction id is known: ask the server before the rule decides.
+  if (can_resolve && host != nullptr && e.is_indeterminate_commit() && e.xid() && e.commit_server() &&
+      m_options.resilience.resolve_commits) {
+    facts.resolution = resolve_lost_commit(info, e, *host);
+    if (facts.resolution == commit_resolution::committed) {
+      if (permit) host->breaker->record(*permit, facts.breaker);
+      succeeded(info, *host, std::nullopt, started, attempt, 0);
+      return true;
+    }
+  }
   // The rule reads; this applies: breaker, events, budget, sleep.
   internal::attempt_facts at;
   at.attempt = attempt;
@@ -287,8 +323,7 @@ void client::retry_after(const call_info& info, const error& e, host_slot* host,
   const internal::call_facts call{info.idempotent, info.transaction,
                                   m_topology != nullptr && host != nullptr && !failed_over &&
                                       (r == route::primary || r == route::read_write)};
-  auto d = internal::decide_retry(internal::error_facts_of(e), call, at, m_options.resilience.retry,
-                                  m_options.resilience.enabled);
+  auto d = internal::decide_retry(facts, call, at, m_options.resilience.retry, m_options.resilience.enabled);
   // Only an answer from the server closes the breaker or clears its failure streak; a pool
   // timeout or a usage error hands a probe permit back without a verdict.
   if (permit && host) host->breaker->record(*permit, d.breaker);
@@ -298,12 +333,11 @@ void client::retry_after(const call_info& info, const error& e, host_slot* host,
     if (e.outcome() == outcome::wrong_host) m_topology->report_read_only(host->index);
   }
   if (d.reason == internal::retry_reason::fail_over) failed_over = true;
-  if (e.is_indeterminate_commit() && m_observer) m_observer->on_indeterminate_commit(info.operation);
   if (e.cancel_sent() && m_observer) m_observer->on_cancel_sent();
   if (d.spend_budget && !m_budget.try_spend()) {
     // Another caller took the last retry since available() was read.
     at.budget_available = false;
-    d = internal::decide_retry(internal::error_facts_of(e), call, at, m_options.resilience.retry,
+    d = internal::decide_retry(facts, call, at, m_options.resilience.retry,
                                m_options.resilience.enabled);
   }
   if (d.reason == internal::retry_reason::budget_exhausted && m_observer) {
@@ -312,19 +346,23 @@ void client::retry_after(const call_info& info, const error& e, host_slot* host,
   if (!d.retry) {
     // The caught error stays as it was; what the call adds goes into a copy of the same type.
     try {
+      std::optional<commit_resolution> resolution;
+      if (facts.resolution != commit_resolution::none) resolution = facts.resolution;
       internal::error_builder::raise_with_call_facts(e, {info.operation, attempt + 1, std::move(earlier),
-                                                         d.reason == internal::retry_reason::budget_exhausted});
+                                                         d.reason == internal::retry_reason::budget_exhausted,
+                                                         resolution});
     } catch (const error& final_error) {
       finished(info, host, clock::now() - started, attempt + 1, 0, &final_error);
       throw;
     }
   }
-  earlier.push_back({e.sqlstate(), e.what(), e.outcome()});
+  earlier.push_back({e.sqlstate(), e.what(), e.outcome(), facts.resolution});
   if (m_observer) {
     retry_report r;
     r.operation = info.operation;
-    r.failed_outcome = e.outcome();
-    r.reason = to_string(e.outcome());
+    // A lost COMMIT the server says aborted is run again as one that was rolled back.
+    r.failed_outcome = facts.resolution == commit_resolution::aborted ? outcome::rolled_back : e.outcome();
+    r.reason = to_string(r.failed_outcome);
     r.sqlstate = e.sqlstate();
     r.attempt = attempt + 2;
     r.delay = d.delay;
@@ -332,6 +370,7 @@ void client::retry_after(const call_info& info, const error& e, host_slot* host,
     m_observer->on_retry(r);
   }
   if (d.delay.count() > 0) std::this_thread::sleep_for(d.delay);
+  return false;
 }
 
 }  // namespace steadypg

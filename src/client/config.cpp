@@ -117,6 +117,8 @@ void resilience_options::validate() const {
   retry.validate();
   budget.validate();
   breaker.validate();
+  internal::check_range("resilience_options.commit_resolution_timeout", commit_resolution_timeout, {0, 600000, " ms"},
+                        " (0 one try)");
 }
 
 void observe_options::validate() const {

@@ -88,6 +88,8 @@ struct connection_impl {
   unsigned eager_misses = 0;
   unsigned eager_skip = 0;
   statement_cache_stats stats;
+  std::optional<server_identity> identity;  // connection::identify(), asked once
+  bool identity_asked = false;
 
   ~connection_impl();
   /// Connects with `given` (validated): keepalive defaults, then the DSN, within

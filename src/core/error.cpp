@@ -105,6 +105,19 @@ bool error::counts_for_breaker() const noexcept {
 
 bool error::cancel_sent() const noexcept { return m_state->cancel_sent; }
 bool error::is_indeterminate_commit() const noexcept { return m_state->commit_in_doubt; }
+std::optional<std::uint64_t> error::xid() const noexcept { return m_state->xid; }
+std::optional<server_identity> error::commit_server() const noexcept { return m_state->commit_server; }
+commit_resolution error::resolution() const noexcept { return m_state->resolution; }
+
+std::string_view to_string(commit_resolution r) noexcept {
+  switch (r) {
+    case commit_resolution::none: return "none";
+    case commit_resolution::committed: return "committed";
+    case commit_resolution::aborted: return "aborted";
+    case commit_resolution::unknown: return "unknown";
+  }
+  return "unknown";
+}
 
 pool_timeout::pool_timeout(std::string message, failure_kind kind, steadypg::outcome outcome,
                            server_error_fields fields)
@@ -222,6 +235,8 @@ error_builder error_builder::from(const error& e) {
   b.m_d.operation = d.operation;
   b.m_d.broken = d.broken;
   b.m_d.cancel_sent = d.cancel_sent;
+  b.m_d.xid = d.xid;
+  b.m_d.commit_server = d.commit_server;
   return b;
 }
 
@@ -231,6 +246,7 @@ void error_builder::raise_with_call_facts(const error& e, call_outcome_facts fac
   d.attempts = facts.attempts;
   d.earlier = std::move(facts.earlier);
   d.budget_exhausted = facts.budget_exhausted;
+  if (facts.resolution) d.resolution = *facts.resolution;
   e.raise_with(std::move(d));
   std::abort();  // not reached: raise_with always throws
 }

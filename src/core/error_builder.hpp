@@ -3,6 +3,7 @@
 // Private: how the library makes its (immutable) errors. Every fact is given before the error
 // is thrown; nothing sets one afterwards.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,10 +23,13 @@ struct error_details {
   std::string operation;
   int attempts = 1;
   std::vector<attempt_error> earlier;
-  bool broken = false;            // the connection that produced it must not be reused
-  bool budget_exhausted = false;  // the retry layer gave up because the retry budget was spent
-  bool cancel_sent = false;       // a cancel request for it was delivered to the server
-  bool commit_in_doubt = false;   // indeterminate_commit
+  bool broken = false;                           // the connection that produced it must not be reused
+  bool budget_exhausted = false;                 // the retry layer gave up because the retry budget was spent
+  bool cancel_sent = false;                      // a cancel request for it was delivered to the server
+  bool commit_in_doubt = false;                  // indeterminate_commit
+  std::optional<std::uint64_t> xid;              // the lost COMMIT's transaction id
+  std::optional<server_identity> commit_server;  // where that COMMIT went
+  commit_resolution resolution = commit_resolution::none;
 };
 
 /// The origin an error of `kind` has unless told otherwise: server_error → server,
@@ -38,6 +42,8 @@ struct call_outcome_facts {
   int attempts = 1;
   std::vector<attempt_error> earlier;
   bool budget_exhausted = false;
+  /// What asking the server about a lost COMMIT found out; nullopt keeps the error's own.
+  std::optional<commit_resolution> resolution{};
 };
 
 /// Collects the facts of an error, then makes it:
@@ -51,7 +57,7 @@ class error_builder {
     m_d.outcome = outcome;
   }
   /// Starts from what the connection knew of `e`: fields, kind, outcome, operation, broken,
-  /// cancel_sent (not its origin, which follows the new kind unless set, nor its attempts).
+  /// cancel_sent, xid and commit server (not its origin, which follows the new kind unless set, nor its attempts).
   [[nodiscard]] static error_builder from(const error& e);
 
   error_builder& fields(server_error_fields f) {
@@ -80,6 +86,12 @@ class error_builder {
   }
   error_builder& cancel_sent(bool on = true) noexcept {
     m_d.cancel_sent = on;
+    return *this;
+  }
+  /// The transaction id and the server of a COMMIT whose reply was lost.
+  error_builder& in_doubt_commit(std::optional<std::uint64_t> xid, std::optional<server_identity> server) noexcept {
+    m_d.xid = xid;
+    m_d.commit_server = server;
     return *this;
   }
 

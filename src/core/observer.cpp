@@ -28,6 +28,9 @@ void observer_tee::on_breaker_transition(breaker_state from, breaker_state to) n
 void observer_tee::on_breaker_rejected() noexcept { STEADYPG_TEE(on_breaker_rejected()) }
 void observer_tee::on_cancel_sent() noexcept { STEADYPG_TEE(on_cancel_sent()) }
 void observer_tee::on_indeterminate_commit(std::string_view op) noexcept { STEADYPG_TEE(on_indeterminate_commit(op)) }
+void observer_tee::on_commit_resolved(const commit_resolution_report& r) noexcept {
+  STEADYPG_TEE(on_commit_resolved(r))
+}
 void observer_tee::on_health_changed(health_status from, health_status to) noexcept {
   STEADYPG_TEE(on_health_changed(from, to))
 }

@@ -175,6 +175,17 @@ void pipeline::send_refs(std::string_view sql, std::span<const param_ref> params
   }
 }
 
+void pipeline::flush_request() {
+  if (!m_active) throw usage_error("the pipeline is finished");
+  auto& d = *m_conn->m_impl;
+  if (!PQsendFlushRequest(d.conn)) {
+    const std::string msg = internal::last_error_message(d.conn);
+    if (PQstatus(d.conn) != CONNECTION_OK) lost();
+    internal::throw_connection_lost(msg, "pipeline", d.last);
+  }
+  m_unsynced_sends = false;
+}
+
 void pipeline::sync() {
   if (!m_active) throw usage_error("the pipeline is finished");
   auto& d = *m_conn->m_impl;

@@ -2,7 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+#include <exception>
+#include <optional>
+#include <string>
+
 #include "error_builder.hpp"
+#include "verified_commit.hpp"
+#include "steadypg/pipeline.hpp"
 
 namespace steadypg {
 
@@ -24,11 +31,24 @@ transaction::transaction(connection& conn, const transaction_options& options) :
       options.route && (*options.route == route::replica || *options.route == route::prefer_replica);
   if (options.read_only || to_replica) sql += " READ ONLY";
   if (options.deferrable) sql += " DEFERRABLE";
-  (void)conn.execute(sql);
+  // The server's identity is asked once per connection, here, outside the transaction (where a
+  // refusal cannot abort it); without it a lost COMMIT could not be resolved safely.
+  try {
+    if (options.fetch_xid && !options.read_only) m_fetch_xid = conn.identify().has_value();
+    (void)conn.execute(sql);
+  } catch (const error& e) {
+    if (e.outcome() != outcome::indeterminate) throw;
+    // Neither BEGIN nor the identity query changes anything: whatever became of them, nothing of
+    // the transaction was applied.
+    auto b = internal::error_builder::from(e).origin(e.origin()).outcome(outcome::rolled_back);
+    if (e.kind() == failure_kind::timeout) throw b.build<timeout_error>(e.what());
+    throw b.build<connection_error>(e.what());
+  }
   m_active = true;
 }
 
-transaction::transaction(transaction&& other) noexcept : m_conn(other.m_conn), m_active(other.m_active) {
+transaction::transaction(transaction&& other) noexcept
+    : m_conn(other.m_conn), m_active(other.m_active), m_fetch_xid(other.m_fetch_xid) {
   other.m_active = false;
 }
 
@@ -46,19 +66,154 @@ void transaction::check_active() const {
   if (!active()) throw usage_error("the transaction is no longer active (committed or rolled back)");
 }
 
+namespace {
+
+[[noreturn]] void throw_commit_rolled_back() {
+  server_error_fields f;
+  f.sqlstate = std::string(sqlstates::in_failed_sql_transaction);
+  f.message = "COMMIT rolled back the transaction because an earlier statement in it failed";
+  throw internal::error_builder(failure_kind::server_error, outcome::fatal)
+      .fields(f)
+      .operation("commit")
+      .build<sql_error>(f.message + " (SQLSTATE 25P02)");
+}
+
+}  // namespace
+
+namespace internal {
+
+void raise_lost_commit(const indeterminate_commit& e, bool id_answered, std::optional<std::uint64_t> xid,
+                       std::optional<server_identity> server) {
+  // The server ended the session (57P01 …) before answering the id: it processes a round trip
+  // in order, so it never reached COMMIT and the transaction died with the session.
+  if (!id_answered && !e.sqlstate().empty() && e.kind() != failure_kind::timeout && e.poisons_connection()) {
+    throw error_builder::from(e)
+        .origin(e.origin())
+        .outcome(outcome::rolled_back)
+        .operation("commit")
+        .build<connection_error>(
+            fmt::format("the server ended the session before COMMIT ran; the transaction rolled back: {}", e.what()));
+  }
+  std::string what =
+      xid ? fmt::format(
+                "connection lost after COMMIT of transaction {} was sent; it may or may not have committed "
+                "(pg_xact_status can tell): {}",
+                *xid, e.what())
+      : id_answered
+          ? fmt::format("connection lost after COMMIT was sent; the transaction had written nothing: {}", e.what())
+          : std::string(e.what());
+  throw error_builder::from(e)
+      .origin(e.origin())
+      .operation("commit")
+      .in_doubt_commit(xid, xid ? server : std::nullopt)
+      .build<indeterminate_commit>(std::move(what));
+}
+
+void execute_verified(connection& c, std::string_view sql, std::span<const param_ref> params,
+                      std::optional<result>& out) {
+  out.reset();
+  const auto server = c.identify();
+  if (!server) {
+    out = c.execute_refs(sql, params, true);  // nothing to resolve with: a plain statement
+    return;
+  }
+  std::optional<std::uint64_t> xid;
+  bool id_answered = false;
+  bool commit_answered = false;
+  result commit_result;
+  std::exception_ptr failed;
+  try {
+    pipeline p(c);
+    p.send("BEGIN");
+    p.send("SELECT pg_current_xact_id()::text");
+    p.send_refs(sql, params);
+    p.flush_request();
+    p.send("COMMIT");
+    p.sync();
+    try {
+      (void)p.get_result();  // BEGIN
+      const auto text = p.get_result().as<std::optional<std::string>>();
+      id_answered = true;
+      if (text) xid = std::strtoull(text->c_str(), nullptr, 10);
+      out = p.get_result();
+      commit_result = p.get_result();
+      commit_answered = true;
+    } catch (const sql_error& e) {
+      if (e.poisons_connection()) throw;
+      failed = std::current_exception();  // the rest of the block was skipped (pipeline_aborted)
+      out.reset();
+    }
+    p.finish();
+  } catch (const indeterminate_commit& e) {
+    if (commit_answered) {
+      if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
+      return;
+    }
+    raise_lost_commit(e, id_answered, xid, server);
+  }
+  if (failed) {
+    if (c.status() == connection_status::in_transaction || c.status() == connection_status::failed_transaction) {
+      (void)c.execute("ROLLBACK");
+    }
+    std::rethrow_exception(failed);
+  }
+  if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
+}
+
+}  // namespace internal
+
+// SELECT pg_current_xact_id_if_assigned(), a flush request, COMMIT and the sync point go out in
+// one write: the id's answer leaves the server before COMMIT runs, so that it is here when the
+// reply to COMMIT is lost (a backend killed in the commit, a server crash, a cut connection).
+// A transaction that wrote nothing has no id (NULL): nothing to resolve.
+void transaction::commit_fetching_xid() {
+  std::optional<std::uint64_t> xid;
+  bool id_answered = false;
+  bool commit_answered = false;
+  result commit_result;
+  try {
+    pipeline p(*m_conn);
+    p.send("SELECT pg_current_xact_id_if_assigned()::text");
+    p.flush_request();
+    p.send("COMMIT");
+    p.sync();
+    std::optional<sql_error> id_failed;
+    try {
+      const auto text = p.get_result().as<std::optional<std::string>>();
+      id_answered = true;
+      if (text) xid = std::strtoull(text->c_str(), nullptr, 10);
+    } catch (const sql_error& e) {
+      if (e.poisons_connection()) throw;
+      id_failed = e;  // COMMIT is then skipped (pipeline_aborted) and the block stays open
+    }
+    if (id_failed) {
+      p.finish();
+      (void)m_conn->execute("ROLLBACK");
+      throw *id_failed;
+    }
+    commit_result = p.get_result();
+    commit_answered = true;
+    p.finish();
+  } catch (const indeterminate_commit& e) {
+    if (commit_answered) {
+      // COMMIT answered; only the sync point after it was lost.
+      if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
+      return;
+    }
+    internal::raise_lost_commit(e, id_answered, xid, m_conn->known_identity());
+  }
+  if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
+}
+
 void transaction::commit() {
   check_active();
   m_active = false;
-  auto r = m_conn->execute("COMMIT");
-  if (r.command() == "ROLLBACK") {
-    server_error_fields f;
-    f.sqlstate = std::string(sqlstates::in_failed_sql_transaction);
-    f.message = "COMMIT rolled back the transaction because an earlier statement in it failed";
-    throw internal::error_builder(failure_kind::server_error, outcome::fatal)
-        .fields(f)
-        .operation("commit")
-        .build<sql_error>(f.message + " (SQLSTATE 25P02)");
+  if (m_fetch_xid) {
+    commit_fetching_xid();
+    return;
   }
+  auto r = m_conn->execute("COMMIT");
+  if (r.command() == "ROLLBACK") throw_commit_rolled_back();
 }
 
 void transaction::rollback() {

@@ -54,6 +54,12 @@ client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_que
   }
   reg.add_counter("postgresql_circuit_breaker_transitions_total", "Circuit breaker state changes",
                   {{"from", "closed"}, {"to", "open"}});
+  const char* resolutions[] = {"committed", "aborted", "unknown"};
+  for (std::size_t i = 0; i < m_resolutions.size(); ++i) {
+    m_resolutions[i] = &reg.add_counter("postgresql_commit_resolutions_total",
+                                        "COMMITs whose reply was lost, by what the server said of them afterwards",
+                                        {{"result", resolutions[i]}});
+  }
   m_budget_exhausted =
       &reg.add_counter("postgresql_retry_budget_exhausted_total", "Retries refused because the retry budget was spent");
 }
@@ -153,6 +159,30 @@ void client_metrics::on_call_finished(const call_report& report) noexcept {
         .inc();
   } catch (...) {
   }
+}
+
+namespace {
+
+// The index of `r` in the constructor's `resolutions`, or -1 for none.
+int resolution_index(commit_resolution r) noexcept {
+  switch (r) {
+    case commit_resolution::committed: return 0;
+    case commit_resolution::aborted: return 1;
+    case commit_resolution::unknown: return 2;
+    case commit_resolution::none: break;
+  }
+  return -1;
+}
+
+}  // namespace
+
+void client_metrics::on_commit_resolved(const commit_resolution_report& r) noexcept {
+  if (const int i = resolution_index(r.result); i >= 0) m_resolutions[static_cast<std::size_t>(i)]->inc();
+}
+
+std::uint64_t client_metrics::commit_resolutions(commit_resolution result) const noexcept {
+  const int i = resolution_index(result);
+  return i < 0 ? 0 : m_resolutions[static_cast<std::size_t>(i)]->value();
 }
 
 void client_metrics::on_batch_finished(const batch_summary& b) noexcept {

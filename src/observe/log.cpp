@@ -211,6 +211,21 @@ void log_observer::on_indeterminate_commit(std::string_view op) noexcept {
   }
 }
 
+void log_observer::on_commit_resolved(const commit_resolution_report& r) noexcept {
+  try {
+    const log_field f[] = {{"op", r.operation},
+                           {"xid", static_cast<std::int64_t>(r.xid)},
+                           {"resolution", to_string(r.result)},
+                           {"duration_ms", ms(r.took)}};
+    const char* msg = r.result == commit_resolution::committed ? "lost COMMIT resolved: the transaction committed"
+                      : r.result == commit_resolution::aborted
+                          ? "lost COMMIT resolved: the transaction did not commit; running it again"
+                          : "lost COMMIT could not be resolved; outcome unknown";
+    m_log.log(r.result == commit_resolution::unknown ? log_level::error : log_level::warn, "client", msg, f);
+  } catch (...) {
+  }
+}
+
 void log_observer::on_health_changed(health_status from, health_status to) noexcept {
   try {
     const log_field f[] = {{"from", to_string(from)}, {"status", to_string(to)}};

@@ -3,7 +3,7 @@
 namespace steadypg::internal {
 
 error_facts error_facts_of(const error& e) noexcept {
-  return {e.outcome(), e.kind(), e.origin(), e.is_indeterminate_commit(), breaker_verdict_of(e)};
+  return {e.outcome(), e.kind(), e.origin(), e.is_indeterminate_commit(), breaker_verdict_of(e), e.resolution()};
 }
 
 std::string_view to_string(retry_reason r) noexcept {
@@ -52,7 +52,9 @@ retry_decision decide_retry(const error_facts& e, const call_facts& call, const 
   };
   if (!enabled) return give_up(retry_reason::disabled);
   if (e.origin == error_origin::breaker) return give_up(retry_reason::breaker_rejected);
-  if (e.indeterminate_commit) return give_up(retry_reason::indeterminate_commit);
+  // The server said the lost COMMIT did not commit: nothing of the attempt remains.
+  const bool aborted = e.indeterminate_commit && e.resolution == commit_resolution::aborted;
+  if (e.indeterminate_commit && !aborted) return give_up(retry_reason::indeterminate_commit);
   if (e.outcome == outcome::wrong_host) {
     // The statement did not commit (a read-only server refused it); the topology finds the
     // new primary, so the one retry needs neither backoff nor budget.
@@ -62,7 +64,7 @@ retry_decision decide_retry(const error_facts& e, const call_facts& call, const 
     d.reason = retry_reason::fail_over;
     return d;
   }
-  if (!safe_to_resend(e, call)) return give_up(retry_reason::not_safe);
+  if (!aborted && !safe_to_resend(e, call)) return give_up(retry_reason::not_safe);
   if (at.attempt >= retry.max_retries) return give_up(retry_reason::attempts_exhausted);
 
   const bool at_once = at.attempt == 0 && e.outcome == outcome::not_sent && e.kind == failure_kind::connection_lost;

@@ -22,6 +22,8 @@ struct error_facts {
   error_origin origin = error_origin::server;
   bool indeterminate_commit = false;                     ///< error::is_indeterminate_commit()
   breaker_verdict breaker = breaker_verdict::no_answer;  ///< breaker_verdict_of(e)
+  /// For a lost COMMIT: what the server said of it when asked (src/client/commit_resolver.hpp).
+  commit_resolution resolution = commit_resolution::none;
 };
 /// The facts of `e`.
 [[nodiscard]] error_facts error_facts_of(const error& e) noexcept;
@@ -70,13 +72,15 @@ struct retry_decision {
 };
 
 /// The retry rule (docs/resilience.md), in order: disabled, a breaker rejection or a lost
-/// COMMIT give up; wrong_host (25006) is retried once, at once and free, when the call may fail
-/// over (and time is left), else given up; then the outcome decides whether sending again is safe (not_sent: unless
-/// the pool or this side refused it; rolled_back: yes; indeterminate: only when idempotent;
-/// otherwise no); then at most `retry.max_retries` retries; a pooled connection found dead
-/// before sending is retried at once, free of budget, on the first attempt; every other retry
-/// needs the budget and sleeps full_jitter_delay(retry, attempt, random64); none is made that
-/// would sleep past the deadline or leave less than min_attempt_time for the attempt.
+/// COMMIT give up — except a lost COMMIT the server says aborted, which counts as rolled_back
+/// (a transaction(fn) runs fn again, as for a connection lost before COMMIT); wrong_host (25006)
+/// is retried once, at once and free, when the call may fail over (and time is left), else
+/// given up; then the outcome decides whether sending again is safe (not_sent: unless the pool
+/// or this side refused it; rolled_back: yes; indeterminate: only when idempotent; otherwise
+/// no); then at most `retry.max_retries` retries; a pooled connection found dead before sending
+/// is retried at once, free of budget, on the first attempt; every other retry needs the budget
+/// and sleeps full_jitter_delay(retry, attempt, random64); none is made that would sleep past
+/// the deadline or leave less than min_attempt_time for the attempt.
 [[nodiscard]] retry_decision decide_retry(const error_facts& e, const call_facts& call, const attempt_facts& at,
                                           const retry_options& retry, bool enabled) noexcept;
 

@@ -401,6 +401,10 @@ TEST(cli, demo_tells_the_whole_story_against_its_own_server) {
   const auto& outage = j.at("outage");
   EXPECT_GT(outage.at("rejected_by_breaker").get<long>(), 0) << "the open breaker failed calls fast";
   EXPECT_GT(outage.at("breaker_closed_ms").get<long>(), outage.at("server_started_ms").get<long>());
+  const auto& resolved = outage.at("in_doubt_resolved");
+  EXPECT_GE(resolved.at("committed").get<long>() + resolved.at("aborted").get<long>(), 1)
+      << "the COMMIT in flight when the server stopped was resolved by asking it";
+  EXPECT_EQ(resolved.at("unknown").get<long>(), 0);
   EXPECT_EQ(j.at("slow_query").at("counted"), 1);
   EXPECT_EQ(j.at("health").at("status"), "healthy");
   for (const char* seed : {"postgresql_slow_query_total", "postgresql_batch_operations_total",

@@ -71,6 +71,17 @@ class fault_proxy {
     m_cut_pattern = std::move(pattern);
     m_armed = true;
   }
+  /// After the client sends bytes containing "COMMIT", forward the server's answers up to, but
+  /// not including, the reply to that COMMIT (its CommandComplete), then drop the rest and close
+  /// the client's connection (once): the server committed, the client saw everything but that.
+  void lose_commit_reply() {
+    std::lock_guard lk(m_mu);
+    m_cut_pattern = "COMMIT";
+    m_armed = true;
+    m_keep_until_commit = true;
+  }
+  /// New connections go to `target_port` from now on (connections already open stay where they are).
+  void retarget(int target_port) { m_target = target_port; }
   /// Delays every reply from the server by `d` (0 to stop).
   void delay_replies(std::chrono::milliseconds d) { m_delay_ms = static_cast<int>(d.count()); }
   /// Stops forwarding anything in either direction, keeping the sockets open.
@@ -92,7 +103,7 @@ class fault_proxy {
       sockaddr_in a{};
       a.sin_family = AF_INET;
       a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      a.sin_port = htons(static_cast<uint16_t>(m_target));
+      a.sin_port = htons(static_cast<uint16_t>(m_target.load()));
       if (::connect(server, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
         ::close(client);
         ::close(server);
@@ -106,8 +117,30 @@ class fault_proxy {
     }
   }
 
+  // Forwards the complete server messages of `pending` (type byte + length) until the reply to
+  // COMMIT; true once it was reached (nothing from it on is forwarded).
+  static bool forward_until_commit_reply(int client, std::string& pending) {
+    std::size_t at = 0;
+    while (pending.size() - at >= 5) {
+      const auto* p = reinterpret_cast<const unsigned char*>(pending.data() + at);
+      const std::size_t len = (std::size_t{p[1]} << 24) | (std::size_t{p[2]} << 16) | (std::size_t{p[3]} << 8) | p[4];
+      if (pending.size() - at < len + 1) break;
+      const bool commit_reply = p[0] == 'C' && pending.compare(at + 5, 6, "COMMIT") == 0;
+      if (commit_reply) {
+        (void)::send(client, pending.data(), at, MSG_NOSIGNAL);
+        return true;
+      }
+      at += len + 1;
+    }
+    (void)::send(client, pending.data(), at, MSG_NOSIGNAL);
+    pending.erase(0, at);
+    return false;
+  }
+
   void pump(int client, int server) {
     bool cutting = false;
+    bool keep_until_commit = false;
+    std::string pending;  // server bytes not yet forwarded while keeping answers until COMMIT's
     char buf[65536];
     while (!m_stop) {
       pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
@@ -125,7 +158,9 @@ class fault_proxy {
           m_seen.push_back(chunk);
           if (m_armed && !m_cut_pattern.empty() && chunk.find(m_cut_pattern) != std::string::npos) {
             m_armed = false;
-            cutting = true;
+            cutting = !m_keep_until_commit;
+            keep_until_commit = m_keep_until_commit;
+            m_keep_until_commit = false;
           }
         }
         if (::send(server, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) < 0) break;
@@ -139,6 +174,15 @@ class fault_proxy {
         const ssize_t n = ::recv(server, buf, sizeof buf, 0);
         if (n <= 0) break;
         if (const int d = m_delay_ms.load(); d > 0) std::this_thread::sleep_for(std::chrono::milliseconds(d));
+        if (keep_until_commit) {
+          pending.append(buf, static_cast<std::size_t>(n));
+          if (forward_until_commit_reply(client, pending)) {
+            // The server committed; its answer never arrives.
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            break;
+          }
+          continue;
+        }
         if (::send(client, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) < 0) break;
       }
     }
@@ -146,7 +190,7 @@ class fault_proxy {
     ::close(server);
   }
 
-  int m_target;
+  std::atomic<int> m_target;
   int m_listen = -1;
   int m_port = 0;
   std::atomic<bool> m_stop{false};
@@ -155,6 +199,7 @@ class fault_proxy {
   mutable std::mutex m_mu;
   std::string m_cut_pattern;
   bool m_armed = false;
+  bool m_keep_until_commit = false;
   std::vector<std::string> m_seen;
   std::thread m_acceptor;
   std::vector<std::thread> m_workers;

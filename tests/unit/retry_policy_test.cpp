@@ -128,6 +128,28 @@ const std::vector<rule_row> k_rules = {
      no_answer, no, no, retry_reason::indeterminate_commit},
 };
 
+// A lost COMMIT the server was asked about (src/client/commit_resolver.hpp): unknown (and
+// committed, which never reaches the rule: the call succeeded) stays in doubt; aborted means
+// nothing of the attempt remains, so it runs again like a connection lost before COMMIT.
+struct resolved_row {
+  rule_row row;
+  commit_resolution resolution;
+};
+const std::vector<resolved_row> k_resolved = {
+    {{"indeterminate_commit resolved unknown", outcome::indeterminate, failure_kind::connection_lost,
+      error_origin::connection, true, unhealthy, no, no, retry_reason::indeterminate_commit},
+     commit_resolution::unknown},
+    {{"indeterminate_commit not asked", outcome::indeterminate, failure_kind::connection_lost, error_origin::connection,
+      true, unhealthy, no, no, retry_reason::indeterminate_commit},
+     commit_resolution::none},
+    {{"indeterminate_commit resolved aborted", outcome::indeterminate, failure_kind::connection_lost,
+      error_origin::connection, true, unhealthy, yes, yes, not_safe},
+     commit_resolution::aborted},
+    {{"indeterminate_commit (57P01) resolved aborted", outcome::indeterminate, failure_kind::server_error,
+      error_origin::connection, true, unhealthy, yes, yes, not_safe},
+     commit_resolution::aborted},
+};
+
 retry_options options() {
   retry_options o;
   o.max_retries = 3;
@@ -164,60 +186,71 @@ std::string describe(const rule_row& r, bool idem, bool tx, int attempt, bool bu
          " deadline=" + std::to_string(static_cast<int>(dl));
 }
 
-}  // namespace
-
-TEST(retry_policy, every_row_of_the_rule) {
+// Every combination of call and attempt for one row; returns the number of cases checked.
+int check_row(const rule_row& r, commit_resolution resolution) {
   const auto o = options();
   int cases = 0;
-  for (const auto& r : k_rules) {
-    const error_facts e{r.out, r.kind, r.origin, r.commit_in_doubt, r.verdict};
-    for (bool idem : {false, true}) {
-      const expect want = idem ? r.idempotent : r.plain;
-      for (bool tx : {false, true}) {
-        for (int attempt = 0; attempt <= o.max_retries; ++attempt) {
-          for (bool budget : {true, false}) {
-            for (auto dl : {deadline_case::none, deadline_case::ample, deadline_case::one_short_of_need,
-                            deadline_case::exactly_need, deadline_case::just_past_need}) {
-              // A dead pooled connection is retried at once only on the first attempt.
-              const bool free = want == expect::at_once && attempt == 0;
-              const auto delay = free ? 0ns : full_jitter_delay(o, attempt, k_draw);
-              const attempt_facts at{attempt, time_left(dl, delay + o.min_attempt_time), budget, k_draw};
-              const auto d = decide_retry(e, {idem, tx}, at, o, true);
-              const auto label = describe(r, idem, tx, attempt, budget, dl);
-              ++cases;
-              EXPECT_EQ(d.breaker, r.verdict) << label;
+  const error_facts e{r.out, r.kind, r.origin, r.commit_in_doubt, r.verdict, resolution};
+  for (bool idem : {false, true}) {
+    const expect want = idem ? r.idempotent : r.plain;
+    for (bool tx : {false, true}) {
+      for (int attempt = 0; attempt <= o.max_retries; ++attempt) {
+        for (bool budget : {true, false}) {
+          for (auto dl : {deadline_case::none, deadline_case::ample, deadline_case::one_short_of_need,
+                          deadline_case::exactly_need, deadline_case::just_past_need}) {
+            // A dead pooled connection is retried at once only on the first attempt.
+            const bool free = want == expect::at_once && attempt == 0;
+            const auto delay = free ? 0ns : full_jitter_delay(o, attempt, k_draw);
+            const attempt_facts at{attempt, time_left(dl, delay + o.min_attempt_time), budget, k_draw};
+            const auto d = decide_retry(e, {idem, tx}, at, o, true);
+            const auto label = describe(r, idem, tx, attempt, budget, dl);
+            ++cases;
+            EXPECT_EQ(d.breaker, r.verdict) << label;
 
-              // The rule in its order: safety, attempt limit, budget (not for a free retry), deadline.
-              retry_reason reason = retry_reason::retry;
-              if (want == expect::no) {
-                reason = r.refusal;
-              } else if (attempt >= o.max_retries) {
-                reason = retry_reason::attempts_exhausted;
-              } else if (!free && !budget) {
-                reason = retry_reason::budget_exhausted;
-              } else if (!deadline_allows(dl)) {
-                reason = retry_reason::deadline;
-              } else {
-                reason = free ? retry_reason::retry_at_once : retry_reason::retry;
-              }
-              const bool retried = reason == retry_reason::retry || reason == retry_reason::retry_at_once;
-              EXPECT_EQ(d.reason, reason) << label << ": got " << to_string(d.reason);
-              EXPECT_EQ(d.retry, retried) << label;
-              EXPECT_EQ(d.spend_budget, retried && !free) << label;
-              EXPECT_EQ(d.delay, retried ? delay : 0ns) << label;
+            // The rule in its order: safety, attempt limit, budget (not for a free retry), deadline.
+            retry_reason reason = retry_reason::retry;
+            if (want == expect::no) {
+              reason = r.refusal;
+            } else if (attempt >= o.max_retries) {
+              reason = retry_reason::attempts_exhausted;
+            } else if (!free && !budget) {
+              reason = retry_reason::budget_exhausted;
+            } else if (!deadline_allows(dl)) {
+              reason = retry_reason::deadline;
+            } else {
+              reason = free ? retry_reason::retry_at_once : retry_reason::retry;
             }
+            const bool retried = reason == retry_reason::retry || reason == retry_reason::retry_at_once;
+            EXPECT_EQ(d.reason, reason) << label << ": got " << to_string(d.reason);
+            EXPECT_EQ(d.retry, retried) << label;
+            EXPECT_EQ(d.spend_budget, retried && !free) << label;
+            EXPECT_EQ(d.delay, retried ? delay : 0ns) << label;
           }
         }
       }
     }
   }
+  return cases;
+}
+
+}  // namespace
+
+TEST(retry_policy, every_row_of_the_rule) {
+  int cases = 0;
+  for (const auto& r : k_rules) cases += check_row(r, commit_resolution::none);
   EXPECT_EQ(cases, static_cast<int>(k_rules.size()) * 2 * 2 * 4 * 2 * 5);
+}
+
+TEST(retry_policy, a_lost_commit_the_server_says_aborted_runs_again) {
+  int cases = 0;
+  for (const auto& r : k_resolved) cases += check_row(r.row, r.resolution);
+  EXPECT_EQ(cases, static_cast<int>(k_resolved.size()) * 2 * 2 * 4 * 2 * 5);
 }
 
 TEST(retry_policy, disabled_is_one_attempt_whatever_the_error) {
   const auto o = options();
   for (const auto& r : k_rules) {
-    const error_facts e{r.out, r.kind, r.origin, r.commit_in_doubt, r.verdict};
+    const error_facts e{r.out, r.kind, r.origin, r.commit_in_doubt, r.verdict, commit_resolution::none};
     for (bool idem : {false, true}) {
       const auto d = decide_retry(e, {idem, false}, {0, std::nullopt, true, k_draw}, o, false);
       EXPECT_FALSE(d.retry) << r.what;
@@ -230,8 +263,8 @@ TEST(retry_policy, disabled_is_one_attempt_whatever_the_error) {
 
 TEST(retry_policy, backoff_is_full_jitter_from_the_draw) {
   const auto o = options();
-  const error_facts lost{outcome::rolled_back, failure_kind::connection_lost, error_origin::connection, false,
-                         breaker_verdict::unhealthy};
+  const error_facts lost{outcome::rolled_back,       failure_kind::connection_lost, error_origin::connection, false,
+                         breaker_verdict::unhealthy, commit_resolution::none};
   // The draw spans [0, ceiling]: 0 sleeps nothing, the largest draw sleeps about the ceiling.
   for (int attempt = 0; attempt < o.max_retries; ++attempt) {
     const auto low = decide_retry(lost, {}, {attempt, std::nullopt, true, 0}, o, true);
@@ -247,8 +280,8 @@ TEST(retry_policy, backoff_is_full_jitter_from_the_draw) {
 TEST(retry_policy, max_retries_zero_never_retries) {
   auto o = options();
   o.max_retries = 0;
-  const error_facts dead{outcome::not_sent, failure_kind::connection_lost, error_origin::connection, false,
-                         breaker_verdict::unhealthy};
+  const error_facts dead{outcome::not_sent,          failure_kind::connection_lost, error_origin::connection, false,
+                         breaker_verdict::unhealthy, commit_resolution::none};
   const auto d = decide_retry(dead, {}, {0, std::nullopt, true, k_draw}, o, true);
   EXPECT_FALSE(d.retry);
   EXPECT_EQ(d.reason, retry_reason::attempts_exhausted);
@@ -347,4 +380,30 @@ TEST(retry_policy, a_read_only_server_fails_over_once_at_once_and_free_for_prima
                          breaker_verdict::unhealthy};
   EXPECT_EQ(decide_retry(lost, {false, false, true}, {0, std::nullopt, true, k_draw}, o, true).reason,
             retry_reason::not_safe);
+}
+
+// What the client's resolution found travels on the error it gives up with, and the rule reads it.
+TEST(retry_policy, the_resolution_of_a_lost_commit_is_a_fact_of_its_error) {
+  const server_identity server{42, 3};
+  const auto lost = error_builder(failure_kind::connection_lost, outcome::indeterminate)
+                        .operation("commit")
+                        .broken()
+                        .in_doubt_commit(77, server)
+                        .build<indeterminate_commit>("lost");
+  EXPECT_EQ(lost.xid(), std::optional<std::uint64_t>(77));
+  EXPECT_EQ(lost.commit_server(), std::optional<server_identity>(server));
+  EXPECT_EQ(lost.resolution(), commit_resolution::none);
+  EXPECT_EQ(error_facts_of(lost).resolution, commit_resolution::none);
+  for (auto r : {commit_resolution::unknown, commit_resolution::aborted}) {
+    try {
+      error_builder::raise_with_call_facts(lost, {"transaction", 1, {}, false, r});
+    } catch (const indeterminate_commit& e) {
+      EXPECT_EQ(e.resolution(), r);
+      EXPECT_EQ(e.xid(), std::optional<std::uint64_t>(77)) << "the id stays";
+      const auto f = error_facts_of(e);
+      EXPECT_EQ(f.resolution, r);
+      const auto d = decide_retry(f, {false, true}, {0, std::nullopt, true, k_draw}, options(), true);
+      EXPECT_EQ(d.retry, r == commit_resolution::aborted) << to_string(r);
+    }
+  }
 }

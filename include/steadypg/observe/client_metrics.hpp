@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "steadypg/error.hpp"
 #include "steadypg/observe/metrics.hpp"
 #include "steadypg/observer.hpp"
 #include "steadypg/pool.hpp"
@@ -19,6 +20,7 @@ namespace steadypg::observe {
 /// postgresql_slow_query_total, postgresql_pool_acquire_duration_seconds,
 /// postgresql_pool_acquire_timeouts_total, postgresql_connections_closed_total{reason},
 /// postgresql_circuit_breaker_transitions_total{from,to}, postgresql_retry_budget_exhausted_total,
+/// postgresql_commit_resolutions_total{result},
 /// and the batch families (fed by batch execution); and the gauges that mirror live state,
 /// read when the metrics are rendered: postgresql_pool_connections{state},
 /// postgresql_pool_max_connections, postgresql_pool_pending_requests (watch_pool),
@@ -40,6 +42,7 @@ class client_metrics final : public observer {
   void on_retry_budget_exhausted(std::string_view operation) noexcept override;
   void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;
   void on_call_finished(const call_report& report) noexcept override;
+  void on_commit_resolved(const commit_resolution_report& report) noexcept override;
   void on_batch_finished(const batch_summary& summary) noexcept override;
   void on_host_probed(const probe_report& report) noexcept override;
   void on_topology_changed(const topology_change& change) noexcept override;
@@ -58,6 +61,8 @@ class client_metrics final : public observer {
   [[nodiscard]] const histogram& query_durations() const noexcept { return *m_query_duration; }
   /// Slow queries counted.
   [[nodiscard]] std::uint64_t slow_queries() const noexcept { return m_slow->value(); }
+  /// Lost COMMITs resolved so far with `result` (committed, aborted or unknown).
+  [[nodiscard]] std::uint64_t commit_resolutions(commit_resolution result) const noexcept;
 
  private:
   registry& m_registry;
@@ -76,9 +81,10 @@ class client_metrics final : public observer {
   histogram* m_acquire_duration;
   counter* m_acquire_timeouts;
   counter* m_budget_exhausted;
-  std::array<counter*, 4> m_retry{};   // not_sent, rolled_back, indeterminate, wrong_host
-  std::array<counter*, 5> m_closed{};  // by close_reason
-  std::mutex m_lazy;                   // first error of a class, first transition of a pair
+  std::array<counter*, 4> m_retry{};        // not_sent, rolled_back, indeterminate, wrong_host
+  std::array<counter*, 5> m_closed{};       // by close_reason
+  std::array<counter*, 3> m_resolutions{};  // committed, aborted, unknown
+  std::mutex m_lazy;                        // first error of a class, first transition of a pair
 };
 
 }  // namespace steadypg::observe

@@ -1,0 +1,114 @@
+// Side by side, in one run: client::transaction(fn) with commit resolution on (the transaction
+// id is fetched in COMMIT's round trip) and off, alternating rounds on one embedded server (or
+// $DATABASE_URL) with pgbench's schema: two statements and a commit per transaction, as
+// pgbench's simple-update does it. Prints transactions/s per round and the median ratio on/off.
+// Usage: steadypg_bench_commit_resolution [seconds=1] [rounds=21] [clients=4]
+#include <steadypg/steadypg.hpp>
+#include <steadypg/testing/temp_cluster.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+constexpr int k_accounts = 100000;
+
+double run(steadypg::client& db, int clients, double seconds) {
+  std::atomic<long> done{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  const auto start = clock_type::now();
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t) + 1);
+      std::uniform_int_distribution<int> aid(1, k_accounts), delta(-5000, 5000);
+      while (!stop.load(std::memory_order_relaxed)) {
+        const int a = aid(rng), d = delta(rng);
+        db.transaction([&](steadypg::transaction& tx) {
+          tx.execute("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2", d, a);
+          tx.execute("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, $1, $2, now())", a, d);
+        });
+        done.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& th : threads) th.join();
+  const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
+  return static_cast<double>(done.load()) / elapsed;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const double seconds = argc > 1 ? std::atof(argv[1]) : 1.0;
+  const int rounds = argc > 2 ? std::atoi(argv[2]) : 21;
+  const int clients = argc > 3 ? std::atoi(argv[3]) : 4;
+  std::unique_ptr<steadypg::testing::temp_cluster> cluster;
+  std::string dsn;
+  if (const char* url = std::getenv("DATABASE_URL"); url != nullptr && *url != '\0') {
+    dsn = url;
+  } else {
+    cluster = std::make_unique<steadypg::testing::temp_cluster>();
+    dsn = cluster->dsn();
+  }
+  {
+    steadypg::connection setup{dsn};
+    const bool have = setup.query_value<bool>("SELECT to_regclass('pgbench_accounts') IS NOT NULL");
+    if (!have) {  // the part of pgbench's schema the transaction touches (`steadypg bench --init` makes all of it)
+      setup.execute(
+          "CREATE TABLE pgbench_accounts (aid int PRIMARY KEY, bid int, abalance int NOT NULL, filler char(84)); "
+          "CREATE TABLE pgbench_history (tid int, bid int, aid int, delta int, mtime timestamp, filler char(22))");
+      setup.execute(
+          fmt::format("INSERT INTO pgbench_accounts SELECT g, 1, 0, '' FROM generate_series(1, {}) g", k_accounts));
+      setup.execute("VACUUM ANALYZE pgbench_accounts");
+    }
+  }
+  auto options = [&](bool resolve) {
+    steadypg::client_options o;
+    o.dsn = dsn;
+    o.pool.max_size = static_cast<std::size_t>(clients);
+    o.resilience.resolve_commits = resolve;
+    return o;
+  };
+  steadypg::client on{options(true)}, off{options(false)};
+  (void)run(on, clients, 0.5);  // warm both pools and statement caches
+  (void)run(off, clients, 0.5);
+  // Rounds in pairs, the order swapped every pair, so that a neighbour's load (the machine is
+  // shared) hits both sides alike; the per-pair ratios' median is the figure.
+  std::vector<double> with, without, ratios;
+  for (int r = 0; r < rounds; ++r) {
+    double a = 0, b = 0;
+    if (r % 2 == 0) {
+      b = run(off, clients, seconds);
+      a = run(on, clients, seconds);
+    } else {
+      a = run(on, clients, seconds);
+      b = run(off, clients, seconds);
+    }
+    with.push_back(a);
+    without.push_back(b);
+    ratios.push_back(a / b);
+    std::printf("round %d: resolution off %.0f tx/s, on %.0f tx/s, ratio %.3f\n", r + 1, b, a, a / b);
+  }
+  std::printf("clients %d: median resolution off %.0f tx/s, on %.0f tx/s; median of the pairs' ratios on/off %.3f\n",
+              clients, median(without), median(with), median(ratios));
+  return 0;
+}
