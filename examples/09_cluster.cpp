@@ -17,9 +17,15 @@ int main() try {
   steadypg::client db{opts};
   //]
 
-  //[routes
+  //[writes
   db.execute("CREATE TABLE IF NOT EXISTS notes (id int PRIMARY KEY, body text)");  // primary (the default)
   db.execute("INSERT INTO notes VALUES ($1, $2) ON CONFLICT DO NOTHING", 1, "hello");
+  //]
+  // Replication is asynchronous: a read right after a write may reach a replica that has not
+  // replayed it yet (a service passes a write token, below; the example waits for the replica).
+  set.wait_caught_up(1);
+
+  //[routes
   auto n = db.query_value<std::int64_t>(
       steadypg::statement{"SELECT count(*) FROM notes"}.route(steadypg::route::prefer_replica));  // a replica if one qualifies
   auto on_replica = db.transaction(  // BEGIN READ ONLY on a replica
