@@ -23,6 +23,25 @@ struct pg_conn;
 
 namespace steadypg {
 
+/// What the connection goes through to reach PostgreSQL (docs/pgbouncer.md). PgBouncer's
+/// pool_mode of the same name.
+enum class pooler_mode {
+  none,         ///< a server of its own, or a pooler that keeps one server session per client
+  session,      ///< PgBouncer pool_mode=session: behaves like a direct connection
+  transaction,  ///< pool_mode=transaction: the server session is shared between transactions
+  statement     ///< pool_mode=statement: shared between statements; no transaction blocks
+};
+
+/// "none", "session", "transaction", "statement".
+[[nodiscard]] std::string_view to_string(pooler_mode m) noexcept;
+/// The mode named `text` (exactly as to_string() spells it), or nullopt.
+[[nodiscard]] std::optional<pooler_mode> parse_pooler_mode(std::string_view text) noexcept;
+/// True when consecutive transactions may run on different server sessions (transaction and
+/// statement): nothing may rely on session state.
+[[nodiscard]] constexpr bool shares_server_sessions(pooler_mode m) noexcept {
+  return m == pooler_mode::transaction || m == pooler_mode::statement;
+}
+
 /// Options for one connection.
 struct connection_options {
   /// Connection string, URI or key=value; empty uses libpq's PG* environment variables.
@@ -51,6 +70,13 @@ struct connection_options {
   std::size_t statement_cache_capacity = 256;
   /// application_name unless the DSN sets one.
   std::string application_name = "steadypg";
+  /// The pooler between the client and the server. With transaction or statement: no
+  /// prepared statements (statement_cache_capacity is ignored), per-call settings ride with
+  /// each statement (never a session SET), session-only features are refused, and a DSN
+  /// with a startup parameter PgBouncer rejects (options=) is a config_error. With none, a
+  /// connection that sees a pooler anyway reports it (pooler_suspicion()). Default none.
+  /// POSTGRESQL_POOLER (none, session, transaction, statement).
+  pooler_mode pooler = pooler_mode::none;
 
   /// Throws config_error when a field is out of range or the DSN is malformed.
   void validate() const;
@@ -226,7 +252,8 @@ class connection {
 
   /// Makes sure `sql` with the parameter types of `params` is in the prepared-statement cache
   /// (one round trip when it is not). A pipeline then sends it by name instead of parsing it
-  /// for every statement. No-op when the cache is disabled.
+  /// for every statement. No-op when the cache is disabled or behind a transaction or
+  /// statement pooler, where the text itself is the handle: it is sent again, unnamed, each time.
   void prepare(std::string_view sql, const param_list& params);
 
   /// Runs a statement that returns one row with one column and converts it.
@@ -277,12 +304,18 @@ class connection {
   [[nodiscard]] const connection_options& options() const noexcept;
   /// Prepared-statement cache counters.
   [[nodiscard]] statement_cache_stats cache_stats() const noexcept;
+  /// With pooler none: why this connection looks like it goes through a pooler anyway (the
+  /// backend that runs its statements is not the one named at login), checked once when it
+  /// connected; "" when nothing suggests one.
+  [[nodiscard]] const std::string& pooler_suspicion() const noexcept;
   /// Forgets every cached prepared statement (call after DISCARD ALL on this session).
   void clear_statement_cache() noexcept;
   /// Sets the session's server-side statement_timeout (0 = off) with one SET, unless it is
-  /// already that value.
+  /// already that value. Behind a transaction or statement pooler no SET is sent: the value
+  /// rides with every later statement instead (set_config(…, true) in the same round trip,
+  /// or SET LOCAL after BEGIN), so that it never outlives the transaction.
   void set_statement_timeout(std::chrono::milliseconds timeout);
-  /// The session's statement_timeout as last set through this object (0 = off / default).
+  /// The statement_timeout as last set through this object (0 = off / default).
   [[nodiscard]] std::chrono::milliseconds statement_timeout() const noexcept;
   /// Changes the client-side per-statement deadline (0 = none).
   void set_query_timeout(std::chrono::milliseconds timeout) noexcept;

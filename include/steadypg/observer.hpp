@@ -175,6 +175,9 @@ class observer {
   virtual void on_host_probed(const probe_report& report) noexcept { (void)report; }
   /// A call went to another host than its route asked (prefer_replica to the primary).
   virtual void on_route_fallback(const route_fallback_report& report) noexcept { (void)report; }
+  /// With pooler none, a new connection looks like it goes through a pooler anyway
+  /// (connection::pooler_suspicion()); reported once per pool. Nothing changes behaviour.
+  virtual void on_pooler_suspected(std::string_view evidence) noexcept { (void)evidence; }
 };
 
 /// Forwards every event to two observers (either may be null), first `a`, then `b`: to log
@@ -203,6 +206,7 @@ class observer_tee final : public observer {
   void on_topology_changed(const topology_change& change) noexcept override;
   void on_host_probed(const probe_report& report) noexcept override;
   void on_route_fallback(const route_fallback_report& report) noexcept override;
+  void on_pooler_suspected(std::string_view evidence) noexcept override;
 
  private:
   observer* m_a;

@@ -67,7 +67,8 @@ client::client(client_options options, observer* obs)
     h.label = endpoints[i].label;
     h.dsn = endpoints[i].dsn;
     h.breaker = std::make_unique<circuit_breaker>(breaker_settings(m_options), m_observer);
-    h.pool = std::make_unique<pool_type>(m_options.pool, std::make_shared<internal::connection_factory>(c), m_observer);
+    h.pool = std::make_unique<pool_type>(m_options.pool, std::make_shared<internal::connection_factory>(c, m_observer),
+                                         m_observer);
     m_hosts.push_back(std::move(h));
     specs.push_back({endpoints[i].label, std::move(c)});
   }

@@ -107,6 +107,12 @@ const std::vector<choice_knob>& choice_knobs() {
          if (r) o.cluster.default_route = *r;
          return r.has_value();
        }},
+      {"POSTGRESQL_POOLER", "none, session, transaction, statement",
+       [](client_options& o, std::string_view v) {
+         const auto m = parse_pooler_mode(v);
+         if (m) o.connection.pooler = *m;
+         return m.has_value();
+       }},
   };
   return k;
 }
@@ -168,6 +174,7 @@ void client_options::validate() const {
     throw config_error(
         "connection.dsn is set: a client connects to client_options::dsn (DATABASE_URL); leave connection.dsn empty");
   }
+  internal::check_dsn_for_pooler(dsn, connection.pooler, "dsn (DATABASE_URL)", "connection.pooler (POSTGRESQL_POOLER)");
   connection.validate();
   pool.validate();
   resilience.validate();

@@ -80,6 +80,9 @@ void connection_impl::handle_timeout(std::string_view op, bool can_drain) {
   if (cancelled && can_drain) {
     const deadline grace = clock::now() + options.cancel_wait;
     drained = true;
+    // In pipeline mode (a statement sent with its settings) results end at the sync point;
+    // one NULL ends each statement's results, two in a row mean nothing more is coming.
+    int nulls = 0;
     while (true) {
       bool timed_out = false;
       PGresult* raw = next_result(grace, timed_out);
@@ -87,8 +90,14 @@ void connection_impl::handle_timeout(std::string_view op, bool can_drain) {
         drained = false;
         break;
       }
-      if (raw == nullptr) break;
+      if (raw == nullptr) {
+        if (in_pipeline && ++nulls < 2 && PQstatus(conn) == CONNECTION_OK) continue;
+        if (in_pipeline) drained = false;
+        break;
+      }
+      nulls = 0;
       result_ptr r(raw);
+      if (in_pipeline && PQresultStatus(raw) == PGRES_PIPELINE_SYNC) break;
       const char* state = PQresultErrorField(raw, PG_DIAG_SQLSTATE);
       if (state && sqlstates::query_canceled == state) server_cancelled = true;
       const auto st = PQresultStatus(raw);
@@ -98,6 +107,10 @@ void connection_impl::handle_timeout(std::string_view op, bool can_drain) {
       }
     }
     if (drained && PQstatus(conn) != CONNECTION_OK) drained = false;
+    if (drained && in_pipeline) {
+      drained = PQexitPipelineMode(conn) == 1;
+      in_pipeline = false;
+    }
   }
   auto o = classify_outcome("", failure_kind::timeout, last);
   if (server_cancelled && !last.commit_sent) o = outcome::rolled_back;

@@ -13,7 +13,17 @@
 #include <string>
 #include <string_view>
 
+namespace steadypg {
+enum class pooler_mode;  // steadypg/connection.hpp
+}  // namespace steadypg
+
 namespace steadypg::internal {
+
+/// Throws config_error when `mode` is not none and the connection settings carry a startup
+/// parameter PgBouncer rejects (options=, replication= in the DSN; PGOPTIONS, PGGEQO in the
+/// environment), before any socket opens. `dsn_name` and `mode_name` name the two settings.
+void check_dsn_for_pooler(std::string_view dsn, pooler_mode mode, std::string_view dsn_name,
+                          std::string_view mode_name);
 
 /// An inclusive integer range with its unit ("" or " ms").
 struct int_range {

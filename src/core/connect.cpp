@@ -6,6 +6,7 @@
 
 #include "connection_impl.hpp"
 #include "error_builder.hpp"
+#include "steadypg/result.hpp"
 
 namespace steadypg::internal {
 
@@ -36,6 +37,12 @@ std::string infer_connect_sqlstate(std::string_view msg) {
       {"not permitted to log in", "28000"},
       {"too many connections for role", "53300"},
       {"too many connections for database", "53300"},
+      // PgBouncer's own refusals (it sends 08P01): the pooler is full or cannot reach a server.
+      {"no more connections allowed", "08P01"},
+      {"pgbouncer cannot connect to server", "08P01"},
+      {"server login has been failing", "08P01"},
+      {"query_wait_timeout", "08P01"},
+      {"unsupported startup parameter", "08P01"},
   };
   for (const auto& p : patterns) {
     if (msg.find(p.text) != std::string_view::npos) return std::string(p.code);
@@ -81,12 +88,20 @@ void connection_impl::connect(const connection_options& given) {
     close();
     // A rejected login says nothing about the server's health and repeats the same way;
     // retrying it can lock the account: fatal, one attempt.
-    const auto o = is_login_rejection(f.sqlstate) ? outcome::fatal : outcome::not_sent;
+    // So does PgBouncer refusing a startup parameter (options= in the DSN).
+    const bool refused_parameter = msg.find("unsupported startup parameter") != std::string::npos;
+    const auto o = is_login_rejection(f.sqlstate) || refused_parameter ? outcome::fatal : outcome::not_sent;
+    std::string text = "could not connect: " + msg;
+    if (refused_parameter) {
+      text +=
+          " (PgBouncer accepts no options= or other untracked startup parameter: remove it from the DSN and set "
+          "POSTGRESQL_POOLER to PgBouncer's pool_mode)";
+    }
     throw error_builder(failure_kind::connect_failed, o)
         .fields(std::move(f))
         .operation("connect")
         .broken()
-        .build<connection_error>("could not connect: " + msg);
+        .build<connection_error>(std::move(text));
   };
   conn = PQconnectStartParams(keywords + first, values + first, 1);
   if (conn == nullptr) fail("out of memory");
@@ -108,7 +123,35 @@ void connection_impl::connect(const connection_options& given) {
   // Server notices (NOTICE, WARNING) are not printed to stderr by a library.
   PQsetNoticeProcessor(
       conn, [](void*, const char*) {}, nullptr);
+  // Behind a transaction or statement pooler a named statement would live on one server
+  // session while the next call runs on another (26000): statements go unnamed.
+  if (shared_sessions()) options.statement_cache_capacity = 0;
   stats.capacity = options.statement_cache_capacity;
+  if (options.pooler == pooler_mode::none) probe_pooler(until);
+}
+
+void connection_impl::probe_pooler(const deadline& until) {
+  // Behind PgBouncer the backend key given at login is the pooler's own, so the backend that
+  // runs statements has another pid; the port it listens on is usually not the one dialled
+  // either (a port alone also differs through NAT or a TCP proxy, so it is only evidence).
+  const int login_pid = PQbackendPID(conn);
+  const char* dialled = PQport(conn);
+  if (!PQsendQuery(conn, "SELECT pg_catalog.pg_backend_pid(), pg_catalog.inet_server_port()")) send_failed("connect");
+  flush(until, "connect");
+  result r;
+  try {
+    r = collect("connect", until);
+  } catch (const sql_error&) {
+    return;  // not PostgreSQL as we know it (an admin console): nothing to conclude
+  }
+  if (r.size() != 1 || r.columns() != 2 || r[0][0].is_null()) return;
+  const auto pid = r[0][0].as<int>();
+  if (pid == login_pid) return;
+  std::string port = r[0][1].is_null() ? std::string("a Unix socket") : fmt::format("port {}", r[0][1].as<int>());
+  pooler_suspicion = fmt::format(
+      "the backend that runs statements (pid {}, {}) is not the one named at login (pid {}, dialled port {}): the "
+      "connection goes through a pooler; with PgBouncer in transaction or statement mode set POSTGRESQL_POOLER",
+      pid, port, login_pid, dialled != nullptr && *dialled != '\0' ? dialled : "default");
 }
 
 }  // namespace steadypg::internal

@@ -3,7 +3,9 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <fmt/format.h>
+#include <utility>
 
 #include "check.hpp"
 #include "connection_impl.hpp"
@@ -74,9 +76,156 @@ deadline connection_impl::make_deadline() const {
   return d;
 }
 
+void connection_impl::refuse_session_features(std::string_view sql) const {
+  const auto what = session_only_feature(sql, options.pooler == pooler_mode::statement);
+  if (what.empty()) return;
+  std::string_view instead;
+  if (what == "LISTEN") {
+    instead = "LISTEN needs a connection that bypasses PgBouncer (a DSN to the server itself, pooler=none)";
+  } else if (what == "a session SET") {
+    instead =
+        "use SET LOCAL inside a transaction, statement::timeout() for a deadline, or ALTER ROLE … SET … for a "
+        "default";
+  } else if (what == "a session advisory lock") {
+    instead = "use pg_advisory_xact_lock inside a transaction";
+  } else if (what == "a WITH HOLD cursor") {
+    instead = "use a cursor without HOLD inside a transaction";
+  } else if (what == "a transaction block") {
+    instead = "each statement is its own transaction there; use pool_mode=transaction for transaction blocks";
+  } else {
+    instead = "send the statement text with parameters: it is parsed, unnamed, with every call";
+  }
+  const auto mode = to_string(options.pooler);
+  throw usage_error(fmt::format(
+      "{} is refused behind PgBouncer in {} pooling mode (pooler={}): it needs a server session of its own, and the "
+      "next transaction may run on another one while what this one leaves behind reaches other clients; nothing "
+      "was sent. Instead, {}",
+      what, mode, mode, instead));
+}
+
+result connection_impl::send_with_timeout(std::string_view sql, const param_arrays& arrays, bool may_commit,
+                                          const deadline& until) {
+  constexpr std::string_view op = "execute";
+  last.commit_sent = may_commit;
+  if (!PQenterPipelineMode(conn)) send_failed(op);
+  in_pipeline = true;
+  const std::string value = fmt::format("{}ms", session_statement_timeout.count());
+  const char* values[] = {value.c_str()};
+  sql_buf.assign(sql);
+  const bool queued = PQsendQueryParams(conn, "SELECT pg_catalog.set_config('statement_timeout', $1, true)", 1, nullptr,
+                                        values, nullptr, nullptr, 0) != 0 &&
+                      PQsendQueryParams(conn, sql_buf.c_str(), arrays.size(), arrays.types(), arrays.values(),
+                                        arrays.lengths(), arrays.formats(), 0) != 0 &&
+                      PQpipelineSync(conn) != 0;
+  if (!queued) {
+    // Part of the request may be queued in libpq: the session cannot be trusted any more.
+    const std::string msg = last_error_message(conn);
+    close();
+    throw_connection_lost(msg, op, last);
+  }
+  last.bytes_sent = true;
+  flush(until, op);
+  result_ptr ok;
+  result_ptr failure;
+  int statement = 0;  // 0: set_config, 1: the caller's statement
+  int nulls = 0;
+  bool synced = false;
+  while (!synced) {
+    bool timed_out = false;
+    PGresult* raw = next_result(until, timed_out);
+    if (timed_out) handle_timeout(op);  // cancels and drains to the sync point, or closes
+    if (raw == nullptr) {
+      if (PQstatus(conn) != CONNECTION_OK || ++nulls > 1) break;
+      ++statement;
+      continue;
+    }
+    nulls = 0;
+    result_ptr r(raw);
+    switch (PQresultStatus(raw)) {
+      case PGRES_PIPELINE_SYNC: synced = true; break;
+      case PGRES_TUPLES_OK:
+      case PGRES_COMMAND_OK:
+      case PGRES_EMPTY_QUERY:
+        if (statement == 1 && !failure) ok = std::move(r);
+        break;
+      case PGRES_PIPELINE_ABORTED: break;
+      default:
+        if (!failure) failure = std::move(r);
+        break;
+    }
+  }
+  in_pipeline = false;
+  if (!synced || !PQexitPipelineMode(conn)) {
+    // Lost, or out of step with the server: never hand this session out again.
+    if (!failure && PQstatus(conn) == CONNECTION_OK) {
+      close();
+      throw_connection_lost("the reply to a statement and its settings was incomplete", op, last);
+    }
+    close();
+  }
+  return conclude(std::move(ok), std::move(failure), op);
+}
+
 }  // namespace internal
 
 using internal::connection_impl;
+
+std::string_view to_string(pooler_mode m) noexcept {
+  switch (m) {
+    case pooler_mode::none: return "none";
+    case pooler_mode::session: return "session";
+    case pooler_mode::transaction: return "transaction";
+    case pooler_mode::statement: return "statement";
+  }
+  return "unknown";
+}
+
+std::optional<pooler_mode> parse_pooler_mode(std::string_view text) noexcept {
+  for (auto m : {pooler_mode::none, pooler_mode::session, pooler_mode::transaction, pooler_mode::statement}) {
+    if (text == to_string(m)) return m;
+  }
+  return std::nullopt;
+}
+
+namespace internal {
+
+void check_dsn_for_pooler(std::string_view dsn, pooler_mode mode, std::string_view dsn_name,
+                          std::string_view mode_name) {
+  if (mode == pooler_mode::none) return;
+  // Startup parameters libpq sends that PgBouncer does not track: it ends the login with
+  // "unsupported startup parameter" (or, with ignore_startup_parameters, drops them silently).
+  std::string keyword;
+  std::string source;
+  const std::string text(dsn);
+  if (PQconninfoOption* opts = PQconninfoParse(text.c_str(), nullptr)) {
+    for (auto* o = opts; o->keyword != nullptr; ++o) {
+      const std::string_view k = o->keyword;
+      if ((k == "options" || k == "replication") && o->val != nullptr && *o->val != '\0' && keyword.empty()) {
+        keyword = k;
+        source = fmt::format("{} sets {}=", dsn_name, k);
+      }
+    }
+    PQconninfoFree(opts);
+  }
+  if (keyword.empty()) {
+    for (const auto& [var, param] : {std::pair{"PGOPTIONS", "options"}, std::pair{"PGGEQO", "geqo"}}) {
+      const char* v = std::getenv(var);
+      if (v != nullptr && *v != '\0') {
+        keyword = param;
+        source = fmt::format("the environment sets {} (startup parameter {})", var, param);
+        break;
+      }
+    }
+  }
+  if (keyword.empty()) return;
+  throw config_error(fmt::format(
+      "{}, a startup parameter PgBouncer rejects (\"unsupported startup parameter: {}\"), and {} = {} says the "
+      "connection goes through PgBouncer; remove it and set such settings server-side (ALTER ROLE … SET …) or "
+      "per call (statement::timeout())",
+      source, keyword, mode_name, to_string(mode)));
+}
+
+}  // namespace internal
 
 void connection_options::validate() const {
   using internal::check_range;
@@ -88,7 +237,12 @@ void connection_options::validate() const {
   check_range("connection_options.cancel_timeout", cancel_timeout, {1, 600000, " ms"});
   check_range("connection_options.statement_cache_capacity", statement_cache_capacity, ranges::statement_cache,
               " (0 off)");
+  if (!parse_pooler_mode(to_string(pooler))) {
+    internal::out_of_range("connection_options.pooler", fmt::format("{}", static_cast<int>(pooler)),
+                           "expected none, session, transaction or statement");
+  }
   if (!dsn.empty()) validate_dsn(dsn);
+  internal::check_dsn_for_pooler(dsn, pooler, "connection_options.dsn", "connection_options.pooler");
 }
 
 std::chrono::milliseconds statement_timeout_backstop(std::chrono::milliseconds statement_timeout) noexcept {
@@ -130,9 +284,21 @@ result connection::execute_refs(std::string_view sql, std::span<const param_ref>
   d.begin_request("execute");
   connection_impl::check_sql(sql);
   connection_impl::check_params(params);
+  if (d.shared_sessions()) d.refuse_session_features(sql);
   const auto until = d.make_deadline();
+  // Behind a transaction pooler the statement_timeout rides with the statement, in the same
+  // round trip and implicit transaction (an explicit one got SET LOCAL after its BEGIN).
+  const bool carry_timeout = d.shared_sessions() && d.session_statement_timeout.count() > 0 && !d.last.in_transaction &&
+                             !internal::is_transaction_control(sql) && !internal::refuses_transaction_block(sql);
   if (params.empty() && may_prepare) {
     // Simple protocol: no parameters, several statements allowed.
+    if (carry_timeout) {
+      // One Query message of several statements is one implicit transaction.
+      d.sql_buf = fmt::format("SET LOCAL statement_timeout = {}; ", d.session_statement_timeout.count());
+      d.sql_buf.append(sql);
+      return internal::send_and_collect(d, "execute", internal::mentions_commit(sql, false), until,
+                                        [&] { return PQsendQuery(d.conn, d.sql_buf.c_str()); });
+    }
     d.sql_buf.assign(sql);
     return internal::send_and_collect(d, "execute", internal::mentions_commit(sql, false), until,
                                       [&] { return PQsendQuery(d.conn, d.sql_buf.c_str()); });
@@ -157,6 +323,7 @@ result connection::execute_refs(std::string_view sql, std::span<const param_ref>
     }
   }
   internal::check_param_count(internal::placeholder_count(sql), params.size());
+  if (carry_timeout) return d.send_with_timeout(sql, arrays, internal::mentions_commit(sql, true), until);
   d.sql_buf.assign(sql);
   return internal::send_and_collect(d, "execute", internal::mentions_commit(sql, true), until, [&] {
     return PQsendQueryParams(d.conn, d.sql_buf.c_str(), arrays.size(), arrays.types(), arrays.values(),
@@ -234,6 +401,7 @@ int connection::server_version() const noexcept { return m_impl->conn ? PQserver
 int connection::backend_pid() const noexcept { return m_impl->conn ? PQbackendPID(m_impl->conn) : 0; }
 const connection_options& connection::options() const noexcept { return m_impl->options; }
 statement_cache_stats connection::cache_stats() const noexcept { return m_impl->stats; }
+const std::string& connection::pooler_suspicion() const noexcept { return m_impl->pooler_suspicion; }
 
 void connection::clear_statement_cache() noexcept {
   m_impl->cache.clear();
@@ -244,6 +412,11 @@ void connection::clear_statement_cache() noexcept {
 void connection::set_statement_timeout(std::chrono::milliseconds timeout) {
   if (timeout.count() < 0) timeout = std::chrono::milliseconds{0};
   if (timeout == m_impl->session_statement_timeout) return;
+  if (m_impl->shared_sessions()) {
+    // The session belongs to the pooler: the value goes with each statement instead.
+    m_impl->session_statement_timeout = timeout;
+    return;
+  }
   try {
     (void)execute(fmt::format("SET statement_timeout = {}", timeout.count()));
   } catch (const error& e) {

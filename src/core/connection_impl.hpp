@@ -82,9 +82,12 @@ struct connection_impl {
   std::uint64_t name_counter = 0;
   // Adaptive read-before-poll: under load the answer is often there already, and a poll()
   // would be a wasted syscall; when it keeps not being there, stop trying for a while.
+  // Behind a transaction or statement pooler this is not the session's value but the one each
+  // request carries (set_config(…, true) or SET LOCAL), since the session is shared.
   std::chrono::milliseconds session_statement_timeout{0};
-  deadline hard_deadline;      // an absolute bound for every request (a call's deadline)
-  std::uint64_t requests = 0;  // requests started (begin_request)
+  std::string pooler_suspicion;  // pooler none: why a pooler seems to be there anyway
+  deadline hard_deadline;        // an absolute bound for every request (a call's deadline)
+  std::uint64_t requests = 0;    // requests started (begin_request)
   unsigned eager_misses = 0;
   unsigned eager_skip = 0;
   statement_cache_stats stats;
@@ -97,6 +100,18 @@ struct connection_impl {
   void connect(const connection_options& given);
   void close() noexcept;
 
+  /// True behind a transaction or statement pooler: no session state may be relied on.
+  [[nodiscard]] bool shared_sessions() const noexcept { return shares_server_sessions(options.pooler); }
+  /// Pooler none: compares the backend that answers with the one named at login (one round
+  /// trip at connect) and fills pooler_suspicion.
+  void probe_pooler(const deadline& until);
+  /// Behind a transaction or statement pooler: throws usage_error naming the mode when `sql`
+  /// needs a session of its own (LISTEN, session SET, session advisory locks, WITH HOLD …).
+  void refuse_session_features(std::string_view sql) const;
+  /// Sends `sql` (extended protocol, unnamed) in pipeline mode after
+  /// set_config('statement_timeout', …, true), with one Sync: one round trip, one implicit
+  /// transaction, and the setting ends with it. Returns the statement's result or throws.
+  result send_with_timeout(std::string_view sql, const param_arrays& params, bool may_commit, const deadline& until);
   /// Throws if the connection cannot take a request now; resets `last`.
   void begin_request(std::string_view op);
   /// The deadline of a request starting now: options.query_timeout from now (none when 0),
@@ -113,6 +128,8 @@ struct connection_impl {
   PGresult* next_result(const deadline& until, bool& timed_out);
   /// Collects every result of the request in flight; returns the last success or throws.
   result collect(std::string_view op, const deadline& until);
+  /// The end of collect(): the success, or the error of `failure` / a lost connection.
+  result conclude(result_ptr ok, result_ptr failure, std::string_view op);
   /// After a client-side timeout: cancel, drain (unless `can_drain` is false, as in
   /// pipeline mode, where the connection is closed instead), then throw timeout_error.
   [[noreturn]] void handle_timeout(std::string_view op, bool can_drain = true);

@@ -43,6 +43,9 @@ void observer_tee::on_route_fallback(const route_fallback_report& report) noexce
 }
 void observer_tee::on_batch_finished(const batch_summary& b) noexcept { STEADYPG_TEE(on_batch_finished(b)) }
 void observer_tee::on_call_finished(const call_report& r) noexcept { STEADYPG_TEE(on_call_finished(r)) }
+void observer_tee::on_pooler_suspected(std::string_view evidence) noexcept {
+  STEADYPG_TEE(on_pooler_suspected(evidence))
+}
 
 #undef STEADYPG_TEE
 

@@ -117,6 +117,7 @@ void pipeline::send_refs(std::string_view sql, std::span<const param_ref> params
   auto& d = *m_conn->m_impl;
   internal::connection_impl::check_sql(sql);
   internal::connection_impl::check_params(params);
+  if (d.shared_sessions()) d.refuse_session_features(sql);
   const internal::param_arrays arrays(params);
   // A statement the connection already prepared goes by name (no parse or plan on the server).
   const auto* cached = d.find_prepared(sql, arrays);

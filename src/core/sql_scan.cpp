@@ -163,6 +163,95 @@ bool is_transaction_control(std::string_view sql) noexcept {
   return keyword_after(sql, i, "prepare") && keyword_after(sql, i, "transaction");
 }
 
+namespace {
+
+// Calls `fn(pos)` at the start of each statement of `sql` (after whitespace and comments) and
+// `word(pos)` at each identifier outside strings and comments; stops when either returns true.
+template <typename AtStatement, typename AtWord>
+bool scan_statements(std::string_view sql, AtStatement at_statement, AtWord at_word) {
+  const std::size_t n = sql.size();
+  std::size_t i = skip_space_and_comments(sql, 0);
+  if (at_statement(i)) return true;
+  while (i < n) {
+    if (const std::size_t next = skip_quoted(sql, i); next != i) {
+      i = next;
+    } else if (sql[i] == ';') {
+      i = skip_space_and_comments(sql, i + 1);
+      if (i < n && at_statement(i)) return true;
+    } else if (is_ident_char(sql[i]) && (i == 0 || !is_ident_char(sql[i - 1]))) {
+      if (at_word(i)) return true;
+      while (i < n && is_ident_char(sql[i])) ++i;
+    } else {
+      ++i;
+    }
+  }
+  return false;
+}
+
+bool any_word_at(std::string_view sql, std::size_t pos, std::initializer_list<std::string_view> words) noexcept {
+  return std::any_of(words.begin(), words.end(), [&](std::string_view w) { return word_at(sql, pos, w); });
+}
+
+}  // namespace
+
+std::string_view session_only_feature(std::string_view sql, bool statement_mode) noexcept {
+  std::string_view found;
+  bool in_declare = false;  // the current statement is DECLARE (a cursor)
+  const auto at_statement = [&](std::size_t pos) {
+    in_declare = word_at(sql, pos, "declare");
+    std::size_t p = pos;
+    if (word_at(sql, pos, "listen")) {
+      found = "LISTEN";
+    } else if (keyword_after(sql, p, "set")) {
+      // SET LOCAL and SET TRANSACTION end with the transaction; SET [SESSION] outlives it.
+      std::size_t q = p;
+      const bool ends_with_transaction = keyword_after(sql, q = p, "local") ||
+                                         keyword_after(sql, q = p, "transaction") ||
+                                         keyword_after(sql, q = p, "constraints");
+      if (!ends_with_transaction) found = "a session SET";
+    } else if (keyword_after(sql, p, "prepare") && !keyword_after(sql, p, "transaction")) {
+      found = "a named prepared statement (PREPARE)";
+    } else if (statement_mode && (word_at(sql, pos, "begin") || word_at(sql, pos, "start"))) {
+      found = "a transaction block";
+    }
+    return !found.empty();
+  };
+  const auto at_word = [&](std::size_t pos) {
+    if (any_word_at(sql, pos,
+                    {"pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock",
+                     "pg_try_advisory_lock_shared"})) {
+      found = "a session advisory lock";
+    } else if (in_declare && word_at(sql, pos, "with")) {
+      std::size_t p = pos + 4;
+      if (keyword_after(sql, p, "hold")) found = "a WITH HOLD cursor";
+    }
+    return !found.empty();
+  };
+  (void)scan_statements(sql, at_statement, at_word);
+  return found;
+}
+
+bool refuses_transaction_block(std::string_view sql) noexcept {
+  const auto at_statement = [&](std::size_t pos) {
+    std::size_t p = pos;
+    if (any_word_at(sql, pos, {"vacuum", "copy", "cluster", "reindex"})) return true;
+    if (keyword_after(sql, p, "alter") && keyword_after(sql, p, "system")) return true;
+    p = pos;
+    if (keyword_after(sql, p, "create") || keyword_after(sql, p = pos, "drop")) {
+      std::size_t q = p;
+      if (keyword_after(sql, q, "database") || keyword_after(sql, q = p, "tablespace") ||
+          keyword_after(sql, q = p, "subscription")) {
+        return true;
+      }
+      q = p;
+      (void)keyword_after(sql, q, "unique");
+      if (keyword_after(sql, q, "index") && keyword_after(sql, q, "concurrently")) return true;
+    }
+    return false;
+  };
+  return scan_statements(sql, at_statement, [](std::size_t) { return false; });
+}
+
 bool mentions_commit(std::string_view sql, bool single_statement) noexcept {
   if (statement_commits(sql, 0)) return true;
   if (single_statement) return false;

@@ -40,4 +40,15 @@ namespace steadypg::internal {
 /// retried.
 [[nodiscard]] bool mentions_commit(std::string_view sql, bool single_statement) noexcept;
 
+/// What in `sql` needs a server session of its own, which a transaction or statement pooler
+/// does not give: "LISTEN", "a session SET", "a session advisory lock", "a WITH HOLD cursor",
+/// "a named prepared statement (PREPARE)", and with `statement_mode` also "a transaction
+/// block". "" when none. Strings, identifiers, comments and dollar-quoted bodies are skipped.
+[[nodiscard]] std::string_view session_only_feature(std::string_view sql, bool statement_mode) noexcept;
+
+/// True when a statement of `sql` cannot run inside a transaction block or a pipeline
+/// (VACUUM, CREATE/DROP DATABASE, … CONCURRENTLY, ALTER SYSTEM, …), or is COPY: such text gets
+/// no settings in the same round trip.
+[[nodiscard]] bool refuses_transaction_block(std::string_view sql) noexcept;
+
 }  // namespace steadypg::internal

@@ -18,6 +18,13 @@ transaction::transaction(connection& conn, const transaction_options& options) :
   if (s == connection_status::in_transaction || s == connection_status::failed_transaction) {
     throw usage_error("a transaction is already open on this connection");
   }
+  const auto pooler = conn.options().pooler;
+  if (pooler == pooler_mode::statement) {
+    throw usage_error(
+        "a transaction block is refused behind PgBouncer in statement pooling mode (pooler=statement): every "
+        "statement is its own transaction there, and PgBouncer ends a session that opens one; use "
+        "pool_mode=transaction (pooler=transaction) for transactions");
+  }
   std::string sql = "BEGIN";
   if (options.isolation) {
     switch (*options.isolation) {
@@ -31,6 +38,11 @@ transaction::transaction(connection& conn, const transaction_options& options) :
       options.route && (*options.route == route::replica || *options.route == route::prefer_replica);
   if (options.read_only || to_replica) sql += " READ ONLY";
   if (options.deferrable) sql += " DEFERRABLE";
+  // Behind a transaction pooler the statement_timeout is this transaction's own (one round
+  // trip with the BEGIN), never the shared session's.
+  if (shares_server_sessions(pooler) && conn.statement_timeout().count() > 0) {
+    sql += fmt::format("; SET LOCAL statement_timeout = {}", conn.statement_timeout().count());
+  }
   // The server's identity is asked once per connection, here, outside the transaction (where a
   // refusal cannot abort it); without it a lost COMMIT could not be resolved safely.
   try {

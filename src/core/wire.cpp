@@ -188,6 +188,10 @@ result connection_impl::collect(std::string_view op, const deadline& until) {
     }
     if (PQstatus(conn) == CONNECTION_BAD && guard > 16) break;
   }
+  return conclude(std::move(ok), std::move(failure), op);
+}
+
+result connection_impl::conclude(result_ptr ok, result_ptr failure, std::string_view op) {
   const bool broken = PQstatus(conn) != CONNECTION_OK;
   if (failure) {
     if (PQresultStatus(failure.get()) == PGRES_NONFATAL_ERROR) {

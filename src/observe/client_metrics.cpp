@@ -62,7 +62,11 @@ client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_que
   }
   m_budget_exhausted =
       &reg.add_counter("postgresql_retry_budget_exhausted_total", "Retries refused because the retry budget was spent");
+  m_pooler_suspected = &reg.add_gauge("postgresql_pooler_suspected",
+                                      "1 when a connection looked pooled (PgBouncer) while the pooler setting is none");
 }
+
+void client_metrics::on_pooler_suspected(std::string_view) noexcept { m_pooler_suspected->set(1); }
 
 void client_metrics::watch_pool(std::function<pool_stats()> read) {
   auto shared = std::make_shared<std::function<pool_stats()>>(std::move(read));

@@ -251,6 +251,15 @@ void log_observer::on_topology_changed(const topology_change& c) noexcept {
   }
 }
 
+void log_observer::on_pooler_suspected(std::string_view evidence) noexcept {
+  try {
+    const log_field f[] = {{"evidence", evidence}};
+    m_log.log(log_level::warn, "pool",
+              "the server looks like a pooler (PgBouncer?) while POSTGRESQL_POOLER is none; nothing was changed", f);
+  } catch (...) {
+  }
+}
+
 void log_observer::on_call_finished(const call_report& r) noexcept {
   try {
     if (r.failure != nullptr) {

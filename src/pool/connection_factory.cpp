@@ -9,7 +9,11 @@ std::unique_ptr<connection> connection_factory::connect(std::chrono::millisecond
   o.connect_timeout = std::min(timeout, o.connect_timeout);
   // The private constructor skips validation (done once, with the client's options); it
   // cannot go through make_unique, which is not a friend.
-  return std::unique_ptr<connection>(new connection(o, connection::validated{}));
+  std::unique_ptr<connection> c(new connection(o, connection::validated{}));
+  if (!c->pooler_suspicion().empty() && m_observer != nullptr && !m_pooler_reported.exchange(true)) {
+    m_observer->on_pooler_suspected(c->pooler_suspicion());
+  }
+  return c;
 }
 
 bool connection_factory::quick_check(connection& c) noexcept { return c.check_alive(); }

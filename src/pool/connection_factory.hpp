@@ -1,9 +1,11 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 
 #include "steadypg/connection.hpp"
+#include "steadypg/observer.hpp"
 #include "steadypg/pool.hpp"
 
 namespace steadypg::internal {
@@ -12,8 +14,9 @@ namespace steadypg::internal {
 // options were validated once, with the client's; each connect uses them as they are.
 class connection_factory final : public pool_factory<connection> {
  public:
-  /// `options.dsn` is the client's DSN.
-  explicit connection_factory(connection_options options) : m_options(std::move(options)) {}
+  /// `options.dsn` is the client's DSN; `obs` (may be null) hears on_pooler_suspected.
+  explicit connection_factory(connection_options options, observer* obs = nullptr)
+      : m_options(std::move(options)), m_observer(obs) {}
 
   std::unique_ptr<connection> connect(std::chrono::milliseconds timeout) override;
   bool quick_check(connection& c) noexcept override;
@@ -22,6 +25,8 @@ class connection_factory final : public pool_factory<connection> {
 
  private:
   connection_options m_options;
+  observer* m_observer;
+  std::atomic<bool> m_pooler_reported{false};  // on_pooler_suspected fires once per pool
 };
 
 }  // namespace steadypg::internal

@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 
 #include <cctype>
+#include <fmt/format.h>
 #include <map>
 #include <tuple>
 #include <vector>
@@ -570,4 +571,43 @@ TEST(config, redact_dsn_hides_what_libpq_cannot_parse) {
     EXPECT_FALSE(msg.empty()) << dsn << " was accepted";
     EXPECT_EQ(msg.find("Kp"), std::string::npos) << dsn << ": " << msg;
   }
+}
+
+TEST(config, pooler_mode_is_read_and_validated) {
+  EXPECT_EQ(load({}).connection.pooler, pooler_mode::none);
+  EXPECT_EQ(load({{"POSTGRESQL_POOLER", "transaction"}}).connection.pooler, pooler_mode::transaction);
+  EXPECT_EQ(load({{"POSTGRESQL_POOLER", "statement"}}).connection.pooler, pooler_mode::statement);
+  EXPECT_EQ(load({{"POSTGRESQL_POOLER", "session"}}).connection.pooler, pooler_mode::session);
+  EXPECT_EQ(load({{"POSTGRESQL_POOLER", "none"}}).connection.pooler, pooler_mode::none);
+  for (const char* bad : {"", "Transaction", "pgbouncer", "transaction ", "1"}) {
+    EXPECT_EQ(error_of({{"POSTGRESQL_POOLER", bad}}),
+              fmt::format("POSTGRESQL_POOLER=\"{}\" is invalid: expected none, session, transaction or statement",
+                          bad));
+  }
+  client_options o;
+  o.connection.pooler = static_cast<pooler_mode>(7);
+  EXPECT_THROW(o.validate(), config_error);
+}
+
+TEST(config, startup_parameters_pgbouncer_rejects_are_refused_with_a_pooler) {
+  const std::string with_options = "host=h dbname=d options='-c statement_timeout=100'";
+  EXPECT_NO_THROW((void)load({{"DATABASE_URL", with_options}}));
+  for (const char* mode : {"session", "transaction", "statement"}) {
+    const auto msg = error_of({{"DATABASE_URL", with_options}, {"POSTGRESQL_POOLER", mode}});
+    EXPECT_NE(msg.find("dsn (DATABASE_URL) sets options="), std::string::npos) << msg;
+    EXPECT_NE(msg.find("PgBouncer"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(fmt::format("POSTGRESQL_POOLER) = {}", mode)), std::string::npos) << msg;
+  }
+  const auto uri = error_of(
+      {{"DATABASE_URL", "postgresql://u:secret@h/d?options=-c%20geqo%3Doff"}, {"POSTGRESQL_POOLER", "transaction"}});
+  EXPECT_NE(uri.find("options="), std::string::npos) << uri;
+  EXPECT_EQ(uri.find("secret"), std::string::npos) << uri;
+  EXPECT_NO_THROW(
+      (void)load({{"DATABASE_URL", "host=h dbname=d application_name=svc"}, {"POSTGRESQL_POOLER", "transaction"}}));
+  connection_options c;
+  c.dsn = "host=h replication=database";
+  c.pooler = pooler_mode::transaction;
+  EXPECT_THROW(c.validate(), config_error);
+  c.pooler = pooler_mode::none;
+  EXPECT_NO_THROW(c.validate());
 }

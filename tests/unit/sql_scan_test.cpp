@@ -143,3 +143,58 @@ TEST(sql_scan, transaction_control_after_comments) {
     EXPECT_FALSE(is_transaction_control(sql)) << sql;
   }
 }
+
+TEST(sql_scan, session_only_features_behind_a_transaction_pooler) {
+  using steadypg::internal::session_only_feature;
+  struct row {
+    std::string_view sql;
+    std::string_view want;
+  };
+  const row table[] = {
+      {"LISTEN events", "LISTEN"},
+      {"  -- note\n listen events", "LISTEN"},
+      {"SELECT 1; LISTEN events", "LISTEN"},
+      {"UNLISTEN *", ""},
+      {"NOTIFY events", ""},
+      {"SELECT pg_advisory_lock(42)", "a session advisory lock"},
+      {"SELECT pg_try_advisory_lock_shared(1, 2)", "a session advisory lock"},
+      {"SELECT pg_advisory_xact_lock(42)", ""},
+      {"SELECT pg_try_advisory_xact_lock(42)", ""},
+      {"SELECT 'pg_advisory_lock(42)'", ""},
+      {"SELECT 1 /* pg_advisory_lock(1) */", ""},
+      {"SELECT \"pg_advisory_lock\" FROM t", ""},
+      {"SET search_path = public", "a session SET"},
+      {"set session statement_timeout = 5", "a session SET"},
+      {"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", "a session SET"},
+      {"SET LOCAL statement_timeout = 5", ""},
+      {"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", ""},
+      {"SET CONSTRAINTS ALL DEFERRED", ""},
+      {"UPDATE t SET a = 1", ""},
+      {"DECLARE c CURSOR WITH HOLD FOR SELECT 1", "a WITH HOLD cursor"},
+      {"DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1", ""},
+      {"DECLARE c CURSOR FOR WITH x AS (SELECT 1) SELECT * FROM x", ""},
+      {"WITH hold AS (SELECT 1) SELECT * FROM hold", ""},
+      {"PREPARE p AS SELECT 1", "a named prepared statement (PREPARE)"},
+      {"PREPARE TRANSACTION 'x'", ""},
+      {"BEGIN", ""},
+      {"SELECT $$LISTEN x$$", ""},
+  };
+  for (const auto& r : table) EXPECT_EQ(session_only_feature(r.sql, false), r.want) << r.sql;
+  EXPECT_EQ(session_only_feature("BEGIN", true), "a transaction block");
+  EXPECT_EQ(session_only_feature("start transaction", true), "a transaction block");
+  EXPECT_EQ(session_only_feature("SELECT 1", true), "");
+}
+
+TEST(sql_scan, statements_that_cannot_carry_settings_in_their_transaction) {
+  using steadypg::internal::refuses_transaction_block;
+  for (std::string_view sql :
+       {"VACUUM t", "vacuum", "CREATE INDEX CONCURRENTLY i ON t (a)", "create unique index concurrently i on t (a)",
+        "DROP INDEX CONCURRENTLY i", "CREATE DATABASE d", "DROP DATABASE d", "ALTER SYSTEM SET work_mem = '8MB'",
+        "COPY t FROM STDIN", "REINDEX TABLE CONCURRENTLY t", "SELECT 1; VACUUM"}) {
+    EXPECT_TRUE(refuses_transaction_block(sql)) << sql;
+  }
+  for (std::string_view sql : {"SELECT 1", "CREATE INDEX i ON t (a)", "INSERT INTO t VALUES ('VACUUM')",
+                               "CREATE TABLE database (a int)", "ALTER TABLE t ADD COLUMN b int"}) {
+    EXPECT_FALSE(refuses_transaction_block(sql)) << sql;
+  }
+}

@@ -25,7 +25,8 @@ namespace steadypg::observe {
 /// read when the metrics are rendered: postgresql_pool_connections{state},
 /// postgresql_pool_max_connections, postgresql_pool_pending_requests (watch_pool),
 /// postgresql_circuit_breaker_state{state} (watch_breaker) and postgresql_health_status{status}
-/// (watch_health). Every metric name of docs/metrics.md is in this class's source file.
+/// (watch_health); postgresql_pooler_suspected (1 once a connection looked pooled while the
+/// pooler setting is none). Every metric name of docs/metrics.md is in this class's source file.
 class client_metrics final : public observer {
  public:
   /// Registers every family in `reg`; queries slower than `slow_query_threshold` count as slow.
@@ -47,6 +48,7 @@ class client_metrics final : public observer {
   void on_host_probed(const probe_report& report) noexcept override;
   void on_topology_changed(const topology_change& change) noexcept override;
   void on_route_fallback(const route_fallback_report& report) noexcept override;
+  void on_pooler_suspected(std::string_view evidence) noexcept override;
 
   /// Registers the pool gauges, which call `read` when rendered. Call once.
   void watch_pool(std::function<pool_stats()> read);
@@ -81,6 +83,7 @@ class client_metrics final : public observer {
   histogram* m_acquire_duration;
   counter* m_acquire_timeouts;
   counter* m_budget_exhausted;
+  gauge* m_pooler_suspected;
   std::array<counter*, 4> m_retry{};        // not_sent, rolled_back, indeterminate, wrong_host
   std::array<counter*, 5> m_closed{};       // by close_reason
   std::array<counter*, 3> m_resolutions{};  // committed, aborted, unknown
