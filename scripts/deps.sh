@@ -11,6 +11,7 @@ packages=(
   clang-format clang-tidy
   prometheus
   patroni etcd-server etcd-client
+  pgbouncer
 )
 
 missing=()
@@ -35,4 +36,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update -qq
 "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The Debian postgresql package starts a system cluster on port 5432; steadypg never uses it.
+# The Debian postgresql package starts a system cluster on port 5432, and pgbouncer a service on
+# port 6432; steadypg never uses either (its tests start their own).

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fmt/format.h>
 #include <memory>
 #include <mutex>
@@ -30,6 +31,8 @@ using clock_type = std::chrono::steady_clock;
 struct raw_conn {
   explicit raw_conn(const std::string& dsn) : c(PQconnectdb(dsn.c_str())) {
     if (PQstatus(c) != CONNECTION_OK) throw std::runtime_error(std::string("connect: ") + PQerrorMessage(c));
+    PQsetNoticeProcessor(
+        c, [](void*, const char*) {}, nullptr);
   }
   ~raw_conn() { PQfinish(c); }
   raw_conn(const raw_conn&) = delete;
@@ -329,6 +332,40 @@ TEST_F(pgbouncer, a_transaction_mode_batch_failing_at_row_50_matches_the_table) 
   EXPECT_EQ(protocol_warnings(log_from), "");
 }
 
+TEST_F(pgbouncer, a_copy_failing_mid_stream_leaves_pgbouncer_usable) {
+  raw_conn direct(cluster_environment::dsn());
+  direct.run("DROP TABLE IF EXISTS pgb_copy; CREATE TABLE pgb_copy (id int PRIMARY KEY, v int NOT NULL)");
+  const std::size_t log_from = s_bouncer->log().size();
+  steadypg::client db{through_bouncer(steadypg::pooler_mode::transaction, 2)};
+  for (int round = 0; round < 5; ++round) {
+    EXPECT_THROW((void)db.copy_from("pgb_copy", {"id", "v"},
+                                    [](steadypg::copy_in& copy) {
+                                      for (int i = 0; i < 50000; ++i) {
+                                        if (i == 100) {
+                                          copy.write_row(i, std::optional<int>{});
+                                        } else {
+                                          copy.write_row(i, i);
+                                        }
+                                      }
+                                    }),
+                 steadypg::sql_error);
+    // Both server sessions still serve other clients.
+    std::vector<std::thread> users;
+    std::atomic<int> ok{0};
+    for (int t = 0; t < 2; ++t) {
+      users.emplace_back([&] {
+        for (int i = 0; i < 10; ++i) ok += db.query_value<int>("SELECT 1");
+      });
+    }
+    for (auto& u : users) u.join();
+    EXPECT_EQ(ok.load(), 20);
+  }
+  EXPECT_EQ(direct.value("SELECT count(*) FROM pgb_copy"), "0");
+  raw_conn admin(s_bouncer->admin_dsn());
+  EXPECT_EQ(admin.value("SHOW POOLS", 5), "0") << "a server session stuck active";  // sv_active
+  EXPECT_EQ(protocol_warnings(log_from), "");
+}
+
 TEST_F(pgbouncer, options_in_the_dsn_is_a_configuration_error_before_connecting) {
   auto o = through_bouncer(steadypg::pooler_mode::transaction, 1);
   o.dsn += " options='-c statement_timeout=100'";
@@ -517,6 +554,44 @@ TEST_F(pgbouncer, a_client_side_timeout_cancels_through_pgbouncer_and_keeps_the_
     EXPECT_TRUE(c.is_idle());
     EXPECT_EQ(c.query_value<int>("SELECT 7"), 7);
   }
+}
+
+// The same select bench direct to the server and through PgBouncer, and pgbench through
+// PgBouncer, in one run: figures for the notes, and no errors behind PgBouncer.
+TEST_F(pgbouncer, bench_select_through_pgbouncer_next_to_direct_and_pgbench) {
+  namespace fs = std::filesystem;
+  std::string pgbench;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/usr/lib/postgresql", ec)) {
+    if (fs::exists(e.path() / "bin" / "pgbench")) pgbench = (e.path() / "bin" / "pgbench").string();
+  }
+  if (pgbench.empty()) GTEST_SKIP() << "no pgbench (postgresql-contrib)";
+  namespace cli = steadypg::test::cli;
+  const auto init = cli::run({"bench", "--init", "--scale", "1"});
+  ASSERT_EQ(init.exit_code, 0) << init.out << init.err;
+  const std::vector<std::string> args{"--json", "bench", "--workload", "select", "--clients", "4", "--seconds", "3"};
+  const auto direct = cli::run(args);
+  ASSERT_EQ(direct.exit_code, 0) << direct.err;
+  const auto through = cli::run(args, {{"DATABASE_URL", s_bouncer->dsn()}, {"POSTGRESQL_POOLER", "transaction"}});
+  ASSERT_EQ(through.exit_code, 0) << through.err;
+  const auto d = nlohmann::json::parse(direct.out);
+  const auto b = nlohmann::json::parse(through.out);
+  EXPECT_EQ(b["errors"].get<long>(), 0);
+  EXPECT_GT(b["ops"].get<long>(), 0);
+  const auto pg = cli::run_program(pgbench,
+                                   {"-n", "-S", "-M", "extended", "-c", "4", "-j", "4", "-T", "3", "-h", "127.0.0.1",
+                                    "-p", std::to_string(s_bouncer->port()), "-U", "postgres", "postgres"},
+                                   {}, "/dev/null");
+  ASSERT_EQ(pg.exit_code, 0) << pg.out << pg.err;
+  double pg_tps = 0;
+  if (const auto at = pg.out.find("tps = "); at != std::string::npos) pg_tps = std::stod(pg.out.substr(at + 6));
+  const double dv = d["ops_per_s"].get<double>(), bv = b["ops_per_s"].get<double>();
+  std::printf(
+      "[figures] bench select, 4 clients, 3 s: direct %.0f ops/s; through PgBouncer (pooler=transaction) %.0f ops/s, "
+      "p50 %.3f ms, p99 %.3f ms (%.2f of direct); pgbench -S -M extended through PgBouncer %.0f tps (steadypg "
+      "%.2f of it)\n",
+      dv, bv, b["p50_ms"].get<double>(), b["p99_ms"].get<double>(), bv / dv, pg_tps, pg_tps > 0 ? bv / pg_tps : 0.0);
+  EXPECT_GT(pg_tps, 0);
 }
 
 }  // namespace
