@@ -157,6 +157,9 @@ void batch_executor::run_pipelined_transaction(connection& c, const chunk_view& 
   {
     pipeline p(c);
     p.send("BEGIN");
+    // Behind a transaction pooler the statement_timeout is the transaction's own.
+    const bool local_timeout = shares_server_sessions(c.options().pooler) && c.statement_timeout().count() > 0;
+    if (local_timeout) p.send(fmt::format("SET LOCAL statement_timeout = {}", c.statement_timeout().count()));
     if (server) p.send("SELECT pg_current_xact_id()::text");
     for (std::size_t i = 0; i < ops.size(); ++i) {
       if (!v.skip[i]) p.send(ops[i].sql(), ops[i].params());
@@ -166,6 +169,7 @@ void batch_executor::run_pipelined_transaction(connection& c, const chunk_view& 
     p.sync();
     try {
       (void)p.get_result();  // BEGIN
+      if (local_timeout) (void)p.get_result();
       if (server) {
         if (const auto text = p.get_result().as<std::optional<std::string>>()) {
           xid = std::strtoull(text->c_str(), nullptr, 10);

@@ -286,6 +286,18 @@ void raise_server_error(server_error_fields fields, std::string_view operation, 
 
 void throw_server_error(server_error_fields fields, std::string_view operation, const request_facts& facts,
                         bool broken) {
+  if (broken && fields.sqlstate == "08P01") {
+    // A pooler ending the session (PgBouncer's query_wait_timeout, "server conn crashed?", …)
+    // says nothing about the statement: the connection was lost, and the breaker hears it.
+    const auto o = classify_outcome("", failure_kind::connection_lost, facts);
+    std::string msg = format_server_message(fields);
+    auto b = error_builder(failure_kind::connection_lost, o).fields(std::move(fields)).operation(operation).broken();
+    if (o == outcome::indeterminate && facts.commit_sent) {
+      throw b.build<indeterminate_commit>(
+          "connection lost after COMMIT was sent; the transaction may or may not have committed: " + msg);
+    }
+    throw b.build<connection_error>(std::move(msg));
+  }
   const auto o = classify_outcome(fields.sqlstate, failure_kind::server_error, facts);
   raise_server_error(std::move(fields), operation, o, broken, facts.commit_sent);
 }

@@ -6,6 +6,7 @@
 #include <libpq-fe.h>
 
 #include <atomic>
+#include <cstdarg>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -58,6 +59,17 @@ struct raw_conn {
   }
   PGconn* c;
 };
+
+// Prints one measured figure for the notes (flushed: the CLI tests fork).
+[[gnu::format(printf, 1, 2)]] void figure(const char* format, ...) {
+  std::va_list args;
+  va_start(args, format);
+  std::printf("[figures] ");
+  std::vprintf(format, args);
+  std::printf("\n");
+  std::fflush(stdout);
+  va_end(args);
+}
 
 class pgbouncer : public ::testing::Test {
  protected:
@@ -149,8 +161,8 @@ TEST_F(pgbouncer, transaction_mode_runs_parameterized_calls_from_8_threads_witho
   }
   for (auto& th : pool) th.join();
   const double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
-  std::printf("[figures] pooler=transaction: %ld calls ok, %ld errors in %.1f s (%.0f calls/s)\n", ok.load(),
-              errors.load(), secs, static_cast<double>(ok.load()) / secs);
+  figure("pooler=transaction: %ld calls ok, %ld errors in %.1f s (%.0f calls/s)", ok.load(), errors.load(), secs,
+         static_cast<double>(ok.load()) / secs);
   EXPECT_EQ(errors.load(), 0) << first_error;
   EXPECT_EQ(ok.load(), threads * per_thread) << "the time bound cut the run short";
 }
@@ -158,27 +170,33 @@ TEST_F(pgbouncer, transaction_mode_runs_parameterized_calls_from_8_threads_witho
 TEST_F(pgbouncer, control_named_prepared_statements_fail_with_26000) {
   // The same workload through steadypg with pooler=none: named prepared statements, and
   // another client takes the server session in between.
+  // Every connection names its first statement steadypg_1, so on a shared server session the
+  // name is missing (26000), taken (42P05), or another client's statement (a wrong answer).
   {
     steadypg::client db{through_bouncer(steadypg::pooler_mode::none, 8)};
     const auto stop_at = clock_type::now() + 20s;
-    std::atomic<long> missing{0}, calls{0}, other{0};
+    std::atomic<long> missing{0}, taken{0}, wrong{0}, calls{0}, other{0};
     std::vector<std::thread> pool;
     for (int t = 0; t < 8; ++t) {
       pool.emplace_back([&, t] {
-        for (int i = 0; i < 2000 && clock_type::now() < stop_at && missing.load() < 50; ++i) {
+        // One text per thread: a statement of another thread answers differently.
+        const std::string sql = fmt::format("SELECT $1::int + {}", t);
+        for (int i = 0; i < 2000 && clock_type::now() < stop_at && missing.load() + taken.load() < 50; ++i) {
           ++calls;
           try {
-            (void)db.query_value<int>("SELECT $1::int + $2", i, t);
+            if (db.query_value<int>(sql, i) != i + t) ++wrong;
           } catch (const steadypg::error& e) {
-            ++(e.sqlstate() == "26000" ? missing : other);
+            ++(e.sqlstate() == "26000" ? missing : e.sqlstate() == "42P05" ? taken : other);
           }
         }
       });
     }
     for (auto& th : pool) th.join();
-    std::printf("[figures] control, steadypg with pooler=none: %ld of %ld calls failed with 26000 (%ld other errors)\n",
-                missing.load(), calls.load(), other.load());
-    EXPECT_GE(missing.load(), 1);
+    figure(
+        "control, steadypg with pooler=none: of %ld calls %ld failed with 26000, %ld with 42P05, %ld returned another "
+        "client's answer (%ld other errors)",
+        calls.load(), missing.load(), taken.load(), wrong.load(), other.load());
+    EXPECT_GE(missing.load() + taken.load() + wrong.load(), 1);
   }
   // And with libpq alone, one statement name per client.
   constexpr int threads = 8;
@@ -203,8 +221,7 @@ TEST_F(pgbouncer, control_named_prepared_statements_fail_with_26000) {
     });
   }
   for (auto& th : pool) th.join();
-  std::printf("[figures] control, libpq PQprepare/PQexecPrepared: %ld of %ld calls failed with 26000\n", missing.load(),
-              calls.load());
+  figure("control, libpq PQprepare/PQexecPrepared: %ld of %ld calls failed with 26000", missing.load(), calls.load());
   EXPECT_GE(missing.load(), 1);
 }
 
@@ -221,8 +238,8 @@ TEST_F(pgbouncer, a_call_deadline_cancels_on_the_server_and_leaves_no_setting_be
       ADD_FAILURE() << "pg_sleep(0.5) finished within a 100 ms deadline";
     } catch (const steadypg::error& e) {
       const double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
-      std::printf("[figures] deadline 100 ms on pg_sleep(0.5)%s: SQLSTATE %s after %.3f s\n",
-                  with_params ? " ($1)" : "", e.sqlstate().c_str(), secs);
+      figure("deadline 100 ms on pg_sleep(0.5)%s: SQLSTATE %s after %.3f s", with_params ? " ($1)" : "",
+             e.sqlstate().c_str(), secs);
       EXPECT_EQ(e.sqlstate(), "57014") << e.what();
       EXPECT_GE(secs, 0.08);
       EXPECT_LE(secs, 0.2);
@@ -284,8 +301,8 @@ TEST_F(pgbouncer, show_stats_counts_one_transaction_per_autocommit_call) {
   }
   std::this_thread::sleep_for(2200ms);  // stats_period=1: totals roll up every second
   const long long after = xact_count();
-  std::printf("[figures] SHOW STATS: %d autocommit calls raised total_xact_count by %lld (%lld -> %lld)\n", n,
-              after - before, before, after);
+  figure("SHOW STATS: %d autocommit calls raised total_xact_count by %lld (%lld -> %lld)", n, after - before, before,
+         after);
   EXPECT_EQ(after - before, n) << "hidden SET, DISCARD or other round trips";
 }
 
@@ -322,6 +339,21 @@ TEST_F(pgbouncer, a_transaction_mode_batch_failing_at_row_50_matches_the_table) 
   ASSERT_EQ(pl.errors.size(), 1u);
   EXPECT_EQ(pl.errors[0].index, 50u);
   EXPECT_EQ(direct.value("SELECT count(*) FROM pgb_batch"), "99");
+  // A transaction-mode chunk past the batch deadline: the server ends it (SET LOCAL after BEGIN).
+  direct.run("TRUNCATE pgb_batch");
+  std::vector<steadypg::batch_operation> slow;
+  slow.emplace_back("INSERT INTO pgb_batch (id, v) VALUES ($1, $1)", 1);
+  slow.emplace_back("SELECT pg_sleep(2)");
+  bo.mode = steadypg::batch_mode::transaction;
+  bo.timeout = 500ms;
+  const auto t0 = clock_type::now();
+  auto late = db.batch_execute(slow, bo);
+  EXPECT_LE(clock_type::now() - t0, 1500ms);
+  EXPECT_EQ(late.stats.succeeded, 0u);
+  bool server_cancelled = false;
+  for (const auto& e : late.errors) server_cancelled |= e.sqlstate == "57014";
+  EXPECT_TRUE(server_cancelled) << (late.errors.empty() ? "" : late.errors[0].message);
+  EXPECT_EQ(direct.value("SELECT count(*) FROM pgb_batch"), "0");
   // COPY through PgBouncer.
   direct.run("TRUNCATE pgb_batch");
   const auto rows = db.copy_from("pgb_batch", {"id", "v"}, [](steadypg::copy_in& copy) {
@@ -397,6 +429,44 @@ TEST_F(pgbouncer, options_in_the_dsn_is_a_configuration_error_before_connecting)
   }
 }
 
+TEST_F(pgbouncer, pgbouncer_refusals_are_connection_failures_that_count_for_the_breaker) {
+  steadypg::test::pgbouncer_options po;
+  po.default_pool_size = 1;
+  po.max_client_conn = 2;
+  po.settings = {{"query_wait_timeout", "1"}};
+  steadypg::test::pgbouncer_process small(cluster_environment::cluster()->port(), po);
+  auto o = through_bouncer(steadypg::pooler_mode::transaction, 1);
+  o.dsn = small.dsn();
+  o.resilience.breaker.failure_threshold = 2;
+  steadypg::client db{o};
+  // The only server session is held by another client: PgBouncer gives up on the query.
+  raw_conn holder(small.dsn());
+  holder.run("BEGIN");
+  (void)holder.value("SELECT 1");
+  try {
+    (void)db.execute("SELECT 1");
+    ADD_FAILURE() << "no query_wait_timeout";
+  } catch (const steadypg::connection_error& e) {
+    EXPECT_EQ(e.sqlstate(), "08P01") << e.what();
+    EXPECT_NE(std::string(e.what()).find("query_wait_timeout"), std::string::npos) << e.what();
+    EXPECT_EQ(e.outcome(), steadypg::outcome::indeterminate) << e.what();  // sent; PgBouncer may have forwarded it
+    EXPECT_TRUE(e.poisons_connection());
+  }
+  // Two clients already: PgBouncer refuses the login.
+  raw_conn second(small.dsn());
+  try {
+    (void)db.execute("SELECT 1");
+    ADD_FAILURE() << "max_client_conn did not refuse";
+  } catch (const steadypg::connection_error& e) {
+    EXPECT_EQ(e.sqlstate(), "08P01") << e.what();
+    EXPECT_NE(std::string(e.what()).find("no more connections allowed"), std::string::npos) << e.what();
+    EXPECT_EQ(e.outcome(), steadypg::outcome::not_sent) << e.what();  // retryable
+  }
+  EXPECT_EQ(db.breaker().state(), steadypg::breaker_state::open);
+  EXPECT_THROW((void)db.execute("SELECT 1"), steadypg::circuit_open);
+  holder.run("COMMIT");
+}
+
 TEST_F(pgbouncer, session_only_features_are_refused_naming_the_pooler_mode) {
   steadypg::client db{through_bouncer(steadypg::pooler_mode::transaction, 1)};
   for (const char* sql : {"LISTEN steadypg_events", "SELECT pg_advisory_lock(42)", "SET search_path = public",
@@ -455,7 +525,7 @@ TEST_F(pgbouncer, pooler_none_behind_pgbouncer_is_reported_once_and_changes_noth
   EXPECT_NE(db.metrics().render_prometheus().find("postgresql_pooler_suspected 1"), std::string::npos);
   {
     std::lock_guard lk(counter.mu);
-    std::printf("[figures] detection: %s\n", counter.last.c_str());
+    figure("detection: %s", counter.last.c_str());
   }
   // A direct client sees nothing.
   suspicion_counter direct_counter;
@@ -528,9 +598,9 @@ TEST_F(pgbouncer, cancels_through_pgbouncer_end_only_their_own_query) {
   }
   done = true;
   bystander.join();
-  std::printf(
-      "[figures] cancel: %d of %d cancels delivered, %d ended their own pg_sleep(10) with 57014 within 1 s "
-      "(slowest %.3f s); bystander: %ld calls, %ld cancelled, %ld other errors\n",
+  figure(
+      "cancel: %d of %d cancels delivered, %d ended their own pg_sleep(10) with 57014 within 1 s "
+      "(slowest %.3f s); bystander: %ld calls, %ld cancelled, %ld other errors",
       delivered, rounds, cancelled_in_time, slowest, bystander_calls.load(), bystander_cancelled.load(),
       bystander_errors.load());
   EXPECT_EQ(cancelled_in_time, rounds);
@@ -586,10 +656,10 @@ TEST_F(pgbouncer, bench_select_through_pgbouncer_next_to_direct_and_pgbench) {
   double pg_tps = 0;
   if (const auto at = pg.out.find("tps = "); at != std::string::npos) pg_tps = std::stod(pg.out.substr(at + 6));
   const double dv = d["ops_per_s"].get<double>(), bv = b["ops_per_s"].get<double>();
-  std::printf(
-      "[figures] bench select, 4 clients, 3 s: direct %.0f ops/s; through PgBouncer (pooler=transaction) %.0f ops/s, "
+  figure(
+      "bench select, 4 clients, 3 s: direct %.0f ops/s; through PgBouncer (pooler=transaction) %.0f ops/s, "
       "p50 %.3f ms, p99 %.3f ms (%.2f of direct); pgbench -S -M extended through PgBouncer %.0f tps (steadypg "
-      "%.2f of it)\n",
+      "%.2f of it)",
       dv, bv, b["p50_ms"].get<double>(), b["p99_ms"].get<double>(), bv / dv, pg_tps, pg_tps > 0 ? bv / pg_tps : 0.0);
   EXPECT_GT(pg_tps, 0);
 }
