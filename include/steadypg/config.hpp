@@ -73,7 +73,8 @@ struct client_options {
   std::string dsn;
   /// Each pooled connection's settings: connect_timeout (POSTGRESQL_CONNECTION_TIMEOUT),
   /// statement_timeout (POSTGRESQL_STATEMENT_TIMEOUT), statement_cache_capacity
-  /// (POSTGRESQL_STATEMENT_CACHE_SIZE), cancel bounds, application_name. Its own `dsn` must
+  /// (POSTGRESQL_STATEMENT_CACHE_SIZE), pooler (POSTGRESQL_POOLER: PgBouncer in front, see
+  /// docs/pgbouncer.md), cancel bounds, application_name. Its own `dsn` must
   /// stay empty: the client connects to client_options::dsn.
   connection_options connection;
   /// min_size (POSTGRESQL_POOL_MIN), max_size (POSTGRESQL_POOL_MAX), acquire_timeout

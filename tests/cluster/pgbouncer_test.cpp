@@ -467,6 +467,39 @@ TEST_F(pgbouncer, pgbouncer_refusals_are_connection_failures_that_count_for_the_
   holder.run("COMMIT");
 }
 
+TEST_F(pgbouncer, statement_mode_runs_calls_with_deadlines_and_refuses_transactions) {
+  steadypg::test::pgbouncer_options po;
+  po.pool_mode = "statement";
+  steadypg::test::pgbouncer_process stmt(cluster_environment::cluster()->port(), po);
+  const std::size_t log_from = stmt.log().size();
+  auto o = through_bouncer(steadypg::pooler_mode::statement, 4);
+  o.dsn = stmt.dsn();
+  steadypg::client db{o};
+  std::vector<std::thread> users;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 4; ++t) {
+    users.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) {
+        if (db.query_value<int>(steadypg::statement{"SELECT $1::int + $2"}.timeout(5s), i, t) == i + t) ++ok;
+      }
+    });
+  }
+  for (auto& u : users) u.join();
+  EXPECT_EQ(ok.load(), 400);
+  EXPECT_THROW(db.transaction([](steadypg::transaction&) {}), steadypg::usage_error);
+  EXPECT_THROW((void)db.execute("BEGIN"), steadypg::usage_error);
+  std::vector<steadypg::batch_operation> ops;
+  for (int i = 0; i < 100; ++i) ops.emplace_back("SELECT $1::int", i);
+  steadypg::batch_options bo;
+  bo.batch_size = 50;
+  bo.mode = steadypg::batch_mode::pipeline;
+  EXPECT_EQ(db.batch_execute(ops, bo).stats.succeeded, 100u);
+  // PgBouncer says nothing about it: its log has no warning, and no session was ended.
+  const std::string log = stmt.log().substr(log_from);
+  EXPECT_EQ(log.find("WARNING"), std::string::npos) << log;
+  EXPECT_EQ(log.find("transaction blocks not allowed"), std::string::npos) << log;
+}
+
 TEST_F(pgbouncer, session_only_features_are_refused_naming_the_pooler_mode) {
   steadypg::client db{through_bouncer(steadypg::pooler_mode::transaction, 1)};
   for (const char* sql : {"LISTEN steadypg_events", "SELECT pg_advisory_lock(42)", "SET search_path = public",
