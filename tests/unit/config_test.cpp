@@ -581,7 +581,7 @@ TEST(config, pooler_mode_is_read_and_validated) {
   EXPECT_EQ(load({{"POSTGRESQL_POOLER", "none"}}).connection.pooler, pooler_mode::none);
   for (const char* bad : {"", "Transaction", "pgbouncer", "transaction ", "1"}) {
     EXPECT_EQ(error_of({{"POSTGRESQL_POOLER", bad}}),
-              fmt::format("POSTGRESQL_POOLER=\"{}\" is invalid: expected none, session, transaction or statement",
+              fmt::format("POSTGRESQL_POOLER=\"{}\" is invalid: expected one of none, session, transaction, statement",
                           bad));
   }
   client_options o;
