@@ -6,6 +6,8 @@
 #include <steadypg/steadypg.hpp>
 #include <steadypg/testing/temp_cluster.hpp>
 
+#include <string_view>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -61,13 +63,19 @@ int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 1.0;
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 21;
   const int clients = argc > 3 ? std::atoi(argv[3]) : 4;
+  // "durable": the embedded server flushes each commit to disk (fsync, synchronous_commit), as a
+  // production server does; otherwise it runs with both off, where a commit costs next to nothing.
+  const bool durable = argc > 4 && std::string_view(argv[4]) == "durable";
   std::unique_ptr<steadypg::testing::temp_cluster> cluster;
   std::string dsn;
   if (const char* url = std::getenv("DATABASE_URL"); url != nullptr && *url != '\0') {
     dsn = url;
   } else {
-    cluster = std::make_unique<steadypg::testing::temp_cluster>();
+    steadypg::testing::temp_cluster_options o;
+    if (durable) o.settings = {{"fsync", "on"}, {"synchronous_commit", "on"}, {"full_page_writes", "on"}};
+    cluster = std::make_unique<steadypg::testing::temp_cluster>(o);
     dsn = cluster->dsn();
+    std::printf("embedded server: %s\n", durable ? "fsync and synchronous_commit on" : "fsync and synchronous_commit off");
   }
   {
     steadypg::connection setup{dsn};
