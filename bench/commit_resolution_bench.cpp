@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
     if (durable) o.settings = {{"fsync", "on"}, {"synchronous_commit", "on"}, {"full_page_writes", "on"}};
     cluster = std::make_unique<steadypg::testing::temp_cluster>(o);
     dsn = cluster->dsn();
-    std::printf("embedded server: %s\n", durable ? "fsync and synchronous_commit on" : "fsync and synchronous_commit off");
+    std::printf("embedded server: %s\n",
+                durable ? "fsync and synchronous_commit on" : "fsync and synchronous_commit off");
   }
   {
     steadypg::connection setup{dsn};

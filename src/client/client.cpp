@@ -338,8 +338,7 @@ bool client::retry_after(const call_info& info, const error& e, host_slot* host,
   if (d.spend_budget && !m_budget.try_spend()) {
     // Another caller took the last retry since available() was read.
     at.budget_available = false;
-    d = internal::decide_retry(facts, call, at, m_options.resilience.retry,
-                               m_options.resilience.enabled);
+    d = internal::decide_retry(facts, call, at, m_options.resilience.retry, m_options.resilience.enabled);
   }
   if (d.reason == internal::retry_reason::budget_exhausted && m_observer) {
     m_observer->on_retry_budget_exhausted(info.operation);
