@@ -29,12 +29,14 @@ client::host_slot& client::route_call(const call_info& info, clock::time_point s
     const auto first_round = std::min(deadline, clock::now() + m_options.cluster.probe_timeout * 2);
     snap = m_topology->wait_for(first_round, [](const internal::topology_snapshot& s) { return s.initialized; });
   }
-  std::vector<bool> open(m_hosts.size());
+  internal::host_mask open = 0;
   auto read_breakers = [&] {
     bool all_open = true;
+    open = 0;
     for (std::size_t i = 0; i < m_hosts.size(); ++i) {
-      open[i] = breaker_blocks(*m_hosts[i].breaker);
-      all_open = all_open && open[i];
+      const bool blocked = breaker_blocks(*m_hosts[i].breaker);
+      if (blocked && i < 64) open |= internal::host_mask{1} << i;
+      all_open = all_open && blocked;
     }
     return all_open;
   };
@@ -62,7 +64,7 @@ client::host_slot& client::route_call(const call_info& info, clock::time_point s
     const auto& v = snap->hosts[i];
     hosts += fmt::format("{}{} {}", i ? ", " : "", m_hosts[i].label, to_string(v.role));
     if (!v.last_error.empty()) hosts += fmt::format(" ({})", v.last_error);
-    if (open[i]) hosts += " [breaker open]";
+    if (i < 64 && ((open >> i) & 1U) != 0) hosts += " [breaker open]";
   }
   if (choice.failure == internal::route_failure::no_replica) {
     throw no_replica_available(fmt::format("no replica available for route {}: {} ({})", to_string(r),

@@ -1,5 +1,7 @@
 #include "router.hpp"
 
+#include <array>
+
 namespace steadypg::internal {
 
 bool serves_reads(const host_view& h) noexcept {
@@ -8,17 +10,28 @@ bool serves_reads(const host_view& h) noexcept {
 
 namespace {
 
-std::optional<std::size_t> pick(const std::vector<std::size_t>& candidates, std::uint64_t turn) {
-  if (candidates.empty()) return std::nullopt;
-  return candidates[turn % candidates.size()];
-}
+// The candidates of a choice, without allocating (a DSN names a handful of hosts).
+class candidates {
+ public:
+  void add(std::size_t i) {
+    if (m_n < m_at.size()) m_at[m_n++] = i;
+  }
+  [[nodiscard]] std::optional<std::size_t> pick(std::uint64_t turn) const {
+    if (m_n == 0) return std::nullopt;
+    return m_at[turn % m_n];
+  }
 
-bool is_excluded(const std::vector<bool>& excluded, std::size_t i) { return i < excluded.size() && excluded[i]; }
+ private:
+  std::array<std::size_t, 64> m_at{};
+  std::size_t m_n = 0;
+};
+
+bool is_excluded(host_mask excluded, std::size_t i) { return i < 64 && ((excluded >> i) & 1U) != 0; }
 
 }  // namespace
 
 route_choice choose_host(const topology_snapshot& s, route r, write_token after, std::uint64_t turn,
-                         const std::vector<bool>& excluded) {
+                         host_mask excluded) {
   route_choice c;
   if (r == route::primary || r == route::read_write) {
     c.host = s.primary;
@@ -26,17 +39,17 @@ route_choice choose_host(const topology_snapshot& s, route r, write_token after,
     return c;
   }
   if (r == route::any) {
-    std::vector<std::size_t> up;
+    candidates up;
     for (std::size_t i = 0; i < s.hosts.size(); ++i) {
       const bool loser = s.hosts[i].role == host_role::primary && s.primary != i;  // split brain
-      if (!loser && (serves_reads(s.hosts[i]) || s.primary == i) && !is_excluded(excluded, i)) up.push_back(i);
+      if (!loser && (serves_reads(s.hosts[i]) || s.primary == i) && !is_excluded(excluded, i)) up.add(i);
     }
-    c.host = pick(up, turn);
+    c.host = up.pick(turn);
     if (!c.host) c.host = s.primary;
     if (!c.host) c.failure = route_failure::no_host;
     return c;
   }
-  std::vector<std::size_t> ready;
+  candidates ready;
   bool any_up = false, any_lagging = false;
   for (std::size_t i = 0; i < s.hosts.size(); ++i) {
     const auto& h = s.hosts[i];
@@ -44,9 +57,9 @@ route_choice choose_host(const topology_snapshot& s, route r, write_token after,
     if (!serves_reads(h) || is_excluded(excluded, i)) continue;
     any_up = true;
     if (after && h.lsn < after.lsn) continue;
-    ready.push_back(i);
+    ready.add(i);
   }
-  c.host = pick(ready, turn);
+  c.host = ready.pick(turn);
   if (c.host) return c;
   const std::string_view reason = any_up ? "token" : any_lagging ? "lag" : "none";
   if (r == route::replica) {

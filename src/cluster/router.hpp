@@ -51,11 +51,14 @@ struct route_choice {
 /// A replica (or a read-only primary) that may serve reads.
 [[nodiscard]] bool serves_reads(const host_view& h) noexcept;
 
+/// Hosts left out of a choice (their breaker is open): bit i is host i (hosts past 64 are never left out).
+using host_mask = std::uint64_t;
+
 /// Chooses a host for `r`: primary/read_write → the elected primary; replica → a replica that
 /// serves reads, is not `excluded` (its breaker is open) and has replayed `after`, round robin
 /// by `turn`; prefer_replica → the same, else the primary (with the fallback's reason); any →
 /// any host that is up and not a split brain's loser, round robin.
 [[nodiscard]] route_choice choose_host(const topology_snapshot& s, route r, write_token after, std::uint64_t turn,
-                                       const std::vector<bool>& excluded);
+                                       host_mask excluded = 0);
 
 }  // namespace steadypg::internal

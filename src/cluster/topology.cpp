@@ -70,6 +70,7 @@ topology::topology(std::vector<host_spec> hosts, const cluster_options& options,
   auto first = std::make_shared<topology_snapshot>();
   first->hosts.resize(m_hosts.size());
   m_snapshot = std::move(first);
+  m_published.store(m_snapshot, std::memory_order_release);
   m_threads.reserve(m_hosts.size());
   for (std::size_t i = 0; i < m_hosts.size(); ++i) m_threads.emplace_back([this, i] { run(i); });
 }
@@ -85,8 +86,7 @@ topology::~topology() {
 }
 
 std::shared_ptr<const topology_snapshot> topology::snapshot() const {
-  std::lock_guard lk(m_mutex);
-  return m_snapshot;
+  return m_published.load(std::memory_order_acquire);
 }
 
 void topology::run(std::size_t i) {
@@ -300,6 +300,7 @@ void topology::publish(std::vector<std::function<void()>>& events) {
         });
   }
   m_snapshot = std::move(snap);
+  m_published.store(m_snapshot, std::memory_order_release);
   if (changed) speed_up(now + fast_window);
   m_changed.notify_all();
 }

@@ -88,9 +88,10 @@ class topology {
   std::function<void(std::size_t)> m_on_reachable;
   std::vector<std::unique_ptr<host>> m_hosts;
   mutable std::mutex m_mutex;
-  std::condition_variable m_changed;  // a snapshot was published
-  std::condition_variable m_wake;     // a prober thread has work (or must stop)
-  std::shared_ptr<const topology_snapshot> m_snapshot;
+  std::condition_variable m_changed;                                  // a snapshot was published
+  std::condition_variable m_wake;                                     // a prober thread has work (or must stop)
+  std::shared_ptr<const topology_snapshot> m_snapshot;                // under m_mutex
+  std::atomic<std::shared_ptr<const topology_snapshot>> m_published;  // the same, for readers without the lock
   std::uint64_t m_generation = 0;
   bool m_stop = false;
   clock::time_point m_started;
