@@ -108,7 +108,9 @@ struct batch_options {
   /// Make a lost COMMIT resolvable (docs/resilience.md#resolving-a-lost-commit): transaction mode
   /// fetches each chunk's transaction id in its round trip (BEGIN; SELECT pg_current_xact_id();
   /// …; COMMIT) and resolves a chunk whose COMMIT reply was lost as a unit; independent mode runs
-  /// each statement as statement{…}.verify_commit() does. Pipeline mode does not use it yet.
+  /// each statement as statement{…}.verify_commit() does. Pipeline mode gives up its per-operation
+  /// isolation for it: each chunk becomes one transaction, run and resolved as in transaction
+  /// mode (one failing operation rolls back its chunk; callables run inside the transaction).
   /// Needs the client's resilience_options::resolve_commits. Default false.
   bool verify_commit = false;
   /// Called after each chunk, from the batch's worker threads, one call at a time, with
@@ -122,7 +124,7 @@ struct batch_options {
 /// Why an operation of a batch did not succeed.
 enum class batch_failure {
   failed,       ///< it ran and failed (the error is its own)
-  rolled_back,  ///< transaction mode: another operation of its chunk failed
+  rolled_back,  ///< transaction mode (pipeline with verify_commit): another operation of its chunk failed
   timed_out,    ///< the batch deadline passed before it finished
   not_run       ///< stop_on_error: an earlier failure stopped the batch
 };
@@ -140,7 +142,8 @@ struct batch_error {
   /// ran and failed), indeterminate (sent, then the connection was lost before its commit
   /// was confirmed: it may have been applied). Only indeterminate ones may be in the database.
   steadypg::outcome outcome = steadypg::outcome::fatal;
-  /// Transaction mode: the chunk that was rolled back and the operation that caused it.
+  /// Transaction mode (pipeline with verify_commit): the chunk that was rolled back and the
+  /// operation that caused it.
   std::optional<std::size_t> chunk;
   std::optional<std::size_t> cause;
 };

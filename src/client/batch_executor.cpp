@@ -82,7 +82,15 @@ void batch_executor::work(worker_state& w) {
     const chunk_view view{ops, w.skip};
     switch (m_o.mode) {
       case batch_mode::independent: run_independent(begin, view, w); break;
-      case batch_mode::pipeline: run_pipeline(begin, view, w); break;
+      case batch_mode::pipeline:
+        // verify_commit: a lost COMMIT is resolved per chunk, so the chunk is one transaction,
+        // run (and resolved) as transaction mode runs it.
+        if (m_o.verify_commit) {
+          run_transaction(chunk, begin, view, w);
+        } else {
+          run_pipeline(begin, view, w);
+        }
+        break;
       case batch_mode::transaction: run_transaction(chunk, begin, view, w); break;
     }
     progress();
@@ -129,7 +137,7 @@ std::span<const batch_operation> batch_executor::chunk_ops(std::size_t begin, st
             fmt::format("transaction control ({}) is not allowed in a {} mode batch: the batch runs "
                         "each {} in a transaction of its own",
                         ops[i].sql().substr(0, 40), to_string(m_o.mode),
-                        m_o.mode == batch_mode::pipeline ? "operation" : "chunk"));
+                        m_o.mode == batch_mode::pipeline && !m_o.verify_commit ? "operation" : "chunk"));
       }
     } catch (const error& e) {
       w.skip[i] = 1;

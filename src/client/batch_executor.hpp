@@ -8,7 +8,8 @@
 //                          what is recorded per operation, and the report;
 //   batch_independent.cpp  independent mode;
 //   batch_pipeline.cpp     pipeline mode;
-//   batch_transaction.cpp  transaction mode.
+//   batch_transaction.cpp  transaction mode, and pipeline mode with verify_commit (a chunk
+//                          whose lost COMMIT is resolved as a unit is one transaction).
 
 #include <atomic>
 #include <cstddef>

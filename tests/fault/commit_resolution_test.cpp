@@ -496,6 +496,51 @@ TEST(commit_resolution, a_transaction_mode_batch_chunk_is_resolved_as_a_unit) {
               report.stats.resolved_committed, report.stats.resolved_aborted);
 }
 
+TEST(commit_resolution, a_pipeline_mode_batch_chunk_with_verify_commit_is_one_transaction_resolved_as_a_unit) {
+  auto* cluster = cluster_environment::cluster();
+  if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  steadypg::test::fault_proxy proxy(cluster->port());
+  resolution_observer obs;
+  client db(fast_options(proxy.dsn()), &obs);
+  db.execute("DROP TABLE IF EXISTS cr_pipe; CREATE TABLE cr_pipe (id int PRIMARY KEY)");
+  std::vector<batch_operation> ops;
+  for (int i = 0; i < 5; ++i) ops.emplace_back("INSERT INTO cr_pipe VALUES ($1)", i);
+  proxy.lose_commit_reply();
+  batch_options bo;
+  bo.batch_size = 5;
+  bo.concurrency = 1;
+  bo.mode = batch_mode::pipeline;
+  bo.verify_commit = true;
+  const auto report = db.batch_execute(ops, bo);
+  EXPECT_EQ(report.stats.succeeded, 5u);
+  EXPECT_EQ(report.stats.unknown, 0u);
+  EXPECT_EQ(report.stats.resolved_committed, 5u);
+  EXPECT_EQ(report.stats.resolved_aborted, 0u);
+  EXPECT_EQ(proxy.times_seen("COMMIT"), 1) << "the chunk's one COMMIT, never resent";
+  EXPECT_EQ(count_rows("cr_pipe"), 5);
+  EXPECT_EQ(obs.committed.load(), 1) << "one resolution for the chunk";
+  std::printf("[ metrics  ] pipeline chunk with a lost COMMIT reply: resolved_committed=%zu resolved_aborted=%zu\n",
+              report.stats.resolved_committed, report.stats.resolved_aborted);
+
+  // The chunk is one transaction: an operation that fails rolls back the others of its chunk.
+  std::vector<batch_operation> more;
+  more.emplace_back("INSERT INTO cr_pipe VALUES ($1)", 10);
+  more.emplace_back("INSERT INTO cr_pipe VALUES ($1)", 0);  // a duplicate
+  more.emplace_back("INSERT INTO cr_pipe VALUES ($1)", 11);
+  bo.batch_size = 3;
+  const auto failed = db.batch_execute(more, bo);
+  EXPECT_EQ(failed.stats.succeeded, 0u);
+  ASSERT_EQ(failed.errors.size(), 3u);
+  EXPECT_EQ(failed.errors[1].reason, batch_failure::failed);
+  EXPECT_EQ(failed.errors[1].sqlstate, "23505");
+  for (const std::size_t i : {0u, 2u}) {
+    EXPECT_EQ(failed.errors[i].reason, batch_failure::rolled_back);
+    EXPECT_EQ(failed.errors[i].outcome, outcome::rolled_back);
+    EXPECT_EQ(failed.errors[i].cause, std::optional<std::size_t>(1));
+  }
+  EXPECT_EQ(count_rows("cr_pipe"), 5) << "nothing of the failed chunk is in";
+}
+
 TEST(commit_resolution, an_independent_batch_operation_killed_in_commit_runs_again) {
   auto* cluster = cluster_environment::cluster();
   if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
