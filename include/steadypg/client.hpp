@@ -378,7 +378,8 @@ class client {
   // (src/client/commit_resolver.hpp), within the call's deadline (or
   // resilience_options::commit_resolution_timeout) and that host's breaker's rules, and reports
   // it (on_commit_resolved).
-  commit_resolution resolve_lost_commit(const call_info& info, const error& e, host_slot& host);
+  commit_resolution resolve_lost_commit(const call_info& info, const error& e, host_slot& host,
+                                        std::string* why = nullptr);
   // The host writes go to now (the elected primary, else the first host).
   const host_slot& primary_slot() const noexcept;
   // Registers the per-host gauges (role, lag) and postgresql_topology_primaries.

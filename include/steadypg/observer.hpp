@@ -88,6 +88,8 @@ struct commit_resolution_report {
   commit_resolution result{};
   std::uint64_t xid = 0;            ///< the transaction's id
   std::chrono::nanoseconds took{};  ///< time spent asking (reconnects, waits)
+  /// Why the outcome stayed unknown (a failover, no answer in time …); empty otherwise.
+  std::string_view reason;
 };
 
 /// A finished batch (client::batch_execute).

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "steadypg/connection.hpp"
@@ -46,14 +48,12 @@ class transaction {
   /// Runs a statement inside the transaction.
   template <bindable... Args>
   result execute(const statement& st, const Args&... args) {
-    check_active();
-    return m_conn->execute(st, args...);
+    return execute_with(st.sql(), st.may_prepare(), args...);
   }
   /// Runs a statement inside the transaction.
   template <bindable... Args>
   result execute(std::string_view sql, const Args&... args) {
-    check_active();
-    return m_conn->execute(sql, args...);
+    return execute_with(sql, true, args...);
   }
   /// Runs a statement that returns one value.
   template <typename T, bindable... Args>
@@ -64,6 +64,12 @@ class transaction {
   /// Sends COMMIT. If the block had failed, the server rolls back instead and this throws
   /// sql_error (25P02). A connection lost while COMMIT is in flight throws indeterminate_commit
   /// (with the transaction's id when fetch_xid was on and the id had arrived).
+  /// With fetch_xid, the id is learnt as early as it exists: each statement run through this
+  /// object until the transaction has one carries a pipelined
+  /// `SELECT pg_current_xact_id_if_assigned()` in its own round trip, so that the first write
+  /// brings the id back and COMMIT goes out as a plain COMMIT. Only when the id is not known by
+  /// then (statements that could not carry the question, or ran on conn() directly) does COMMIT
+  /// carry it, in its own round trip.
   void commit();
   /// Sends ROLLBACK.
   void rollback();
@@ -75,9 +81,23 @@ class transaction {
  private:
   void check_active() const;
   void commit_fetching_xid();
+  void commit_with_known_xid();
+  template <typename... Args>
+  result execute_with(std::string_view sql, bool may_prepare, const Args&... args) {
+    check_active();
+    if (!m_fetch_xid || m_xid) return m_conn->execute_with(sql, may_prepare, args...);
+    return internal::with_params(
+        [&](std::span<const param_ref> refs) { return execute_noting_xid(sql, refs, may_prepare); }, args...);
+  }
+  /// The statement, and in the same round trip whether the transaction has an id yet.
+  result execute_noting_xid(std::string_view sql, std::span<const param_ref> params, bool may_prepare);
   connection* m_conn;
   bool m_active = false;
   bool m_fetch_xid = false;
+  std::optional<std::uint64_t> m_xid;  // the transaction's id, once a statement brought it
+  // Requests the connection had started when a statement last answered "no id yet" (0: not
+  // answered, or something ran since without asking).
+  std::uint64_t m_no_xid_at = 0;
 };
 
 }  // namespace steadypg

@@ -282,7 +282,8 @@ thread_local std::mt19937_64 t_rng{std::random_device{}()};
 
 }  // namespace
 
-commit_resolution client::resolve_lost_commit(const call_info& info, const error& e, host_slot& host) {
+commit_resolution client::resolve_lost_commit(const call_info& info, const error& e, host_slot& host,
+                                              std::string* why_unknown) {
   const auto t0 = clock::now();
   internal::resolver_settings s;
   s.until = info.deadline ? *info.deadline : t0 + m_options.resilience.commit_resolution_timeout;
@@ -290,10 +291,12 @@ commit_resolution client::resolve_lost_commit(const call_info& info, const error
   connection_options target = pooled_connection_options(m_options);
   target.dsn = host.dsn;
   const circuit_breaker* breaker = m_options.resilience.enabled ? host.breaker.get() : nullptr;
+  std::string why;
   const auto result = internal::resolve_commit(
       {*e.xid(), *e.commit_server()},
-      [&](clock::time_point until) { return internal::open_through_breaker(target, breaker, until); }, s);
-  if (m_observer) m_observer->on_commit_resolved({info.operation, result, *e.xid(), clock::now() - t0});
+      [&](clock::time_point until) { return internal::open_through_breaker(target, breaker, until); }, s, &why);
+  if (m_observer) m_observer->on_commit_resolved({info.operation, result, *e.xid(), clock::now() - t0, why});
+  if (why_unknown != nullptr) *why_unknown = std::move(why);
   return result;
 }
 
@@ -301,11 +304,12 @@ bool client::retry_after(const call_info& info, const error& e, host_slot* host,
                          const std::optional<circuit_breaker::permit>& permit, int attempt, bool& failed_over,
                          std::vector<attempt_error>& earlier, clock::time_point started, bool can_resolve) {
   auto facts = internal::error_facts_of(e);
+  std::string resolution_reason;
   if (e.is_indeterminate_commit() && m_observer) m_observer->on_indeterminate_commit(info.operation);
   // A lost COMMIT whose transaction id is known: ask the server before the rule decides.
   if (can_resolve && host != nullptr && e.is_indeterminate_commit() && e.xid() && e.commit_server() &&
       m_options.resilience.resolve_commits) {
-    facts.resolution = resolve_lost_commit(info, e, *host);
+    facts.resolution = resolve_lost_commit(info, e, *host, &resolution_reason);
     if (facts.resolution == commit_resolution::committed) {
       if (permit) host->breaker->record(*permit, facts.breaker);
       succeeded(info, *host, std::nullopt, started, attempt, 0);
@@ -350,7 +354,7 @@ bool client::retry_after(const call_info& info, const error& e, host_slot* host,
       if (facts.resolution != commit_resolution::none) resolution = facts.resolution;
       internal::error_builder::raise_with_call_facts(e, {info.operation, attempt + 1, std::move(earlier),
                                                          d.reason == internal::retry_reason::budget_exhausted,
-                                                         resolution});
+                                                         resolution, resolution_reason});
     } catch (const error& final_error) {
       finished(info, host, clock::now() - started, attempt + 1, 0, &final_error);
       throw;

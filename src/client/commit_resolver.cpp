@@ -44,32 +44,53 @@ void pause_until(clock::time_point t, std::chrono::milliseconds step) {
 
 }  // namespace
 
-commit_resolution resolve_commit(const in_doubt_commit& c, open_connection open, const resolver_settings& s) noexcept {
+commit_resolution resolve_commit(const in_doubt_commit& c, open_connection open, const resolver_settings& s,
+                                 std::string* why) noexcept {
   std::optional<connection> conn;
+  std::string last_failure;
+  const auto unknown = [&](std::string reason) {
+    if (why != nullptr) *why = std::move(reason);
+    return commit_resolution::unknown;
+  };
+  const auto out_of_time = [&] {
+    return unknown(last_failure.empty() ? std::string("no answer before the deadline")
+                                        : "no answer before the deadline (" + last_failure + ")");
+  };
   while (true) {
     try {
       if (!conn || conn->is_broken()) {
         conn.reset();
-        if (clock::now() >= s.until) return commit_resolution::unknown;
+        if (clock::now() >= s.until) return out_of_time();
         conn.emplace(open(s.until));
         // A different cluster, or the same one on another timeline (a failover happened): the
         // number may name another transaction there.
         const auto id = conn->identify();
-        if (!id || *id != c.server) return commit_resolution::unknown;
+        if (!id) return unknown("the server that answers cannot say which cluster and timeline it is");
+        if (id->system_identifier != c.server.system_identifier) {
+          return unknown("the server that answers now is another cluster (system identifier " +
+                         std::to_string(id->system_identifier) + ", the transaction ran on " +
+                         std::to_string(c.server.system_identifier) + ")");
+        }
+        if (id->timeline != c.server.timeline) {
+          return unknown("the server that answers now is on timeline " + std::to_string(id->timeline) +
+                         ", the transaction ran on timeline " + std::to_string(c.server.timeline) +
+                         ": a failover happened, and the id may name another transaction there");
+        }
       }
       conn->set_deadline(s.until);
       switch (ask(*conn, c.xid)) {
         case status::committed: return commit_resolution::committed;
         case status::aborted: return commit_resolution::aborted;
-        case status::unknown: return commit_resolution::unknown;
-        case status::in_progress: break;  // its backend may still be committing: ask again
+        case status::unknown: return unknown("the server no longer knows the transaction id (too old)");
+        case status::in_progress: last_failure = "still in progress"; break;  // may still be committing
       }
-    } catch (const error&) {
+    } catch (const error& e) {
       conn.reset();  // not reachable now (down, restarting, breaker open): try again until the deadline
+      last_failure = e.what();
     } catch (...) {
-      return commit_resolution::unknown;
+      return unknown("the resolver failed");
     }
-    if (clock::now() + s.poll_interval >= s.until) return commit_resolution::unknown;
+    if (clock::now() + s.poll_interval >= s.until) return out_of_time();
     pause_until(clock::now() + s.poll_interval, s.poll_interval);
   }
 }

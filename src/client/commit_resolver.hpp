@@ -40,8 +40,9 @@ using open_connection = function_ref<connection(std::chrono::steady_clock::time_
 /// different server or timeline, an id the server no longer knows). Never throws for the
 /// server's failures; a server that has no record of the id at all (it is "in the future": the
 /// server crashed and forgot every trace of it) did not commit it: aborted.
+/// `why`, when given, receives the reason of an unknown outcome in a few words.
 [[nodiscard]] commit_resolution resolve_commit(const in_doubt_commit& c, open_connection open,
-                                               const resolver_settings& s) noexcept;
+                                               const resolver_settings& s, std::string* why = nullptr) noexcept;
 
 /// A connection for resolve_commit that keeps the breaker's rules: circuit_open while `breaker`
 /// (if any) is open; otherwise connects with `options` within both its connect_timeout and

@@ -166,6 +166,81 @@ result connection_impl::send_with_timeout(std::string_view sql, const param_arra
   return conclude(std::move(ok), std::move(failure), op);
 }
 
+result connection_impl::send_noting_xid(std::string_view sql, const param_arrays& arrays, const cached_statement* st,
+                                        const cached_statement* tail, const deadline& until,
+                                        std::optional<std::uint64_t>& xid, bool& answered) {
+  constexpr std::string_view op = "execute";
+  static constexpr const char* k_xid_sql = "SELECT pg_catalog.pg_current_xact_id_if_assigned()::text";
+  last.commit_sent = false;
+  answered = false;
+  xid.reset();
+  if (!PQenterPipelineMode(conn)) send_failed(op);
+  in_pipeline = true;
+  if (st == nullptr) sql_buf.assign(sql);
+  const bool queued =
+      (st != nullptr ? PQsendQueryPrepared(conn, st->name.c_str(), arrays.size(), arrays.values(), arrays.lengths(),
+                                           arrays.formats(), 0)
+                     : PQsendQueryParams(conn, sql_buf.c_str(), arrays.size(), arrays.types(), arrays.values(),
+                                         arrays.lengths(), arrays.formats(), 0)) != 0 &&
+      (tail != nullptr ? PQsendQueryPrepared(conn, tail->name.c_str(), 0, nullptr, nullptr, nullptr, 0)
+                       : PQsendQueryParams(conn, k_xid_sql, 0, nullptr, nullptr, nullptr, nullptr, 0)) != 0 &&
+      PQpipelineSync(conn) != 0;
+  if (!queued) {
+    const std::string msg = last_error_message(conn);
+    close();
+    throw_connection_lost(msg, op, last);
+  }
+  last.bytes_sent = true;
+  flush(until, op);
+  result_ptr ok;
+  result_ptr failure;
+  int statement = 0;  // 0: the caller's statement, 1: the id
+  int nulls = 0;
+  bool synced = false;
+  while (!synced) {
+    bool timed_out = false;
+    PGresult* raw = next_result(until, timed_out);
+    if (timed_out) handle_timeout(op);
+    if (raw == nullptr) {
+      if (PQstatus(conn) != CONNECTION_OK || ++nulls > 1) break;
+      ++statement;
+      continue;
+    }
+    nulls = 0;
+    result_ptr r(raw);
+    switch (PQresultStatus(raw)) {
+      case PGRES_PIPELINE_SYNC: synced = true; break;
+      case PGRES_TUPLES_OK:
+      case PGRES_COMMAND_OK:
+      case PGRES_EMPTY_QUERY:
+        if (statement == 0 && !failure) {
+          ok = std::move(r);
+        } else if (statement == 1 && PQntuples(raw) == 1 && PQnfields(raw) == 1) {
+          answered = true;
+          if (PQgetisnull(raw, 0, 0) == 0) xid = std::strtoull(PQgetvalue(raw, 0, 0), nullptr, 10);
+        }
+        break;
+      case PGRES_PIPELINE_ABORTED: break;
+      default:
+        if (!failure) failure = std::move(r);
+        break;
+    }
+  }
+  in_pipeline = false;
+  if (!synced || !PQexitPipelineMode(conn)) {
+    if (!failure && PQstatus(conn) == CONNECTION_OK) {
+      close();
+      throw_connection_lost("the reply to a statement and its transaction id was incomplete", op, last);
+    }
+    close();
+  }
+  if (failure) {
+    answered = false;
+    xid.reset();
+  }
+  return conclude(std::move(ok), std::move(failure), op);
+}
+
 }  // namespace internal
 
 using internal::connection_impl;

@@ -112,6 +112,14 @@ struct connection_impl {
   /// set_config('statement_timeout', …, true), with one Sync: one round trip, one implicit
   /// transaction, and the setting ends with it. Returns the statement's result or throws.
   result send_with_timeout(std::string_view sql, const param_arrays& params, bool may_commit, const deadline& until);
+  /// Inside a transaction block: sends `sql` (prepared as `st` when given, else extended
+  /// protocol unnamed) and `SELECT pg_current_xact_id_if_assigned()` (prepared as `tail` when
+  /// given) in pipeline mode with one Sync: one round trip. Returns the statement's result or
+  /// throws its error; `xid` gets the transaction's id when it has one, and `answered` says
+  /// whether the question was answered at all.
+  result send_noting_xid(std::string_view sql, const param_arrays& params, const cached_statement* st,
+                         const cached_statement* tail, const deadline& until, std::optional<std::uint64_t>& xid,
+                         bool& answered);
   /// Throws if the connection cannot take a request now; resets `last`.
   void begin_request(std::string_view op);
   /// The deadline of a request starting now: options.query_timeout from now (none when 0),

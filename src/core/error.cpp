@@ -156,8 +156,12 @@ config_error::config_error(std::string message, internal::error_details details)
     : error(std::move(message), std::move(details)) {}
 
 // Each class throws a copy of its own type (what the retry layer's rethrow relies on).
-#define STEADYPG_RAISE_WITH(type) \
-  void type::raise_with(internal::error_details details) const { throw type(what(), std::move(details)); }
+#define STEADYPG_RAISE_WITH(type)                                                                       \
+  void type::raise_with(internal::error_details details) const {                                        \
+    std::string message = details.reworded.empty() ? std::string(what()) : std::move(details.reworded); \
+    details.reworded.clear();                                                                           \
+    throw type(std::move(message), std::move(details));                                                 \
+  }
 STEADYPG_RAISE_WITH(error)
 STEADYPG_RAISE_WITH(connection_error)
 STEADYPG_RAISE_WITH(timeout_error)
@@ -247,6 +251,10 @@ void error_builder::raise_with_call_facts(const error& e, call_outcome_facts fac
   d.earlier = std::move(facts.earlier);
   d.budget_exhausted = facts.budget_exhausted;
   if (facts.resolution) d.resolution = *facts.resolution;
+  if (!facts.resolution_reason.empty()) {
+    d.reworded =
+        std::string(e.what()) + "; asking the server did not settle it: " + std::string(facts.resolution_reason);
+  }
   e.raise_with(std::move(d));
   std::abort();  // not reached: raise_with always throws
 }

@@ -30,6 +30,7 @@ struct error_details {
   std::optional<std::uint64_t> xid;              // the lost COMMIT's transaction id
   std::optional<server_identity> commit_server;  // where that COMMIT went
   commit_resolution resolution = commit_resolution::none;
+  std::string reworded;  // raise_with: the new what() when not empty (then cleared)
 };
 
 /// The origin an error of `kind` has unless told otherwise: server_error → server,
@@ -44,6 +45,8 @@ struct call_outcome_facts {
   bool budget_exhausted = false;
   /// What asking the server about a lost COMMIT found out; nullopt keeps the error's own.
   std::optional<commit_resolution> resolution{};
+  /// Why asking did not settle it (resolution unknown); added to the message.
+  std::string_view resolution_reason;
 };
 
 /// Collects the facts of an error, then makes it:

@@ -7,7 +7,9 @@
 #include <optional>
 #include <string>
 
+#include "connection_impl.hpp"
 #include "error_builder.hpp"
+#include "sql_scan.hpp"
 #include "verified_commit.hpp"
 #include "steadypg/pipeline.hpp"
 
@@ -60,7 +62,11 @@ transaction::transaction(connection& conn, const transaction_options& options) :
 }
 
 transaction::transaction(transaction&& other) noexcept
-    : m_conn(other.m_conn), m_active(other.m_active), m_fetch_xid(other.m_fetch_xid) {
+    : m_conn(other.m_conn),
+      m_active(other.m_active),
+      m_fetch_xid(other.m_fetch_xid),
+      m_xid(other.m_xid),
+      m_no_xid_at(other.m_no_xid_at) {
   other.m_active = false;
 }
 
@@ -106,11 +112,16 @@ void raise_lost_commit(const indeterminate_commit& e, bool id_answered, std::opt
         .build<connection_error>(
             fmt::format("the server ended the session before COMMIT ran; the transaction rolled back: {}", e.what()));
   }
+  // The cause, without the words the message already starts with.
+  std::string_view cause = e.what();
+  constexpr std::string_view said =
+      "connection lost after COMMIT was sent; the transaction may or may not have committed: ";
+  if (cause.substr(0, said.size()) == said) cause.remove_prefix(said.size());
   std::string what =
       xid ? fmt::format(
                 "connection lost after COMMIT of transaction {} was sent; it may or may not have committed "
                 "(pg_xact_status can tell): {}",
-                *xid, e.what())
+                *xid, cause)
       : id_answered
           ? fmt::format("connection lost after COMMIT was sent; the transaction had written nothing: {}", e.what())
           : std::string(e.what());
@@ -174,6 +185,67 @@ void execute_verified(connection& c, std::string_view sql, std::span<const param
 
 }  // namespace internal
 
+namespace {
+
+// True when `sql` is one statement (a trailing `;` and comments allowed): only such text can go
+// through the extended protocol next to another statement.
+bool one_statement(std::string_view sql) noexcept {
+  for (std::size_t i = 0; i < sql.size();) {
+    const std::size_t q = internal::skip_quoted(sql, i);
+    if (q != i) {
+      i = q;
+      continue;
+    }
+    if (sql[i] == ';') {
+      std::size_t j = internal::skip_space_and_comments(sql, i + 1);
+      while (j < sql.size() && sql[j] == ';') j = internal::skip_space_and_comments(sql, j + 1);
+      return j >= sql.size();
+    }
+    ++i;
+  }
+  return true;
+}
+
+}  // namespace
+
+result transaction::execute_noting_xid(std::string_view sql, std::span<const param_ref> params, bool may_prepare) {
+  auto& d = *m_conn->m_impl;
+  const bool can_ask = !d.in_pipeline && !internal::is_transaction_control(sql) &&
+                       !internal::refuses_transaction_block(sql) && one_statement(sql);
+  if (!can_ask) {
+    m_no_xid_at = 0;
+    return m_conn->execute_refs(sql, params, may_prepare);
+  }
+  d.begin_request("execute");
+  internal::connection_impl::check_sql(sql);
+  internal::connection_impl::check_params(params);
+  if (d.shared_sessions()) d.refuse_session_features(sql);
+  const auto until = d.make_deadline();
+  const internal::param_arrays arrays(params);
+  const internal::cached_statement* st = nullptr;
+  const internal::cached_statement* tail = nullptr;
+  if (may_prepare && d.options.statement_cache_capacity >= 2) {
+    // The question first: preparing the statement then never evicts it (it was used last).
+    const internal::param_arrays none({});
+    tail = &d.prepared("SELECT pg_catalog.pg_current_xact_id_if_assigned()::text", none, until);
+    st = &d.prepared(sql, arrays, until);
+  } else if (may_prepare && d.options.statement_cache_capacity > 0) {
+    st = &d.prepared(sql, arrays, until);
+  } else {
+    internal::check_param_count(internal::placeholder_count(sql), params.size());
+  }
+  bool answered = false;
+  std::optional<std::uint64_t> xid;
+  m_no_xid_at = 0;
+  auto r = d.send_noting_xid(sql, arrays, st, tail, until, xid, answered);
+  if (xid) {
+    m_xid = xid;
+  } else if (answered) {
+    m_no_xid_at = d.requests;
+  }
+  return r;
+}
+
 // SELECT pg_current_xact_id_if_assigned(), a flush request, COMMIT and the sync point go out in
 // one write: the id's answer leaves the server before COMMIT runs, so that it is here when the
 // reply to COMMIT is lost (a backend killed in the commit, a server crash, a cut connection).
@@ -217,11 +289,26 @@ void transaction::commit_fetching_xid() {
   if (commit_result.command() == "ROLLBACK") throw_commit_rolled_back();
 }
 
+void transaction::commit_with_known_xid() {
+  try {
+    auto r = m_conn->execute("COMMIT");
+    if (r.command() == "ROLLBACK") throw_commit_rolled_back();
+  } catch (const indeterminate_commit& e) {
+    internal::raise_lost_commit(e, true, m_xid, m_conn->known_identity());
+  }
+}
+
 void transaction::commit() {
   check_active();
   m_active = false;
   if (m_fetch_xid) {
-    commit_fetching_xid();
+    // The id is known (or it is known that nothing was written) unless something ran since
+    // without asking: then COMMIT's round trip asks.
+    if (m_xid || (m_no_xid_at != 0 && m_no_xid_at == m_conn->m_impl->requests)) {
+      commit_with_known_xid();
+    } else {
+      commit_fetching_xid();
+    }
     return;
   }
   auto r = m_conn->execute("COMMIT");

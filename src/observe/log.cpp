@@ -216,7 +216,8 @@ void log_observer::on_commit_resolved(const commit_resolution_report& r) noexcep
     const log_field f[] = {{"op", r.operation},
                            {"xid", static_cast<std::int64_t>(r.xid)},
                            {"resolution", to_string(r.result)},
-                           {"duration_ms", ms(r.took)}};
+                           {"duration_ms", ms(r.took)},
+                           {"reason", r.reason}};
     const char* msg = r.result == commit_resolution::committed ? "lost COMMIT resolved: the transaction committed"
                       : r.result == commit_resolution::aborted
                           ? "lost COMMIT resolved: the transaction did not commit; running it again"

@@ -127,6 +127,49 @@ TEST(commit_resolution, a_lost_reply_after_the_server_committed_is_a_success) {
               obs.aborted.load(), obs.unknown.load());
 }
 
+// The id comes back with the first write, before COMMIT is sent: even when nothing at all of
+// COMMIT's round trip comes back, the outcome can be asked.
+TEST(commit_resolution, the_id_is_learnt_with_the_first_write_so_a_wholly_lost_commit_round_trip_resolves) {
+  auto* cluster = cluster_environment::cluster();
+  if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  steadypg::test::fault_proxy proxy(cluster->port());
+  resolution_observer obs;
+  client db(fast_options(proxy.dsn()), &obs);
+  db.execute("DROP TABLE IF EXISTS cr_early; CREATE TABLE cr_early (id int)");
+  proxy.cut_reply_after("COMMIT");
+  int runs = 0;
+  EXPECT_NO_THROW(db.transaction([&](transaction& tx) {
+    ++runs;
+    EXPECT_EQ(tx.query_value<std::int64_t>("SELECT count(*) FROM cr_early"), 0);
+    tx.execute("INSERT INTO cr_early VALUES ($1)", 1);
+    tx.execute("INSERT INTO cr_early VALUES ($1)", 2);
+  }));
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(count_rows("cr_early"), 2);
+  EXPECT_EQ(obs.committed.load(), 1);
+  EXPECT_EQ(obs.unknown.load(), 0) << "nothing of COMMIT's round trip came back, yet the id was known";
+}
+
+// Text of several statements cannot carry the question; COMMIT's round trip asks then.
+TEST(commit_resolution, statements_that_cannot_carry_the_question_leave_it_to_commit) {
+  auto* cluster = cluster_environment::cluster();
+  if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
+  steadypg::test::fault_proxy proxy(cluster->port());
+  resolution_observer obs;
+  client db(fast_options(proxy.dsn()), &obs);
+  db.execute("DROP TABLE IF EXISTS cr_multi; CREATE TABLE cr_multi (id int)");
+  proxy.lose_commit_reply();
+  int runs = 0;
+  EXPECT_NO_THROW(db.transaction([&](transaction& tx) {
+    ++runs;
+    tx.execute("INSERT INTO cr_multi VALUES (1); INSERT INTO cr_multi VALUES (2)");
+  }));
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(count_rows("cr_multi"), 2);
+  EXPECT_EQ(obs.committed.load(), 1);
+  EXPECT_EQ(proxy.times_seen("pg_current_xact_id_if_assigned"), 1) << "asked once, with COMMIT";
+}
+
 TEST(commit_resolution, with_resolution_off_a_lost_reply_stays_indeterminate) {
   auto* cluster = cluster_environment::cluster();
   if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
@@ -430,11 +473,10 @@ TEST(commit_resolution, bank_transfers_stay_exact_under_kills_and_restarts) {
   EXPECT_EQ(duplicated, 0) << "exactly once";
   EXPECT_EQ(applied_failures, 0) << "a transfer that failed with a known outcome was not applied";
   EXPECT_EQ(static_cast<long>(in_ledger.size()), static_cast<long>(acknowledged.size()) + unknown_applied);
-  // The server was never down longer than the resolution timeout, so a lost COMMIT is resolved
-  // whenever its id arrived. Rarely the connection dies before the id's reply is read (a kill
-  // or a restart right after the server sent it): then COMMIT may have run and there is no id
-  // to ask with, and the outcome stays unknown (an error the caller sees as indeterminate).
-  EXPECT_LE(unknown.size(), 2u) << "lost COMMITs whose id was answered are all resolved";
+  // The server was never down longer than the resolution timeout, and the id of every transfer
+  // is known before its COMMIT is sent (it comes back with the first UPDATE), so every lost
+  // COMMIT is resolved.
+  EXPECT_EQ(unknown.size(), 0u) << "every lost COMMIT is resolved";
   EXPECT_EQ(restarts, 2);
   EXPECT_GT(kills.load(), 50) << "the kills happened";
   EXPECT_GT(obs.committed.load() + obs.aborted.load(), 0) << "some kills landed inside COMMIT and were resolved";

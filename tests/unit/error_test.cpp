@@ -159,7 +159,7 @@ TEST(error_immutability, call_facts_make_a_copy_of_the_same_type) {
     } catch (const error& e) {
       const std::string operation_before = e.operation();
       try {
-        error_builder::raise_with_call_facts(e, {"batch", 4, {{"40001", "first", outcome::rolled_back}}, true});
+        error_builder::raise_with_call_facts(e, {"batch", 4, {{"40001", "first", outcome::rolled_back}}, true, {}, {}});
         FAIL() << r.what << ": no rethrow";
       } catch (const error& copy) {
         EXPECT_EQ(typeid(copy), typeid(e)) << r.what << ": " << typeid(copy).name();
@@ -190,7 +190,7 @@ TEST(error_immutability, subclasses_stay_catchable_after_the_rethrow) {
     try {
       raise();
     } catch (const error& e) {
-      error_builder::raise_with_call_facts(e, {"transaction", 2, {}, false});
+      error_builder::raise_with_call_facts(e, {"transaction", 2, {}, false, {}, {}});
     }
   };
   EXPECT_THROW(rethrown([] { internal::throw_connection_lost("lost", "commit", commit); }), indeterminate_commit);

@@ -396,7 +396,7 @@ TEST(retry_policy, the_resolution_of_a_lost_commit_is_a_fact_of_its_error) {
   EXPECT_EQ(error_facts_of(lost).resolution, commit_resolution::none);
   for (auto r : {commit_resolution::unknown, commit_resolution::aborted}) {
     try {
-      error_builder::raise_with_call_facts(lost, {"transaction", 1, {}, false, r});
+      error_builder::raise_with_call_facts(lost, {"transaction", 1, {}, false, r, {}});
     } catch (const indeterminate_commit& e) {
       EXPECT_EQ(e.resolution(), r);
       EXPECT_EQ(e.xid(), std::optional<std::uint64_t>(77)) << "the id stays";
