@@ -8,8 +8,10 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -366,15 +368,17 @@ TEST(commit_resolution, a_different_server_at_resolution_time_stays_in_doubt_and
 // The bank-transfer invariant under random backend kills and two restarts: balances sum to a
 // constant, every acknowledged transfer is in the ledger exactly once, nothing that failed
 // with a known outcome is there, and (restarts being shorter than the resolution timeout) no
-// transfer is left unknown. 8 threads for 20 s (the issue asks for 60 s; 20 s keeps the suite's
-// time in bounds and already sees hundreds of kills).
+// transfer is left unknown. 8 threads for 20 s (STEADYPG_SOAK_SECONDS=60 for a longer soak; 20 s
+// keeps the suite's time in bounds and already sees hundreds of kills).
 TEST(commit_resolution, bank_transfers_stay_exact_under_kills_and_restarts) {
   auto* cluster = cluster_environment::cluster();
   if (cluster == nullptr) GTEST_SKIP() << "needs the embedded cluster";
   constexpr int accounts = 20;
   constexpr std::int64_t opening = 1000;
   constexpr int threads = 8;
-  const auto run_for = 20s;
+  // STEADYPG_SOAK_SECONDS runs it longer (e.g. 60, as the issue's soak).
+  const char* soak = std::getenv("STEADYPG_SOAK_SECONDS");
+  const auto run_for = std::chrono::seconds(soak != nullptr ? std::clamp(std::atoi(soak), 5, 600) : 20);
   {
     auto c = connect();
     c.execute(
