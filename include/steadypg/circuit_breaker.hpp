@@ -81,6 +81,11 @@ class circuit_breaker {
   /// The current state (an open breaker past open_duration reports half_open only once a
   /// call has moved it there).
   [[nodiscard]] breaker_state state() const noexcept;
+  /// True while open or forced open (calls are refused, but for a probe once open_duration ends).
+  [[nodiscard]] bool is_open() const noexcept {
+    const auto s = state();
+    return s == breaker_state::open || s == breaker_state::forced_open;
+  }
   /// When acquire() may let a call through again: now while closed; the end of the open
   /// period while open; a little later while half-open (its probes decide); nullopt while
   /// forced open. For callers that would rather wait than fail (batches).

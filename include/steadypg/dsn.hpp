@@ -14,4 +14,8 @@ namespace steadypg {
 /// only when connecting (port, sslmode, connect_timeout, host/port counts, …) is valid.
 void validate_dsn(std::string_view dsn);
 
+/// `v` as a value of a key=value DSN: as it is when it needs no quoting, otherwise in single
+/// quotes with `\` and `'` escaped (an empty value becomes `''`).
+[[nodiscard]] std::string dsn_value(std::string_view v);
+
 }  // namespace steadypg

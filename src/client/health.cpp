@@ -7,15 +7,6 @@
 
 namespace steadypg {
 
-namespace {
-
-bool breaker_blocks_calls(const circuit_breaker& b) {
-  const auto st = b.state();
-  return st == breaker_state::open || st == breaker_state::forced_open;
-}
-
-}  // namespace
-
 health_report client::check_host(host_slot& host) {
   health_report h;
   h.threshold_ms = static_cast<double>(m_options.observe.slow_query_threshold.count());
@@ -92,7 +83,7 @@ health_report client::health_check() {
     hh.host = m_hosts[i].label;
     hh.role = std::string(to_string(v.role));
     hh.probe_ms = v.probe_ms;
-    const bool breaker_open = breaker_blocks_calls(*m_hosts[i].breaker);
+    const bool breaker_open = m_hosts[i].breaker->is_open();
     switch (v.role) {
       case host_role::primary:
       case host_role::replica:

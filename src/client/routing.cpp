@@ -9,15 +9,6 @@
 
 namespace steadypg {
 
-namespace {
-
-bool breaker_blocks(const circuit_breaker& b) {
-  const auto st = b.state();
-  return st == breaker_state::open || st == breaker_state::forced_open;
-}
-
-}  // namespace
-
 client::host_slot& client::route_call(const call_info& info, clock::time_point started) {
   const route r = info.route.value_or(m_default_route);
   auto deadline = started + m_options.pool.acquire_timeout;
@@ -34,7 +25,7 @@ client::host_slot& client::route_call(const call_info& info, clock::time_point s
     bool all_open = true;
     open = 0;
     for (std::size_t i = 0; i < m_hosts.size(); ++i) {
-      const bool blocked = breaker_blocks(*m_hosts[i].breaker);
+      const bool blocked = m_hosts[i].breaker->is_open();
       if (blocked && i < 64) open |= internal::host_mask{1} << i;
       all_open = all_open && blocked;
     }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string_view>
 
+#include "steadypg/dsn.hpp"
 #include "steadypg/error.hpp"
 
 namespace steadypg::internal {
@@ -36,17 +37,6 @@ std::vector<std::string> split_list(std::string_view s) {
     if (comma == std::string_view::npos) break;
     start = comma + 1;
   }
-  return out;
-}
-
-// A conninfo value in single quotes, with \ and ' escaped.
-std::string quoted(std::string_view v) {
-  std::string out = "'";
-  for (char c : v) {
-    if (c == '\\' || c == '\'') out += '\\';
-    out += c;
-  }
-  out += '\'';
   return out;
 }
 
@@ -91,7 +81,7 @@ std::vector<host_endpoint> split_hosts(const std::string& dsn) {
     return out;
   }
   std::string common;
-  for (const auto& [k, v] : rest) common += fmt::format("{}={} ", k, quoted(v));
+  for (const auto& [k, v] : rest) common += fmt::format("{}={} ", k, dsn_value(v));
   for (std::size_t i = 0; i < n; ++i) {
     host_endpoint e;
     const std::string h = hosts.size() > 1 || !hosts[0].empty() ? nth(hosts, i) : std::string{};
@@ -101,9 +91,9 @@ std::vector<host_endpoint> split_hosts(const std::string& dsn) {
     e.port = !p.empty() ? p : env_or("PGPORT", "5432");
     e.label = fmt::format("{}:{}", e.host, e.port);
     e.dsn = common;
-    if (!h.empty()) e.dsn += fmt::format("host={} ", quoted(h));
-    if (!a.empty()) e.dsn += fmt::format("hostaddr={} ", quoted(a));
-    if (!p.empty()) e.dsn += fmt::format("port={}", quoted(p));
+    if (!h.empty()) e.dsn += fmt::format("host={} ", dsn_value(h));
+    if (!a.empty()) e.dsn += fmt::format("hostaddr={} ", dsn_value(a));
+    if (!p.empty()) e.dsn += fmt::format("port={}", dsn_value(p));
     while (!e.dsn.empty() && e.dsn.back() == ' ') e.dsn.pop_back();
     out.push_back(std::move(e));
   }

@@ -499,6 +499,16 @@ std::string redact_dsn(std::string_view dsn) {
   }
 }
 
+std::string dsn_value(std::string_view v) {
+  if (!v.empty() && v.find_first_of(" '\\\t\n\r\f\v") == std::string_view::npos) return std::string(v);
+  std::string out = "'";
+  for (const char c : v) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
 void validate_dsn(std::string_view dsn) {
   if (dsn.find('\0') != std::string_view::npos) {
     throw config_error("invalid connection string: it contains a NUL character (libpq would ignore the rest)");

@@ -18,6 +18,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
+
+#include "steadypg/dsn.hpp"
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -127,17 +129,6 @@ pid_t spawn(const std::vector<std::string>& argv, const fs::path& log, const run
   }
   ::execv(args[0], args.data());
   ::_exit(127);
-}
-
-// A libpq key=value value, quoted when it has to be.
-std::string conninfo_value(const std::string& v) {
-  if (!v.empty() && v.find_first_of(" '\\\t\n") == std::string::npos) return v;
-  std::string out = "'";
-  for (const char c : v) {
-    if (c == '\'' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "'";
 }
 
 std::string read_tail(const fs::path& file, std::size_t max_bytes) {
@@ -444,7 +435,7 @@ void temp_cluster::detach() noexcept { m_detached = true; }
 
 std::string temp_cluster::dsn() const {
   std::string d = fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres", m_port);
-  if (!m_options.password.empty()) d += " password=" + conninfo_value(m_options.password);
+  if (!m_options.password.empty()) d += " password=" + dsn_value(m_options.password);
   return d;
 }
 

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "steadypg/connection.hpp"
+#include "steadypg/dsn.hpp"
 #include "steadypg/error.hpp"
 
 namespace fs = std::filesystem;
@@ -26,17 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
-
-// A libpq keyword value, quoted when it needs to be.
-std::string conninfo_value(const std::string& v) {
-  if (!v.empty() && v.find_first_of(" '\\\t\n") == std::string::npos) return v;
-  std::string out = "'";
-  for (const char c : v) {
-    if (c == '\'' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "'";
-}
 
 // A SQL string literal (standard_conforming_strings is on).
 std::string sql_literal(const std::string& v) {
@@ -169,7 +159,7 @@ std::string temp_replica_set::dsn() const {
     ports += std::to_string(n->port());
   }
   std::string d = fmt::format("host={} port={} user=postgres dbname=postgres", hosts, ports);
-  if (!m_options.password.empty()) d += " password=" + conninfo_value(m_options.password);
+  if (!m_options.password.empty()) d += " password=" + dsn_value(m_options.password);
   return d;
 }
 
@@ -196,7 +186,7 @@ std::string temp_replica_set::url() const {
 
 std::string temp_replica_set::admin_dsn(std::size_t i) const {
   std::string d = fmt::format("host=127.0.0.1 port={} user=postgres dbname=postgres", m_nodes.at(i)->port());
-  if (!m_options.password.empty()) d += " password=" + conninfo_value(m_options.password);
+  if (!m_options.password.empty()) d += " password=" + dsn_value(m_options.password);
   return d;
 }
 

@@ -9,6 +9,7 @@
 #include "router.hpp"
 #include "steadypg/cluster.hpp"
 #include "steadypg/config.hpp"
+#include "steadypg/dsn.hpp"
 #include "steadypg/error.hpp"
 #include "steadypg/route.hpp"
 
@@ -29,12 +30,12 @@ TEST(cluster_hosts, a_key_value_dsn_with_three_hosts_gives_three_single_host_dsn
   EXPECT_EQ(hosts[2].label, "c:5434");
   for (const auto& h : hosts) {
     EXPECT_EQ(h.dsn.find("target_session_attrs"), std::string::npos) << h.dsn;
-    EXPECT_NE(h.dsn.find("dbname='app'"), std::string::npos) << h.dsn;
-    EXPECT_NE(h.dsn.find("user='svc'"), std::string::npos) << h.dsn;
+    EXPECT_NE(h.dsn.find("dbname=app"), std::string::npos) << h.dsn;
+    EXPECT_NE(h.dsn.find("user=svc"), std::string::npos) << h.dsn;
     EXPECT_EQ(h.dsn.find(','), std::string::npos) << h.dsn;
   }
-  EXPECT_NE(hosts[1].dsn.find("host='b'"), std::string::npos);
-  EXPECT_NE(hosts[1].dsn.find("port='5433'"), std::string::npos);
+  EXPECT_NE(hosts[1].dsn.find("host=b "), std::string::npos);
+  EXPECT_NE(hosts[1].dsn.find("port=5433"), std::string::npos);
 }
 
 TEST(cluster_hosts, a_url_with_two_hosts_and_one_port_list_entry_per_host) {
@@ -42,8 +43,8 @@ TEST(cluster_hosts, a_url_with_two_hosts_and_one_port_list_entry_per_host) {
   ASSERT_EQ(hosts.size(), 2u);
   EXPECT_EQ(hosts[0].label, "10.0.0.1:5432");
   EXPECT_EQ(hosts[1].label, "10.0.0.2:6432");
-  EXPECT_NE(hosts[1].dsn.find("password='secret'"), std::string::npos);
-  EXPECT_NE(hosts[1].dsn.find("dbname='db'"), std::string::npos);
+  EXPECT_NE(hosts[1].dsn.find("password=secret"), std::string::npos);
+  EXPECT_NE(hosts[1].dsn.find("dbname=db"), std::string::npos);
 }
 
 TEST(cluster_hosts, one_port_applies_to_every_host_and_values_are_quoted) {
@@ -220,4 +221,18 @@ TEST(cluster_router, any_uses_every_serving_host_but_not_a_split_brain_loser) {
 }
 
 }  // namespace
+TEST(cluster_hosts, dsn_values_are_quoted_only_when_libpq_needs_it) {
+  EXPECT_EQ(dsn_value("app"), "app");
+  EXPECT_EQ(dsn_value(""), "''");
+  EXPECT_EQ(dsn_value("a b"), "'a b'");
+  EXPECT_EQ(dsn_value(R"(it's)"), R"('it\'s')");
+  EXPECT_EQ(dsn_value(R"(back\slash)"), R"('back\\slash')");
+  EXPECT_EQ(dsn_value("tab\there"), "'tab\there'");
+  // libpq reads back what was quoted: split_hosts quotes again what libpq parsed.
+  const std::string secret = R"( it's a \ secret )";
+  auto hosts = split_hosts("host=a,b password=" + dsn_value(secret));
+  ASSERT_EQ(hosts.size(), 2u);
+  EXPECT_NE(hosts[1].dsn.find("password=" + dsn_value(secret)), std::string::npos) << hosts[1].dsn;
+}
+
 }  // namespace steadypg
