@@ -354,6 +354,9 @@ TEST(resilience, lost_commit_reply_is_indeterminate_and_never_resent) {
   counting_observer obs;
   auto o = fast_options(1);
   o.dsn = proxy.dsn();
+  // Without asking the server (tests/fault/commit_resolution_test.cpp has it on, where this
+  // transaction is resolved as committed).
+  o.resilience.resolve_commits = false;
   client db(o, &obs);
   db.execute("DROP TABLE IF EXISTS rf_lost; CREATE TABLE rf_lost (id int)");
   proxy.cut_reply_after("COMMIT");
