@@ -96,12 +96,15 @@ std::optional<health_report> sampler::health() const {
 void sampler::sample_loop() {
   std::unique_lock lk(m_mutex);
   auto next = steady_clock::now() + m_options.sample_interval;
-  while (!m_wake.wait_until(lk, next, [this] { return m_stopping; })) {
+  while (true) {
+    m_wake.wait_until(lk, next, [this] { return m_stopping || m_sample_now; });
+    if (m_stopping) return;
+    m_sample_now = false;
     lk.unlock();
     sample_once();
     lk.lock();
-    next += m_options.sample_interval;
-    if (next < steady_clock::now()) next = steady_clock::now() + m_options.sample_interval;
+    // Early (the health changed) or on time: the next one an interval after this one.
+    next = steady_clock::now() + m_options.sample_interval;
   }
 }
 
@@ -124,8 +127,14 @@ void sampler::probe_loop() {
       next_facts = steady_clock::now() + m_options.server_sample_interval;
     }
     lk.lock();
+    // A change of health is shown at once, not at the next sample.
+    const bool changed = !m_health || m_health->status != h.status;
     m_health = std::move(h);
     m_health_at = system_clock::now();
+    if (changed) {
+      m_sample_now = true;
+      m_wake.notify_all();
+    }
     m_wake.wait_for(lk, m_options.sample_interval, [this] { return m_stopping; });
   }
 }
@@ -187,9 +196,11 @@ json sampler::hosts_section(const health_report* h) const {
                      {"primary", t.primary && *t.primary == i},
                      {"lag_seconds", or_null(x.lag_seconds)},
                      {"lag_bytes", x.lag_bytes ? json(*x.lag_bytes) : json(nullptr)},
-                     {"probe_ms", round3(x.probe_ms)},
+                     // A host that is not probed: the sampler's own ping.
+                     {"probe_ms", round3(!t.probing && h != nullptr ? h->latency_ms : x.probe_ms)},
                      {"breaker", x.breaker}});
     if (!x.last_error.empty()) hosts.back()["error"] = x.last_error;
+    if (!t.probing && h != nullptr && !h->error.empty()) hosts.back()["error"] = h->error;
   }
   return hosts;
 }

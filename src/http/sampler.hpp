@@ -54,6 +54,7 @@ class sampler {
   mutable std::mutex m_mutex;
   std::condition_variable m_wake;
   bool m_stopping = false;
+  bool m_sample_now = false;  // the probe saw the health change
 
   // Guarded by m_mutex.
   std::string m_snapshot = "{}";

@@ -23,3 +23,13 @@ if(STEADYPG_PROMTOOL)
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/deploy/prometheus)
   set_tests_properties(steadypg_alert_rules PROPERTIES LABELS unit TIMEOUT 60)
 endif()
+
+# The dashboard page in Debian's headless Chromium via playwright-core (tests/browser; npm ci
+# by scripts/deps.sh). Label monitor: the debug pass only.
+add_executable(steadypg_browser_tests ${PROJECT_SOURCE_DIR}/tests/browser/browser_test.cpp)
+target_link_libraries(steadypg_browser_tests PRIVATE steadypg_http steadypg_testing GTest::gtest_main fmt::fmt)
+target_compile_definitions(steadypg_browser_tests PRIVATE STEADYPG_BROWSER_DIR="${PROJECT_SOURCE_DIR}/tests/browser"
+                                                          STEADYPG_SCREENSHOT_DIR="${PROJECT_BINARY_DIR}/screenshots")
+steadypg_warnings(steadypg_browser_tests)
+add_test(NAME steadypg_browser_tests COMMAND steadypg_browser_tests --gtest_brief=1)
+set_tests_properties(steadypg_browser_tests PROPERTIES LABELS monitor TIMEOUT 180)
