@@ -12,7 +12,10 @@ packages=(
   prometheus
   patroni etcd-server etcd-client
   pgbouncer
+  libcpp-httplib-dev chromium nodejs
 )
+# Debian's nodejs comes without npm (its own package); NodeSource's nodejs includes it.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -20,7 +23,19 @@ for p in "${packages[@]}"; do
   [ "$status" = "installed" ] || missing+=("$p")
 done
 
+# The dashboard's browser test drives Debian's chromium with playwright-core from npm (the
+# version pinned in tests/browser/package-lock.json; it never downloads a browser).
+browser_modules() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+  if [ ! -d "$dir/node_modules/playwright-core" ]; then
+    echo "deps: npm ci in tests/browser" >&2
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  browser_modules
   exit 0
 fi
 
@@ -38,3 +53,4 @@ export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The Debian postgresql package starts a system cluster on port 5432, and pgbouncer a service on
 # port 6432; steadypg never uses either (its tests start their own).
+browser_modules

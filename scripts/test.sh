@@ -24,9 +24,10 @@ if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
   echo "== asan-ubsan build and tests"
   cmake --preset asan-ubsan -DSTEADYPG_PACKAGE_TESTS=OFF >/dev/null
   cmake --build --preset asan-ubsan -j "$jobs"
-  # The multi-host suites (label cluster: replica sets, Patroni) and the PgBouncer suite (label
-  # pooler) run in the debug pass only.
-  ctest --preset asan-ubsan -j "$jobs" -LE 'cluster|pooler'
+  # The multi-host suites (label cluster: replica sets, Patroni), the PgBouncer suite (label
+  # pooler) and the monitoring suites with a real Prometheus and Chromium (label monitor) run in
+  # the debug pass only.
+  ctest --preset asan-ubsan -j "$jobs" -LE 'cluster|pooler|monitor'
 fi
 if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
   echo "== tsan: the pool, client, breaker, budget and batch executor under ThreadSanitizer"

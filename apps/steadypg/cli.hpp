@@ -17,6 +17,10 @@
 #include "steadypg/config.hpp"
 #include "steadypg/observe/log.hpp"
 
+namespace steadypg::http {
+class server;
+}  // namespace steadypg::http
+
 namespace steadypg::cli {
 
 /// JSON that keeps the order fields were added in (ts, level, msg … in logs).
@@ -35,6 +39,10 @@ struct context {
   std::string log_level_name = "warn";
   client_options options;
   std::string metrics_out;  ///< --metrics-out FILE
+  /// --http ADDR (or POSTGRESQL_HTTP_LISTEN): serve the dashboard while the command runs.
+  std::string http_listen;
+  /// The command is long-running (bench, batch, copy, demo): its client serves http_listen.
+  bool http_command = false;
   /// The metrics of the client a command used (bench …); written to metrics_out at exit.
   mutable std::function<std::string()> metrics_source;
   mutable std::unique_ptr<observe::logger> m_logger;
@@ -70,6 +78,7 @@ class command_client {
   std::unique_ptr<steadypg::observe::log_observer> m_events;
   std::unique_ptr<observer_tee> m_tee;
   std::unique_ptr<client> m_db;
+  std::unique_ptr<http::server> m_http;  // after m_db: stopped first
 };
 
 /// Maps an exception from the library to an exit code, logging it (and printing a JSON
@@ -138,6 +147,12 @@ int run_copy(const context& ctx, const copy_args& args);
 
 /// `steadypg demo` (DESIGN §8).
 int run_demo(const context& ctx);
+
+/// Starts the dashboard for `db` on `listen` (none when empty: returns null) and prints its URL
+/// on stderr. Throws config_error for a bad or unusable address.
+std::unique_ptr<http::server> start_dashboard(const context& ctx, client& db, const std::string& listen);
+/// `monitor --listen ADDR`: the dashboard of the database until SIGINT or SIGTERM.
+int run_monitor(const context& ctx, const std::string& listen);
 
 /// A one-line progress bar on stderr, drawn only on a terminal and never with --json.
 class progress_bar {

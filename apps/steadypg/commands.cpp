@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "cli.hpp"
+#include "steadypg/http/report_json.hpp"
 #include "json_text.hpp"
 #include "steadypg/steadypg.hpp"
 #include "steadypg/testing/temp_cluster.hpp"
@@ -273,38 +274,8 @@ int run_health(const context& ctx) {
 }
 
 json_doc info_json(const connection_info_report& i) {
-  json_doc slow = json_doc::array();
-  for (const auto& q : i.recent_slow_queries) {
-    json_doc e{{"operation", q.operation}, {"sql", q.sql},           {"duration_ms", round3(q.duration_ms)},
-               {"rows", q.rows},           {"attempts", q.attempts}, {"failed", q.failed}};
-    if (!q.params.empty()) e["params"] = q.params;
-    slow.push_back(std::move(e));
-  }
-  json_doc doc{{"server",
-                {{"version", i.server.version},
-                 {"uptime_seconds", i.server.uptime_seconds},
-                 {"connections",
-                  {{"active", i.server.connections.active},
-                   {"idle", i.server.connections.idle},
-                   {"total", i.server.connections.total},
-                   {"max", i.server.connections.max}}}}},
-               {"pool",
-                {{"active", i.pool.active},
-                 {"idle", i.pool.idle},
-                 {"total", i.pool.total},
-                 {"waiting", i.pool.waiting},
-                 {"max", i.pool.max}}},
-               {"performance",
-                {{"queries", i.performance.queries},
-                 {"avg_query_ms", round3(i.performance.avg_query_ms)},
-                 {"p95_query_ms", round3(i.performance.p95_query_ms)},
-                 {"slow_queries", i.performance.slow_queries}}},
-               {"recent_slow_queries", std::move(slow)}};
-  if (i.topology.probing) {
-    doc["primary"] = primary_json(i.topology);
-    doc["hosts"] = hosts_json(i.topology);
-  }
-  return doc;
+  // One source for `info --json` and the HTTP endpoint's /info.
+  return json_doc::parse(http::info_json(i));
 }
 
 std::string info_text(const connection_info_report& i) {

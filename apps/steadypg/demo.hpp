@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "cli.hpp"
+#include "steadypg/http/server.hpp"
 #include "steadypg/steadypg.hpp"
 #include "steadypg/testing/temp_cluster.hpp"
 
@@ -239,6 +240,12 @@ class demo {
       check_interrupted();
       (this->*step)();
     }
+    if (m_http && !m_ctx.http_listen.empty()) {
+      // --http: the story is over, the dashboard stays until Ctrl-C (then the usual clean-up).
+      if (!m_ctx.json) std::cout << fmt::format("\nserving the dashboard at {} until Ctrl-C\n", m_http->url());
+      while (!interrupted()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      g_interrupted = 0;
+    }
     check_interrupted();
     cleanup();
     m_report["duration_s"] = round2(std::chrono::duration<double>(clock_type::now() - t_start).count());
@@ -302,6 +309,8 @@ class demo {
     o.observe.metrics_enabled = true;
     m_options = o;
     m_db = std::make_unique<client>(o, &m_observers);
+    // The dashboard of the story: on --http's address, else on any free loopback port.
+    m_http = start_dashboard(m_ctx, *m_db, m_ctx.http_listen.empty() ? "127.0.0.1:0" : m_ctx.http_listen);
     m_schema = fmt::format("steadypg_demo_{}", ::getpid());
   }
 
@@ -350,6 +359,7 @@ class demo {
       const std::string text = m_final_metrics.empty() ? m_db->metrics().render_prometheus() : m_final_metrics;
       m_ctx.metrics_source = [text] { return text; };
     }
+    m_http.reset();
     m_db.reset();
     if (m_cluster) {
       m_cluster.reset();  // stops the server and deletes its directory
@@ -369,6 +379,7 @@ class demo {
   double m_server_start_ms = 0;
   client_options m_options;
   std::unique_ptr<client> m_db;
+  std::unique_ptr<http::server> m_http;  // after m_db: stopped first
   std::string m_schema;
   bool m_created_schema = false;
   bool m_cleaned = false;

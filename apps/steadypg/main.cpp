@@ -11,6 +11,7 @@
 
 #include "cli.hpp"
 #include "steadypg/error.hpp"
+#include "steadypg/http/server.hpp"
 #include "steadypg/version.hpp"
 
 int main(int argc, char** argv) {
@@ -32,6 +33,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"primary", "read_write", "prefer_replica", "replica", "any"}));
   app.add_option("--metrics-out", ctx.metrics_out,
                  "At exit, write the process's metrics in Prometheus text format to FILE");
+
+  app.add_option("--http", ctx.http_listen,
+                 "Serve the dashboard, /metrics, /health, /info and /api/snapshot on ADDR (host:port, port 0 = "
+                 "any free one; loopback) while bench, batch, copy or demo runs; overrides POSTGRESQL_HTTP_LISTEN");
 
   auto* ping = app.add_subcommand("ping", "One round trip to the server");
   auto* health = app.add_subcommand("health", "Health check: healthy (0), degraded (1) or unhealthy (3)");
@@ -116,6 +121,11 @@ int main(int argc, char** argv) {
       "The whole story in one run against an embedded server (or DATABASE_URL/--dsn): pool, batch, outage "
       "and circuit breaker, slow query, health, info, metrics");
 
+  std::string monitor_listen;
+  auto* monitor = app.add_subcommand("monitor", "Serve the dashboard and endpoints for the database until Ctrl-C");
+  monitor->add_option("--listen", monitor_listen, "host:port to serve on (port 0 = any free one; loopback)")
+      ->required();
+
   std::string action;
   std::string dir = default_sandbox_dir();
   int port = 0;
@@ -148,6 +158,12 @@ int main(int argc, char** argv) {
       ctx.options.dsn = ctx.dsn_flag;
     }
     if (!route_flag.empty()) ctx.options.cluster.default_route = *steadypg::parse_route(route_flag);
+    if (ctx.http_listen.empty()) {
+      if (const auto h = steadypg::http::options::from_env()) ctx.http_listen = h->listen;
+    } else {
+      (void)steadypg::http::parse_listen(ctx.http_listen, "--http");
+    }
+    ctx.http_command = *bench || *batch || *copy;
   } catch (...) {
     return report_error(ctx, "config");
   }
@@ -168,6 +184,7 @@ int main(int argc, char** argv) {
     }
   } else if (*copy) rc = run_copy(ctx, copy_a);
   else if (*demo) rc = run_demo(ctx);
+  else if (*monitor) rc = run_monitor(ctx, monitor_listen);
   else if (*sandbox) rc = run_sandbox(ctx, action, dir, port, keep);
   if (!ctx.metrics_out.empty()) {
     std::ofstream out(ctx.metrics_out);

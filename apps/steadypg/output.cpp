@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli.hpp"
+#include "steadypg/http/server.hpp"
 #include "steadypg/error.hpp"
 
 namespace steadypg::cli {
@@ -74,9 +75,12 @@ command_client::command_client(const context& ctx, const client_options& options
     : m_ctx(ctx),
       m_events(std::make_unique<observe::log_observer>(ctx.logger())),
       m_tee(also ? std::make_unique<observer_tee>(m_events.get(), also) : nullptr),
-      m_db(std::make_unique<client>(options, m_tee ? static_cast<observer*>(m_tee.get()) : m_events.get())) {}
+      m_db(std::make_unique<client>(options, m_tee ? static_cast<observer*>(m_tee.get()) : m_events.get())) {
+  if (ctx.http_command) m_http = start_dashboard(ctx, *m_db, ctx.http_listen);
+}
 
 command_client::~command_client() {
+  m_http.reset();
   // main() writes --metrics-out after the command's client is gone: keep a snapshot.
   const std::string text = m_db->metrics().render_prometheus();
   m_ctx.metrics_source = [text] { return text; };

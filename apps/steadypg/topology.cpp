@@ -6,30 +6,11 @@
 #include <thread>
 
 #include "cli.hpp"
+#include "steadypg/http/report_json.hpp"
 
 namespace steadypg::cli {
 
-namespace {
-
-json_doc or_null(const std::optional<double>& v) { return v ? json_doc(round3(*v)) : json_doc(nullptr); }
-
-}  // namespace
-
-json_doc hosts_json(const topology_report& t) {
-  json_doc hosts = json_doc::array();
-  for (const auto& h : t.hosts) {
-    hosts.push_back({{"host", h.host},
-                     {"port", h.port},
-                     {"role", std::string(to_string(h.role))},
-                     {"lag_seconds", or_null(h.lag_seconds)},
-                     {"lag_bytes", h.lag_bytes ? json_doc(*h.lag_bytes) : json_doc(nullptr)},
-                     {"timeline", h.timeline},
-                     {"probe_ms", round3(h.probe_ms)},
-                     {"breaker", h.breaker}});
-    if (!h.last_error.empty()) hosts.back()["error"] = h.last_error;
-  }
-  return hosts;
-}
+json_doc hosts_json(const topology_report& t) { return json_doc::parse(http::hosts_json(t)); }
 
 json_doc primary_json(const topology_report& t) {
   return t.primary ? json_doc(t.hosts[*t.primary].label) : json_doc(nullptr);

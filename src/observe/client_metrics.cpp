@@ -6,9 +6,21 @@
 
 namespace steadypg::observe {
 
+namespace {
+
+// True for a statement's own name (statement{…}.name()); false for the operations the client
+// names itself, whose calls are unnamed SQL and never labelled (postgresql_statement_* families,
+// src/observe/statement_metrics.cpp).
+bool is_statement_name(std::string_view op) noexcept {
+  return !op.empty() && op != "execute" && op != "transaction" && op != "ping" && op != "batch" && op != "copy" &&
+         op != "copy_to";
+}
+
+}  // namespace
+
 client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_query_threshold,
                                std::vector<std::string> hosts)
-    : m_registry(reg), m_slow_threshold(slow_query_threshold) {
+    : m_registry(reg), m_slow_threshold(slow_query_threshold), m_statements(reg) {
   if (hosts.empty()) {
     m_queries_ok = &reg.add_counter("postgresql_queries_total", "Calls finished, by outcome", {{"outcome", "ok"}});
     m_queries_error =
@@ -139,8 +151,10 @@ void client_metrics::on_breaker_transition(breaker_state from, breaker_state to)
 void client_metrics::on_call_finished(const call_report& report) noexcept {
   const auto duration = report.duration;
   const error* failure = report.failure;
-  m_query_duration->observe(std::chrono::duration<double>(duration).count());
+  const double seconds = std::chrono::duration<double>(duration).count();
+  m_query_duration->observe(seconds);
   if (duration >= m_slow_threshold) m_slow->inc();
+  if (is_statement_name(report.operation)) m_statements.record(report.operation, seconds, failure != nullptr);
   counter* ok = m_queries_ok;
   counter* err = m_queries_error;
   if (!m_host_ok.empty()) {
@@ -227,6 +241,19 @@ std::uint64_t client_metrics::queries() const noexcept {
   if (m_host_ok.empty()) return m_queries_ok->value() + m_queries_error->value();
   std::uint64_t n = 0;
   for (std::size_t i = 0; i < m_host_ok.size(); ++i) n += m_host_ok[i]->value() + m_host_error[i]->value();
+  return n;
+}
+
+std::uint64_t client_metrics::query_errors() const noexcept {
+  if (m_host_error.empty()) return m_queries_error->value();
+  std::uint64_t n = 0;
+  for (const counter* c : m_host_error) n += c->value();
+  return n;
+}
+
+std::uint64_t client_metrics::retries() const noexcept {
+  std::uint64_t n = 0;
+  for (const counter* c : m_retry) n += c->value();
   return n;
 }
 

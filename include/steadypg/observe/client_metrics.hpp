@@ -9,6 +9,7 @@
 
 #include "steadypg/error.hpp"
 #include "steadypg/observe/metrics.hpp"
+#include "steadypg/observe/statement_metrics.hpp"
 #include "steadypg/observer.hpp"
 #include "steadypg/pool.hpp"
 
@@ -63,6 +64,14 @@ class client_metrics final : public observer {
   [[nodiscard]] const histogram& query_durations() const noexcept { return *m_query_duration; }
   /// Slow queries counted.
   [[nodiscard]] std::uint64_t slow_queries() const noexcept { return m_slow->value(); }
+  /// Failed calls counted.
+  [[nodiscard]] std::uint64_t query_errors() const noexcept;
+  /// Retries counted (all reasons).
+  [[nodiscard]] std::uint64_t retries() const noexcept;
+  /// Pool acquires that timed out.
+  [[nodiscard]] std::uint64_t acquire_timeouts() const noexcept { return m_acquire_timeouts->value(); }
+  /// The per-statement families (calls of named statements).
+  [[nodiscard]] const statement_metrics& statements() const noexcept { return m_statements; }
   /// Lost COMMITs resolved so far with `result` (committed, aborted or unknown).
   [[nodiscard]] std::uint64_t commit_resolutions(commit_resolution result) const noexcept;
 
@@ -87,6 +96,7 @@ class client_metrics final : public observer {
   std::array<counter*, 4> m_retry{};        // not_sent, rolled_back, indeterminate, wrong_host
   std::array<counter*, 5> m_closed{};       // by close_reason
   std::array<counter*, 3> m_resolutions{};  // committed, aborted, unknown
+  statement_metrics m_statements;
   std::mutex m_lazy;                        // first error of a class, first transition of a pair
 };
 
