@@ -150,8 +150,13 @@ TEST(error, lost_connection_and_attempts) {
     EXPECT_EQ(e.attempts(), 1);
     // The retry layer adds its facts to a copy of the same type; the caught error is unchanged.
     try {
-      internal::error_builder::raise_with_call_facts(
-          e, {"transaction", 3, {{"57P01", "first", outcome::indeterminate}, {"", "second", outcome::not_sent}}, true, {}, {}});
+      internal::error_builder::raise_with_call_facts(e, {"transaction",
+                                                         3,
+                                                         {{"57P01", "first", outcome::indeterminate},
+                                                          {"", "second", outcome::not_sent}},
+                                                         true,
+                                                         {},
+                                                         {}});
       FAIL() << "no throw";
     } catch (const connection_error& copy) {
       EXPECT_EQ(copy.attempts(), 3);
