@@ -162,11 +162,16 @@ void sampler::read_server_facts() {
         "current_setting('superuser_reserved_connections')::bigint "
         "FROM pg_stat_activity WHERE backend_type = 'client backend'");
     auto [active, idle, idle_tx, waiting, total, longest, max_conn, reserved] =
-        rs[0].as<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, double, std::int64_t,
-                 std::int64_t>();
+        rs[0]
+            .as<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, double, std::int64_t,
+                std::int64_t>();
     facts = {{"sampled_at", unix_seconds(system_clock::now())},
-             {"sessions", {{"active", active}, {"idle", idle}, {"idle_in_transaction", idle_tx},
-                           {"waiting", waiting}, {"total", total}}},
+             {"sessions",
+              {{"active", active},
+               {"idle", idle},
+               {"idle_in_transaction", idle_tx},
+               {"waiting", waiting},
+               {"total", total}}},
              {"longest_transaction_seconds", round3(longest)},
              {"max_connections", max_conn},
              {"headroom", std::max<std::int64_t>(0, max_conn - reserved - total)}};
@@ -243,9 +248,8 @@ void sampler::sample_once() {
            {"qps", rate(queries, m_previous_queries)},
            {"errors_per_second", rate(errors, m_previous_errors)},
            {"error_ratio", calls > 0 ? round3(static_cast<double>(failed) / static_cast<double>(calls)) : 0.0},
-           {"latency_ms",
-            p ? json{{"p50", p->p50}, {"p95", p->p95}, {"p99", p->p99}}
-              : json{{"p50", nullptr}, {"p95", nullptr}, {"p99", nullptr}}},
+           {"latency_ms", p ? json{{"p50", p->p50}, {"p95", p->p95}, {"p99", p->p99}}
+                            : json{{"p50", nullptr}, {"p95", nullptr}, {"p99", nullptr}}},
            {"queries_total", queries},
            {"errors_total", errors},
            {"retries_per_second", rate(retries, m_previous_retries)},
