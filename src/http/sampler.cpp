@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fmt/format.h>
 
 #include "steadypg/error.hpp"
 #include "steadypg/observe/statement_metrics.hpp"
@@ -115,7 +116,17 @@ void sampler::probe_loop() {
     lk.unlock();
     health_report h;
     try {
-      h = m_db.health_check();
+      // While the breaker is not closed the probe stays out of its way: a ping would spend the
+      // half-open probe permit the application's calls are waiting for.
+      const breaker_state b = m_db.breaker().state();
+      if (b == breaker_state::closed) {
+        h = m_db.health_check();
+      } else {
+        h.status = b == breaker_state::half_open ? health_status::degraded : health_status::unhealthy;
+        h.breaker = b;
+        h.threshold_ms = static_cast<double>(m_db.options().observe.slow_query_threshold.count());
+        h.reason = fmt::format("circuit breaker {}", to_string(b));
+      }
     } catch (const std::exception& e) {
       h.status = health_status::unhealthy;
       h.reason = "health check failed";
