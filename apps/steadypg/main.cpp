@@ -163,6 +163,11 @@ int main(int argc, char** argv) {
     } else {
       (void)steadypg::http::parse_listen(ctx.http_listen, "--http");
     }
+    if (!ctx.http_listen.empty()) {
+      steadypg::http::options h;
+      h.listen = ctx.http_listen;
+      h.validate();  // loopback only from the command line
+    }
     ctx.http_command = *bench || *batch || *copy;
   } catch (...) {
     return report_error(ctx, "config");

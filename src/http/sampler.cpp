@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fmt/format.h>
 
 #include "steadypg/error.hpp"
 #include "steadypg/observe/statement_metrics.hpp"
@@ -115,7 +116,17 @@ void sampler::probe_loop() {
     lk.unlock();
     health_report h;
     try {
-      h = m_db.health_check();
+      // While the breaker is not closed the probe stays out of its way: a ping would spend the
+      // half-open probe permit the application's calls are waiting for.
+      const breaker_state b = m_db.breaker().state();
+      if (b == breaker_state::closed) {
+        h = m_db.health_check();
+      } else {
+        h.status = b == breaker_state::half_open ? health_status::degraded : health_status::unhealthy;
+        h.breaker = b;
+        h.threshold_ms = static_cast<double>(m_db.options().observe.slow_query_threshold.count());
+        h.reason = fmt::format("circuit breaker {}", to_string(b));
+      }
     } catch (const std::exception& e) {
       h.status = health_status::unhealthy;
       h.reason = "health check failed";
@@ -162,11 +173,16 @@ void sampler::read_server_facts() {
         "current_setting('superuser_reserved_connections')::bigint "
         "FROM pg_stat_activity WHERE backend_type = 'client backend'");
     auto [active, idle, idle_tx, waiting, total, longest, max_conn, reserved] =
-        rs[0].as<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, double, std::int64_t,
-                 std::int64_t>();
+        rs[0]
+            .as<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, double, std::int64_t,
+                std::int64_t>();
     facts = {{"sampled_at", unix_seconds(system_clock::now())},
-             {"sessions", {{"active", active}, {"idle", idle}, {"idle_in_transaction", idle_tx},
-                           {"waiting", waiting}, {"total", total}}},
+             {"sessions",
+              {{"active", active},
+               {"idle", idle},
+               {"idle_in_transaction", idle_tx},
+               {"waiting", waiting},
+               {"total", total}}},
              {"longest_transaction_seconds", round3(longest)},
              {"max_connections", max_conn},
              {"headroom", std::max<std::int64_t>(0, max_conn - reserved - total)}};
@@ -243,9 +259,8 @@ void sampler::sample_once() {
            {"qps", rate(queries, m_previous_queries)},
            {"errors_per_second", rate(errors, m_previous_errors)},
            {"error_ratio", calls > 0 ? round3(static_cast<double>(failed) / static_cast<double>(calls)) : 0.0},
-           {"latency_ms",
-            p ? json{{"p50", p->p50}, {"p95", p->p95}, {"p99", p->p99}}
-              : json{{"p50", nullptr}, {"p95", nullptr}, {"p99", nullptr}}},
+           {"latency_ms", p ? json{{"p50", p->p50}, {"p95", p->p95}, {"p99", p->p99}}
+                            : json{{"p50", nullptr}, {"p95", nullptr}, {"p99", nullptr}}},
            {"queries_total", queries},
            {"errors_total", errors},
            {"retries_per_second", rate(retries, m_previous_retries)},

@@ -81,12 +81,12 @@ void options::validate() const {
           listen));
     }
     if (bearer_token.size() < 16) {
-      throw config_error(
-          fmt::format("http listen address \"{}\" is not loopback: a bearer_token of at least 16 characters is required",
-                      listen));
+      throw config_error(fmt::format(
+          "http listen address \"{}\" is not loopback: a bearer_token of at least 16 characters is required", listen));
     }
   }
-  if (threads < 1 || threads > 16) throw config_error(fmt::format("http threads={} is invalid: expected 1–16", threads));
+  if (threads < 1 || threads > 16)
+    throw config_error(fmt::format("http threads={} is invalid: expected 1–16", threads));
   if (max_request_bytes < 256 || max_request_bytes > 65536) {
     throw config_error(fmt::format("http max_request_bytes={} is invalid: expected 256–65536", max_request_bytes));
   }
@@ -179,7 +179,8 @@ void server::impl::routes() {
     }
     return httplib::Server::HandlerResponse::Unhandled;
   });
-  http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) { count(req, res.status); });
+  http.set_post_routing_handler(
+      [this](const httplib::Request& req, httplib::Response& res) { count(req, res.status); });
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty()) {
       common_headers(res);

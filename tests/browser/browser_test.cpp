@@ -56,7 +56,8 @@ TEST(dashboard_page, in_headless_chromium) {
   o.connection.connect_timeout = 1000ms;
   steadypg::client db(o);
   // Some named statements for the table of the slowest ones.
-  for (int i = 0; i < 30; ++i) (void)db.query_value<int>(steadypg::statement{"SELECT count(*) FROM pg_class"}.name("count_relations"));
+  for (int i = 0; i < 30; ++i)
+    (void)db.query_value<int>(steadypg::statement{"SELECT count(*) FROM pg_class"}.name("count_relations"));
   (void)db.execute(steadypg::statement{"SELECT pg_sleep(0.05)"}.name("nightly_report"));
   for (int i = 0; i < 10; ++i) (void)db.query_value<int>(steadypg::statement{"SELECT $1::int"}.name("get_account"), i);
   steadypg::http::options ho;

@@ -148,8 +148,7 @@ TEST(http_endpoint, serves_every_path_with_its_content_type_and_no_password) {
   // The endpoint's own requests, by path and status (unknown paths as "other").
   // (Rendered before this request itself is counted: text, OpenMetrics and HEAD so far.)
   const auto after = get(srv.port(), "/metrics").body;
-  EXPECT_NE(after.find("postgresql_http_requests_total{path=\"/metrics\",code=\"200\"} 3"), std::string::npos)
-      << after;
+  EXPECT_NE(after.find("postgresql_http_requests_total{path=\"/metrics\",code=\"200\"} 3"), std::string::npos) << after;
   EXPECT_NE(after.find("postgresql_http_requests_total{path=\"other\",code=\"404\"} 1"), std::string::npos) << after;
 }
 
@@ -236,7 +235,8 @@ TEST(http_endpoint, refuses_oversized_requests_and_other_methods) {
       raw(srv.port(), fmt::format("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\nConnection: close\r\n\r\n",
                                   std::string(5000, 'y')));
   EXPECT_EQ(big_header.status, 431) << big_header.head;
-  const auto post = raw(srv.port(), "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  const auto post =
+      raw(srv.port(), "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(post.status, 405);
   EXPECT_EQ(post.header("Allow"), "GET, HEAD");
   const auto garbage = raw(srv.port(), std::string("\x01\xff\r\n\r\n", 6));

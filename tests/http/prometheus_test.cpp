@@ -86,10 +86,12 @@ TEST(prometheus, scrapes_the_endpoint_and_sees_the_queries) {
 
     for (int i = 0; i < 500; ++i) (void)db.query_value<int>("SELECT $1::int", i);
     std::optional<double> seen;
-    EXPECT_TRUE(eventually(5s, [&] {
-      seen = query(prom_port, "sum(postgresql_queries_total{job=\"steadypg\"})");
-      return seen && *seen >= 500;
-    })) << "postgresql_queries_total through Prometheus: " << (seen ? *seen : -1);
+    EXPECT_TRUE(eventually(5s,
+                           [&] {
+                             seen = query(prom_port, "sum(postgresql_queries_total{job=\"steadypg\"})");
+                             return seen && *seen >= 500;
+                           }))
+        << "postgresql_queries_total through Prometheus: " << (seen ? *seen : -1);
 
     const auto targets = th::get(prom_port, "/api/v1/targets");
     ASSERT_EQ(targets.status, 200);

@@ -33,3 +33,15 @@ target_compile_definitions(steadypg_browser_tests PRIVATE STEADYPG_BROWSER_DIR="
 steadypg_warnings(steadypg_browser_tests)
 add_test(NAME steadypg_browser_tests COMMAND steadypg_browser_tests --gtest_brief=1)
 set_tests_properties(steadypg_browser_tests PROPERTIES LABELS monitor TIMEOUT 180)
+
+# The CLI's monitor command and --http flag.
+if(STEADYPG_BUILD_CLI)
+  add_executable(steadypg_cli_monitor_tests ${CMAKE_CURRENT_SOURCE_DIR}/http/cli_monitor_test.cpp)
+  target_link_libraries(steadypg_cli_monitor_tests PRIVATE steadypg_testing GTest::gtest_main fmt::fmt
+                                                           nlohmann_json::nlohmann_json)
+  target_compile_definitions(steadypg_cli_monitor_tests PRIVATE STEADYPG_CLI_PATH="$<TARGET_FILE:steadypg_cli>")
+  add_dependencies(steadypg_cli_monitor_tests steadypg_cli)
+  steadypg_warnings(steadypg_cli_monitor_tests)
+  add_test(NAME steadypg_cli_monitor_tests COMMAND steadypg_cli_monitor_tests --gtest_brief=1)
+  set_tests_properties(steadypg_cli_monitor_tests PROPERTIES LABELS http TIMEOUT 120)
+endif()

@@ -97,7 +97,7 @@ class client_metrics final : public observer {
   std::array<counter*, 5> m_closed{};       // by close_reason
   std::array<counter*, 3> m_resolutions{};  // committed, aborted, unknown
   statement_metrics m_statements;
-  std::mutex m_lazy;                        // first error of a class, first transition of a pair
+  std::mutex m_lazy;  // first error of a class, first transition of a pair
 };
 
 }  // namespace steadypg::observe
