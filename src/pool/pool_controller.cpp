@@ -26,15 +26,18 @@ void push(std::vector<sample>& window, sample s, int keep) {
   if (window.size() > limit) window.erase(window.begin(), window.begin() + static_cast<long>(window.size() - limit));
 }
 
-// Mean latency over a window in milliseconds; 0 when it holds no sample.
+// Mean over a window of each tick's mean latency, in milliseconds; 0 when it holds no sample.
+// Ticks weigh the same whatever their traffic: a stalled tick (few holds, each long) must not
+// be drowned by the thousands of fast holds of the healthy tick before it.
 double mean_ms(const std::vector<sample>& window) {
-  std::chrono::nanoseconds sum{};
-  std::uint64_t n = 0;
+  double sum = 0;
+  int ticks = 0;
   for (const auto& s : window) {
-    sum += s.sum;
-    n += s.count;
+    if (s.count == 0) continue;
+    sum += std::chrono::duration<double, std::milli>(s.sum).count() / static_cast<double>(s.count);
+    ++ticks;
   }
-  return n == 0 ? 0.0 : std::chrono::duration<double, std::milli>(sum).count() / static_cast<double>(n);
+  return ticks == 0 ? 0.0 : sum / ticks;
 }
 
 bool elapsed(const std::optional<std::chrono::steady_clock::time_point>& since, std::chrono::steady_clock::time_point now,
@@ -54,7 +57,7 @@ controller_decision step(const controller_settings& cfg, controller_state& st, c
   ceiling = std::max<std::size_t>(ceiling, 1);
   const std::size_t floor = std::min(std::max<std::size_t>(cfg.min_size, 1), ceiling);
   d.ceiling = ceiling;
-  if (st.target == 0) st.target = std::clamp(sig.open, floor, ceiling);
+  if (st.target == 0) st.target = floor;  // observe mode: whatever the pool holds
 
   // Overload: latency (hold times, counting the age of holds still out) well above its
   // healthy long-term level, or too many acquire timeouts.

@@ -137,7 +137,7 @@ pool_stats basic_pool<Conn>::state::snapshot() {
   if (m_options.mode == pool_mode::fixed) {
     s.target_size = m_options.max_size;
   } else {
-    s.target_size = m_view.target != 0 ? m_view.target : m_open_limit.load();
+    s.target_size = m_view.target != 0 ? m_view.target : std::max<std::size_t>(m_options.min_size, 1);
     s.admission_limit = m_view.admission;
     s.server_cap = m_view.server_cap;
     s.overloaded = m_view.overloaded;
