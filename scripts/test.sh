@@ -25,8 +25,8 @@ if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
   cmake --preset asan-ubsan -DSTEADYPG_PACKAGE_TESTS=OFF >/dev/null
   cmake --build --preset asan-ubsan -j "$jobs"
   # The multi-host suites (label cluster: replica sets, Patroni) and the PgBouncer suite (label
-  # pooler) run in the debug pass only.
-  ctest --preset asan-ubsan -j "$jobs" -LE 'cluster|pooler'
+  # pooler) and the autoscaling suite (label autoscale, about 90 s of real time) run in the debug pass only.
+  ctest --preset asan-ubsan -j "$jobs" -LE 'cluster|pooler|autoscale'
 fi
 if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
   echo "== tsan: the pool, client, breaker, budget and batch executor under ThreadSanitizer"
