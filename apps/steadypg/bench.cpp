@@ -327,10 +327,8 @@ int run_bench(const context& ctx, const bench_args& args) {
     if (ctx.json) {
       json_doc timeline = json_doc::array();
       for (std::size_t s = 0; s < seconds; ++s) {
-        timeline.push_back({{"t", s + 1},
-                            {"ops", timeline_ops[s]},
-                            {"errors", timeline_errors[s]},
-                            {"pool_size", pool_sizes.at(s)}});
+        timeline.push_back(
+            {{"t", s + 1}, {"ops", timeline_ops[s]}, {"errors", timeline_errors[s]}, {"pool_size", pool_sizes.at(s)}});
         if (mixed) timeline.back()["writes"] = timeline_writes[s];
         if (hosts > 1) {
           json_doc by_host = json_doc::object();

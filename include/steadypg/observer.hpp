@@ -17,11 +17,11 @@ enum class commit_resolution;  // steadypg/error.hpp
 
 /// Why a pooled connection was closed.
 enum class close_reason {
-  broken,        ///< it failed (lost, validation failed, unusable status)
-  idle,          ///< idle longer than idle_timeout
-  lifetime,      ///< older than max_lifetime (with jitter)
-  reset_failed,  ///< it could not be brought back to idle when returned
-  pool_closed,   ///< the pool was destroyed
+  broken,          ///< it failed (lost, validation failed, unusable status)
+  idle,            ///< idle longer than idle_timeout
+  lifetime,        ///< older than max_lifetime (with jitter)
+  reset_failed,    ///< it could not be brought back to idle when returned
+  pool_closed,     ///< the pool was destroyed
   idle_scale_down  ///< an adaptive pool's target shrank
 };
 
@@ -30,11 +30,11 @@ enum class close_reason {
 
 /// An adaptive (or observing) pool changed its target size or its admission limit.
 struct pool_scaling_report {
-  std::string_view direction;  ///< "up" or "down"
-  std::string_view reason;     ///< "waiters", "idle", "server_cap", "overload", "recovery"
-  std::string_view what;       ///< "target" or "admission"
+  std::string_view direction;    ///< "up" or "down"
+  std::string_view reason;       ///< "waiters", "idle", "server_cap", "overload", "recovery"
+  std::string_view what;         ///< "target" or "admission"
   std::size_t from = 0, to = 0;  ///< 0 for an admission limit means none
-  bool applied = true;         ///< false in observe mode
+  bool applied = true;           ///< false in observe mode
   double short_latency_ms = 0, long_latency_ms = 0;
   std::size_t active = 0, waiting = 0, server_cap = 0;
 };

@@ -46,7 +46,7 @@ client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_que
       &reg.add_histogram("postgresql_pool_acquire_duration_seconds", "Time spent waiting for a pooled connection");
   m_acquire_timeouts =
       &reg.add_counter("postgresql_pool_acquire_timeouts_total", "Acquires that gave up at their deadline");
-  const close_reason all[] = {close_reason::broken, close_reason::idle, close_reason::lifetime,
+  const close_reason all[] = {close_reason::broken,       close_reason::idle,        close_reason::lifetime,
                               close_reason::reset_failed, close_reason::pool_closed, close_reason::idle_scale_down};
   for (std::size_t i = 0; i < m_closed.size(); ++i) {
     m_closed[i] = &reg.add_counter("postgresql_connections_closed_total", "Pooled connections closed, by reason",

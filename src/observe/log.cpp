@@ -259,10 +259,17 @@ void log_observer::on_pool_scaling(const pool_scaling_report& r) noexcept {
     const std::string long_ms = fmt::format("{:.1f}", r.long_latency_ms);
     const std::string active = std::to_string(r.active), waiting = std::to_string(r.waiting),
                       cap = std::to_string(r.server_cap);
-    const log_field f[] = {{"what", r.what},         {"direction", r.direction}, {"reason", r.reason},
-                           {"from", from},           {"to", to},                 {"applied", r.applied ? "true" : "false"},
-                           {"short_ms", short_ms},   {"long_ms", long_ms},       {"pool_active", active},
-                           {"pool_waiting", waiting}, {"server_cap", cap}};
+    const log_field f[] = {{"what", r.what},
+                           {"direction", r.direction},
+                           {"reason", r.reason},
+                           {"from", from},
+                           {"to", to},
+                           {"applied", r.applied ? "true" : "false"},
+                           {"short_ms", short_ms},
+                           {"long_ms", long_ms},
+                           {"pool_active", active},
+                           {"pool_waiting", waiting},
+                           {"server_cap", cap}};
     m_log.log(log_level::info, "pool", fmt::format("pool {} {} {} → {} ({})", r.what, r.direction, from, to, r.reason),
               f);
   } catch (...) {

@@ -40,7 +40,8 @@ void basic_pool<Conn>::state::start_controller() {
   cfg.min_size = o.min_size;
   cfg.max_size = o.max_size;
   const auto ticks = [&](std::chrono::milliseconds d) {
-    return static_cast<int>(std::max<long long>(1, (d + o.scale_interval - std::chrono::milliseconds{1}) / o.scale_interval));
+    return static_cast<int>(
+        std::max<long long>(1, (d + o.scale_interval - std::chrono::milliseconds{1}) / o.scale_interval));
   };
   cfg.shrink_ticks = ticks(o.scale_down_after);
   cfg.no_shrink_after_grow = o.scale_down_hold;
@@ -125,7 +126,8 @@ void basic_pool<Conn>::state::controller_tick(autoscale_memory& m, clock::time_p
       seen += buckets[i];
       if (seen >= rank) {
         const double ms = i < k_wait_bounds_ms.size() ? k_wait_bounds_ms[i] : 60000.0;
-        sig.wait_p95 = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double, std::milli>(ms));
+        sig.wait_p95 =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double, std::milli>(ms));
       }
     }
   }
@@ -134,9 +136,8 @@ void basic_pool<Conn>::state::controller_tick(autoscale_memory& m, clock::time_p
   const bool apply = m_options.mode == pool_mode::adaptive;
   if (apply) {
     m_open_limit.store(d.target + d.reserve);
-    m_queue_limit.store(d.admission == 0 ? 0
-                                         : (m_options.overload_max_waiters != 0 ? m_options.overload_max_waiters
-                                                                                : d.admission));
+    m_queue_limit.store(
+        d.admission == 0 ? 0 : (m_options.overload_max_waiters != 0 ? m_options.overload_max_waiters : d.admission));
     apply_admission(d.admission);
   }
   std::size_t closed = 0;

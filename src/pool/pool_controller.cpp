@@ -40,8 +40,8 @@ double mean_ms(const std::vector<sample>& window) {
   return ticks == 0 ? 0.0 : sum / ticks;
 }
 
-bool elapsed(const std::optional<std::chrono::steady_clock::time_point>& since, std::chrono::steady_clock::time_point now,
-             std::chrono::nanoseconds at_least) {
+bool elapsed(const std::optional<std::chrono::steady_clock::time_point>& since,
+             std::chrono::steady_clock::time_point now, std::chrono::nanoseconds at_least) {
   return !since || now - *since >= at_least;
 }
 
@@ -81,10 +81,9 @@ controller_decision step(const controller_settings& cfg, controller_state& st, c
   if (st.overloaded) {
     const std::size_t before = st.admission;
     st.admission = before == 0 ? std::max<std::size_t>(sig.active, 1)
-                               : std::max<std::size_t>(
-                                     static_cast<std::size_t>(std::floor(static_cast<double>(before) *
-                                                                         cfg.admission_decrease)),
-                                     1);
+                               : std::max<std::size_t>(static_cast<std::size_t>(std::floor(static_cast<double>(before) *
+                                                                                           cfg.admission_decrease)),
+                                                       1);
     if (st.admission != before) d.events.push_back({false, scaling_reason::overload, true, before, st.admission});
   } else if (st.admission != 0) {
     const std::size_t before = st.admission;
@@ -106,8 +105,8 @@ controller_decision step(const controller_settings& cfg, controller_state& st, c
   st.idle_streak = quiet ? st.idle_streak + 1 : 0;
   if (busy && st.busy_streak >= cfg.grow_ticks && !st.overloaded && st.admission == 0 && st.target < ceiling &&
       elapsed(st.last_shrink, now, cfg.no_grow_after_shrink)) {
-    const std::size_t step_by = std::max<std::size_t>(
-        1, static_cast<std::size_t>(std::ceil(0.25 * static_cast<double>(st.target))));
+    const std::size_t step_by =
+        std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(0.25 * static_cast<double>(st.target))));
     const std::size_t to = std::min(ceiling, st.target + step_by);
     d.events.push_back({true, scaling_reason::waiters, false, st.target, to});
     st.target = to;

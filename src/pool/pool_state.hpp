@@ -133,13 +133,13 @@ struct basic_pool<Conn>::state {
 
   // Autoscaling (pool_autoscale.hpp). The hot path reads m_park_debt on release only; the
   // limits are read where connections are opened and callers queue, under the lock.
-  std::atomic<std::size_t> m_open_limit{0};                          // target + reserve (max_size when fixed)
+  std::atomic<std::size_t> m_open_limit{0};                                 // target + reserve (max_size when fixed)
   std::atomic<std::size_t> m_admission_open{static_cast<std::size_t>(-1)};  // unparked connections at most
-  std::atomic<std::size_t> m_queue_limit{0};                         // waiters while overloaded; 0 none
-  std::atomic<std::size_t> m_park_debt{0};                           // returned connections to park
+  std::atomic<std::size_t> m_queue_limit{0};                                // waiters while overloaded; 0 none
+  std::atomic<std::size_t> m_park_debt{0};                                  // returned connections to park
   std::atomic<std::size_t> m_parked{0};
   std::array<std::uint64_t, 16> m_wait_buckets{};  // this tick's waited acquires (lock held)
-  std::uint64_t m_retired_held_ns = 0;              // lock held
+  std::uint64_t m_retired_held_ns = 0;             // lock held
   std::thread m_controller;
   struct controller_view {  // the controller's last decision, for stats (lock held)
     std::size_t target = 0, admission = 0, server_cap = 0;
@@ -525,7 +525,8 @@ struct basic_pool<Conn>::state {
   }
 
   // Upper bounds (ms) of the wait buckets; the last one is open.
-  static constexpr std::array<double, 15> k_wait_bounds_ms{0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};
+  static constexpr std::array<double, 15> k_wait_bounds_ms{0.5, 1,   2.5,  5,    10,   25,    50,   100,
+                                                           250, 500, 1000, 2500, 5000, 10000, 30000};
   static std::size_t wait_bucket(clock::duration d) {
     const double ms = std::chrono::duration<double, std::milli>(d).count();
     std::size_t i = 0;
@@ -557,7 +558,8 @@ struct basic_pool<Conn>::state {
     const auto t = now();
     const auto used = t - at(s.acquired_at.load(std::memory_order_relaxed));
     s.releases.store(s.releases.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    s.held_ns.store(s.held_ns.load(std::memory_order_relaxed) + std::chrono::duration_cast<std::chrono::nanoseconds>(used).count(),
+    s.held_ns.store(s.held_ns.load(std::memory_order_relaxed) +
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(used).count(),
                     std::memory_order_relaxed);
     if (observer* o = obs()) o->on_pool_released(std::chrono::duration_cast<std::chrono::nanoseconds>(used));
     if (m_closed.load()) {

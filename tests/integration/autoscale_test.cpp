@@ -197,7 +197,8 @@ TEST_F(autoscale, sessions_of_another_process_cap_the_target_and_no_53300) {
   // Release the 12 slots: the cap rises within one refresh (15 s) and growth resumes.
   others.clear();
   const auto released = clock_type::now();
-  EXPECT_TRUE(wait_until([&] { return db.pool_statistics().server_cap >= 18; }, 17s)) << db.pool_statistics().server_cap;
+  EXPECT_TRUE(wait_until([&] { return db.pool_statistics().server_cap >= 18; }, 17s))
+      << db.pool_statistics().server_cap;
   EXPECT_LE(clock_type::now() - released, 17s);
   w.join();
   EXPECT_EQ(w.too_many.load(), 0);
@@ -257,8 +258,7 @@ TEST_F(autoscale, locked_table_is_overload_no_growth_fast_rejections_then_recove
   const auto text = db.metrics().render_prometheus();
   EXPECT_NE(text.find("postgresql_pool_scaling_events_total{direction=\"down\",reason=\"overload\"}"),
             std::string::npos);
-  EXPECT_NE(text.find("postgresql_pool_scaling_events_total{direction=\"up\",reason=\"recovery\"}"),
-            std::string::npos);
+  EXPECT_NE(text.find("postgresql_pool_scaling_events_total{direction=\"up\",reason=\"recovery\"}"), std::string::npos);
 }
 
 TEST_F(autoscale, observe_mode_moves_the_target_not_the_pool) {
