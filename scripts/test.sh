@@ -25,9 +25,9 @@ if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
   cmake --preset asan-ubsan -DSTEADYPG_PACKAGE_TESTS=OFF >/dev/null
   cmake --build --preset asan-ubsan -j "$jobs"
   # The multi-host suites (label cluster: replica sets, Patroni), the PgBouncer suite (label
-  # pooler) and the monitoring suites with a real Prometheus and Chromium (label monitor) run in
-  # the debug pass only.
-  ctest --preset asan-ubsan -j "$jobs" -LE 'cluster|pooler|monitor'
+  # pooler), the monitoring suites with a real Prometheus and Chromium (label monitor) and the
+  # autoscaling suite (label autoscale, about 90 s of real time) run in the debug pass only.
+  ctest --preset asan-ubsan -j "$jobs" -LE 'cluster|pooler|monitor|autoscale'
 fi
 if [ "${STEADYPG_SKIP_SANITIZERS:-0}" != "1" ]; then
   echo "== tsan: the pool, client, breaker, budget and batch executor under ThreadSanitizer"

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_ramp.hpp"
 #include "cli.hpp"
 #include "steadypg/steadypg.hpp"
 
@@ -154,6 +155,9 @@ int run_bench(const context& ctx, const bench_args& args) {
     }
     co.pool.max_size = static_cast<std::size_t>(args.clients);
     co.pool.min_size = static_cast<std::size_t>(args.clients);
+    if (!args.pool_mode.empty()) co.pool.mode = *parse_pool_mode(args.pool_mode);
+    // An adaptive pool starts small and sizes itself; fixed opens --clients at once.
+    if (co.pool.mode != pool_mode::fixed) co.pool.min_size = std::min<std::size_t>(2, co.pool.max_size);
     co.pool.acquire_timeout = std::chrono::milliseconds(5000);
     co.resilience.enabled = !args.no_resilience;
     const auto seconds = static_cast<std::size_t>(args.seconds);
@@ -219,6 +223,10 @@ int run_bench(const context& ctx, const bench_args& args) {
       while (true) {
         const auto t0 = clock_type::now();
         if (t0 >= end) break;
+        if (args.ramp && !ramp_active(index, per_worker.size(), t0 - start, end - start)) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          continue;
+        }
         try {
           if (args.workload == "select") {
             benchmark_sink(db.query_value<int>(select_st.timeout(time_left()), aid(rng)));
@@ -286,9 +294,12 @@ int run_bench(const context& ctx, const bench_args& args) {
       total_ops += ops;
       total_errors += errors;
     };
+    pool_size_sampler pool_sizes(db, seconds, start);
     std::vector<std::thread> threads;
     for (int i = 0; i < args.clients; ++i) threads.emplace_back(worker, static_cast<std::size_t>(i));
     for (auto& t : threads) t.join();
+    pool_sizes.stop();
+    const std::size_t final_pool_size = db.pool_statistics().total;
     const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
     latency_histogram all;
     std::vector<std::uint64_t> timeline_ops(seconds + 1, 0), timeline_errors(seconds + 1, 0);
@@ -316,7 +327,8 @@ int run_bench(const context& ctx, const bench_args& args) {
     if (ctx.json) {
       json_doc timeline = json_doc::array();
       for (std::size_t s = 0; s < seconds; ++s) {
-        timeline.push_back({{"t", s + 1}, {"ops", timeline_ops[s]}, {"errors", timeline_errors[s]}});
+        timeline.push_back(
+            {{"t", s + 1}, {"ops", timeline_ops[s]}, {"errors", timeline_errors[s]}, {"pool_size", pool_sizes.at(s)}});
         if (mixed) timeline.back()["writes"] = timeline_writes[s];
         if (hosts > 1) {
           json_doc by_host = json_doc::object();
@@ -332,6 +344,9 @@ int run_bench(const context& ctx, const bench_args& args) {
                    {"ops_per_s", std::round(ops_per_s * 10) / 10},
                    {"p50_ms", round3(all.percentile_ms(50))},
                    {"p99_ms", round3(all.percentile_ms(99))}};
+      doc["pool_mode"] = std::string(to_string(co.pool.mode));
+      doc["ramp"] = args.ramp;
+      doc["pool_size_final"] = final_pool_size;
       if (mixed) {
         doc["writes_acked"] = acked.size();
         doc["writes_failed"] = writes_failed;
@@ -352,7 +367,8 @@ int run_bench(const context& ctx, const bench_args& args) {
                                  writes_failed, unknown.size());
       }
       for (std::size_t s = 0; s < seconds; ++s) {
-        std::string line = fmt::format("  t={:>3}s ops={:<8} errors={}", s + 1, timeline_ops[s], timeline_errors[s]);
+        std::string line = fmt::format("  t={:>3}s ops={:<8} errors={} pool_size={}", s + 1, timeline_ops[s],
+                                       timeline_errors[s], pool_sizes.at(s));
         if (mixed) line += fmt::format(" writes={}", timeline_writes[s]);
         for (std::size_t h = 0; h < hosts && hosts > 1; ++h) {
           line += fmt::format(" {}={}", topo.hosts[h].label, per_host.at(s, h));

@@ -116,6 +116,8 @@ struct bench_args {
   int seconds = 10;
   int depth = 16;
   bool no_resilience = false;
+  std::string pool_mode;  ///< --pool-mode: fixed, adaptive, observe ("" = POSTGRESQL_POOL_MODE)
+  bool ramp = false;      ///< --ramp: clients step up then down over the run
 };
 int run_bench(const context& ctx, const bench_args& args);
 

@@ -71,6 +71,11 @@ int main(int argc, char** argv) {
   bench->add_option("--seconds", bargs.seconds, "Duration")->check(CLI::Range(1, 86400))->capture_default_str();
   bench->add_flag("--no-resilience", bargs.no_resilience,
                   "Bypass retries, budget and breaker (to measure what they cost)");
+  bench
+      ->add_option("--pool-mode", bargs.pool_mode,
+                   "fixed (max = min = --clients) | adaptive | observe (default POSTGRESQL_POOL_MODE)")
+      ->check(CLI::IsMember({"fixed", "adaptive", "observe"}));
+  bench->add_flag("--ramp", bargs.ramp, "Clients step up to --clients and back down over the run (ten steps)");
   bench->add_option("--depth", bargs.depth, "pipeline: statements per round trip")
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();

@@ -175,6 +175,16 @@ class pool_exhausted : public pool_timeout {
  private:
   [[noreturn]] void raise_with(internal::error_details details) const override;
 };
+/// An adaptive pool is shedding load: the server looks overloaded, an admission limit is in
+/// force and its wait queue is full, so the acquire was rejected at once (never sent, not
+/// retried by the client; docs/pool.md). Derives from pool_exhausted.
+class pool_overloaded : public pool_exhausted {
+ public:
+  using pool_exhausted::pool_exhausted;
+
+ private:
+  [[noreturn]] void raise_with(internal::error_details details) const override;
+};
 /// The circuit breaker is open: the call failed at once without trying the server
 /// (origin() == error_origin::breaker).
 class circuit_open : public error {

@@ -17,15 +17,27 @@ enum class commit_resolution;  // steadypg/error.hpp
 
 /// Why a pooled connection was closed.
 enum class close_reason {
-  broken,        ///< it failed (lost, validation failed, unusable status)
-  idle,          ///< idle longer than idle_timeout
-  lifetime,      ///< older than max_lifetime (with jitter)
-  reset_failed,  ///< it could not be brought back to idle when returned
-  pool_closed    ///< the pool was destroyed
+  broken,          ///< it failed (lost, validation failed, unusable status)
+  idle,            ///< idle longer than idle_timeout
+  lifetime,        ///< older than max_lifetime (with jitter)
+  reset_failed,    ///< it could not be brought back to idle when returned
+  pool_closed,     ///< the pool was destroyed
+  idle_scale_down  ///< an adaptive pool's target shrank
 };
 
 /// A short stable name ("broken", "idle", "lifetime", "reset_failed", "pool_closed").
 [[nodiscard]] std::string_view to_string(close_reason r) noexcept;
+
+/// An adaptive (or observing) pool changed its target size or its admission limit.
+struct pool_scaling_report {
+  std::string_view direction;    ///< "up" or "down"
+  std::string_view reason;       ///< "waiters", "idle", "server_cap", "overload", "recovery"
+  std::string_view what;         ///< "target" or "admission"
+  std::size_t from = 0, to = 0;  ///< 0 for an admission limit means none
+  bool applied = true;           ///< false in observe mode
+  double short_latency_ms = 0, long_latency_ms = 0;
+  std::size_t active = 0, waiting = 0, server_cap = 0;
+};
 
 /// A connection held longer than leak_detection_threshold.
 struct leak_report {
@@ -149,6 +161,10 @@ class observer {
   virtual void on_pool_rejected() noexcept {}
   /// A connection has been held longer than leak_detection_threshold (reported once per hold).
   virtual void on_pool_leak_suspected(const leak_report& report) noexcept { (void)report; }
+  /// An acquire was rejected at once with pool_overloaded (the admission limit's queue was full).
+  virtual void on_pool_overloaded() noexcept {}
+  /// The pool's controller changed its target or admission limit (one event per change).
+  virtual void on_pool_scaling(const pool_scaling_report& report) noexcept { (void)report; }
 
   /// A call is about to be retried.
   virtual void on_retry(const retry_report& report) noexcept { (void)report; }
@@ -195,6 +211,8 @@ class observer_tee final : public observer {
   void on_pool_acquire_timeout(std::chrono::nanoseconds waited) noexcept override;
   void on_pool_rejected() noexcept override;
   void on_pool_leak_suspected(const leak_report& report) noexcept override;
+  void on_pool_overloaded() noexcept override;
+  void on_pool_scaling(const pool_scaling_report& report) noexcept override;
   void on_retry(const retry_report& report) noexcept override;
   void on_retry_budget_exhausted(std::string_view operation) noexcept override;
   void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;

@@ -5,12 +5,25 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <utility>
 
 #include "steadypg/error.hpp"
 #include "steadypg/observer.hpp"
 
 namespace steadypg {
+
+/// How the pool sizes itself (docs/pool.md, "Autoscaling").
+enum class pool_mode {
+  fixed,     ///< opens connections on demand up to max_size and keeps them (the default)
+  adaptive,  ///< a once-a-second controller sets the target size and, under overload, an admission limit
+  observe    ///< the controller runs and exports its target, but the pool behaves as fixed
+};
+/// "fixed", "adaptive", "observe".
+[[nodiscard]] std::string_view to_string(pool_mode m) noexcept;
+/// Parses "fixed", "adaptive" or "observe"; nullopt otherwise.
+[[nodiscard]] std::optional<pool_mode> parse_pool_mode(std::string_view s) noexcept;
 
 /// Pool configuration. Plain aggregate; validate() throws config_error.
 struct pool_options {
@@ -46,6 +59,32 @@ struct pool_options {
   /// Period of the maintenance thread (keeps min_size warm, closes idle and old connections,
   /// looks for leaks). Default 30 s; > 0.
   std::chrono::milliseconds health_check_interval{30000};
+
+  /// Sizing policy (POSTGRESQL_POOL_MODE). Default fixed: none of the settings below apply.
+  pool_mode mode = pool_mode::fixed;
+  /// Period of the autoscaling controller (adaptive and observe). Default 1 s; 10 ms–60 s.
+  std::chrono::milliseconds scale_interval{1000};
+  /// Quiet time (utilisation ≤ 0.3, nobody waiting) before the target shrinks by one connection
+  /// a tick. Default 30 s; ≥ scale_interval.
+  std::chrono::milliseconds scale_down_after{30000};
+  /// No shrink this long after a grow. Default 60 s; ≥ 0.
+  std::chrono::milliseconds scale_down_hold{60000};
+  /// No grow this long after a shrink. Default 5 s; ≥ 0.
+  std::chrono::milliseconds scale_up_hold{5000};
+  /// Extra connections above the target once a caller has waited reserve_timeout (still under
+  /// the server cap). Default 0 (off); ≤ max_size.
+  std::size_t reserve_size = 0;
+  /// See reserve_size. Default 2 s; > 0.
+  std::chrono::milliseconds reserve_timeout{2000};
+  /// Connections left free on the server for others: server cap = max_connections −
+  /// reserved slots − other sessions − this. Default 5; 0–10000.
+  std::size_t server_cap_margin = 5;
+  /// How often the server cap is measured, on one of the pool's idle connections. Default 15 s; ≥ 100 ms.
+  std::chrono::milliseconds server_cap_refresh{15000};
+  /// While an admission limit is in force, callers allowed to wait; one more gets
+  /// pool_overloaded at once. Default 0: as many as the admission limit; else 1–1000000.
+  std::size_t overload_max_waiters = 0;
+
   // How long opening one connection may take is the factory's own setting (a client's is
   // connection.connect_timeout); the pool bounds it further by an acquire's time left.
 
@@ -74,6 +113,21 @@ struct pool_stats {
   std::uint64_t closed_lifetime = 0;              ///< closed: max_lifetime
   std::uint64_t closed_reset_failed = 0;          ///< closed: could not be reset on return
   std::uint64_t closed_pool_closed = 0;           ///< closed: the pool was destroyed
+  std::uint64_t closed_scale_down = 0;            ///< closed: the adaptive target shrank (idle_scale_down)
+  std::uint64_t overload_rejections = 0;          ///< acquires rejected with pool_overloaded
+  pool_mode mode = pool_mode::fixed;              ///< the sizing policy
+  std::size_t target_size = 0;                    ///< connections the controller wants (max_size when fixed)
+  std::size_t admission_limit = 0;                ///< callers allowed to hold a connection; 0 none
+  std::size_t server_cap = 0;                     ///< connections the server can give the pool; 0 unknown
+  std::size_t parked = 0;                         ///< idle connections held back by the admission limit
+  bool overloaded = false;                        ///< the controller's last verdict
+};
+
+/// What the server says about its connection slots (for the adaptive pool's server cap).
+struct server_capacity {
+  std::size_t max_connections = 0;  ///< max_connections
+  std::size_t reserved = 0;         ///< superuser_reserved_connections (+ reserved_connections)
+  std::size_t client_sessions = 0;  ///< client backends now, the pool's own included
 };
 
 /// What a connection must come back as when returned to the pool.
@@ -99,6 +153,12 @@ class pool_factory {
   virtual bool validate(Conn& c, std::chrono::milliseconds timeout) noexcept = 0;
   /// Brings a returned connection back to idle (roll back an open transaction …).
   virtual reset_result reset(Conn& c) noexcept = 0;
+  /// Asks the server how many connection slots it has and uses (adaptive pools, every
+  /// server_cap_refresh); nullopt when unknown. The default knows nothing.
+  virtual std::optional<server_capacity> capacity(Conn& c, std::chrono::milliseconds timeout) noexcept {
+    (void)c, (void)timeout;
+    return std::nullopt;
+  }
 };
 
 /// A bounded, thread-safe, FIFO-fair pool of Conn. acquire() returns an RAII handle that puts

@@ -170,6 +170,14 @@ pool_stats client::pool_statistics() const {
     sum.closed_lifetime += st.closed_lifetime;
     sum.closed_reset_failed += st.closed_reset_failed;
     sum.closed_pool_closed += st.closed_pool_closed;
+    sum.closed_scale_down += st.closed_scale_down;
+    sum.overload_rejections += st.overload_rejections;
+    sum.mode = st.mode;
+    sum.target_size += st.target_size;
+    sum.admission_limit += st.admission_limit;
+    sum.server_cap += st.server_cap;
+    sum.parked += st.parked;
+    sum.overloaded = sum.overloaded || st.overloaded;
   }
   return sum;
 }

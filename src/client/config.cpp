@@ -113,6 +113,12 @@ const std::vector<choice_knob>& choice_knobs() {
          if (m) o.connection.pooler = *m;
          return m.has_value();
        }},
+      {"POSTGRESQL_POOL_MODE", "fixed, adaptive, observe",
+       [](client_options& o, std::string_view v) {
+         const auto m = parse_pool_mode(v);
+         if (m) o.pool.mode = *m;
+         return m.has_value();
+       }},
   };
   return k;
 }

@@ -12,6 +12,8 @@ void observer_tee::on_pool_connection_created(std::chrono::nanoseconds t) noexce
   STEADYPG_TEE(on_pool_connection_created(t))
 }
 void observer_tee::on_pool_connect_failed(const error& e) noexcept { STEADYPG_TEE(on_pool_connect_failed(e)) }
+void observer_tee::on_pool_overloaded() noexcept { STEADYPG_TEE(on_pool_overloaded()) }
+void observer_tee::on_pool_scaling(const pool_scaling_report& r) noexcept { STEADYPG_TEE(on_pool_scaling(r)) }
 void observer_tee::on_pool_connection_closed(close_reason r) noexcept { STEADYPG_TEE(on_pool_connection_closed(r)) }
 void observer_tee::on_pool_acquire_timeout(std::chrono::nanoseconds w) noexcept {
   STEADYPG_TEE(on_pool_acquire_timeout(w))

@@ -58,8 +58,8 @@ client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_que
       &reg.add_histogram("postgresql_pool_acquire_duration_seconds", "Time spent waiting for a pooled connection");
   m_acquire_timeouts =
       &reg.add_counter("postgresql_pool_acquire_timeouts_total", "Acquires that gave up at their deadline");
-  const close_reason all[] = {close_reason::broken, close_reason::idle, close_reason::lifetime,
-                              close_reason::reset_failed, close_reason::pool_closed};
+  const close_reason all[] = {close_reason::broken,       close_reason::idle,        close_reason::lifetime,
+                              close_reason::reset_failed, close_reason::pool_closed, close_reason::idle_scale_down};
   for (std::size_t i = 0; i < m_closed.size(); ++i) {
     m_closed[i] = &reg.add_counter("postgresql_connections_closed_total", "Pooled connections closed, by reason",
                                    {{"reason", std::string(to_string(all[i]))}});
@@ -91,6 +91,28 @@ void client_metrics::watch_pool(std::function<pool_stats()> read) {
                          [shared] { return static_cast<double>((*shared)().max); });
   reg.add_gauge_callback("postgresql_pool_pending_requests", "Callers waiting for a pooled connection", {},
                          [shared] { return static_cast<double>((*shared)().waiting); });
+  reg.add_gauge_callback("postgresql_pool_target_size",
+                         "Connections the pool's controller wants (max_size in fixed mode)", {},
+                         [shared] { return static_cast<double>((*shared)().target_size); });
+  reg.add_gauge_callback("postgresql_pool_admission_limit",
+                         "Callers allowed to hold a connection at once under overload (the target when no limit)", {},
+                         [shared] {
+                           const auto st = (*shared)();
+                           return static_cast<double>(st.admission_limit != 0 ? st.admission_limit : st.target_size);
+                         });
+  reg.add_gauge_callback("postgresql_pool_server_cap", "Connections the server can give the pool (0 unknown)", {},
+                         [shared] { return static_cast<double>((*shared)().server_cap); });
+}
+
+void client_metrics::on_pool_scaling(const pool_scaling_report& r) noexcept {
+  try {
+    std::lock_guard lk(m_lazy);
+    m_registry
+        .add_counter("postgresql_pool_scaling_events_total", "Changes of the pool's target size or admission limit",
+                     {{"direction", std::string(r.direction)}, {"reason", std::string(r.reason)}})
+        .inc();
+  } catch (...) {
+  }
 }
 
 void client_metrics::watch_breaker(std::function<breaker_state()> read) {

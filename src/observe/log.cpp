@@ -252,6 +252,31 @@ void log_observer::on_topology_changed(const topology_change& c) noexcept {
   }
 }
 
+void log_observer::on_pool_scaling(const pool_scaling_report& r) noexcept {
+  try {
+    const std::string from = r.from == 0 && r.what == "admission" ? "none" : std::to_string(r.from);
+    const std::string to = r.to == 0 && r.what == "admission" ? "none" : std::to_string(r.to);
+    const std::string short_ms = fmt::format("{:.1f}", r.short_latency_ms);
+    const std::string long_ms = fmt::format("{:.1f}", r.long_latency_ms);
+    const std::string active = std::to_string(r.active), waiting = std::to_string(r.waiting),
+                      cap = std::to_string(r.server_cap);
+    const log_field f[] = {{"what", r.what},
+                           {"direction", r.direction},
+                           {"reason", r.reason},
+                           {"from", from},
+                           {"to", to},
+                           {"applied", r.applied ? "true" : "false"},
+                           {"short_ms", short_ms},
+                           {"long_ms", long_ms},
+                           {"pool_active", active},
+                           {"pool_waiting", waiting},
+                           {"server_cap", cap}};
+    m_log.log(log_level::info, "pool", fmt::format("pool {} {} {} → {} ({})", r.what, r.direction, from, to, r.reason),
+              f);
+  } catch (...) {
+  }
+}
+
 void log_observer::on_pooler_suspected(std::string_view evidence) noexcept {
   try {
     const log_field f[] = {{"evidence", evidence}};

@@ -8,6 +8,7 @@
 #include <memory>
 #include <utility>
 
+#include "pool_autoscale.hpp"
 #include "pool_maintenance.hpp"
 #include "pool_state.hpp"
 #include "steadypg/pool.hpp"
@@ -21,6 +22,7 @@ basic_pool<Conn>::basic_pool(pool_options options, std::shared_ptr<pool_factory<
                              time_source now) {
   auto st = std::make_unique<state>(std::move(options), std::move(factory), obs, std::move(now));
   st->start_maintenance();
+  st->start_controller();
   // From here the state is freed by the last of ~basic_pool and the handles still out (see
   // the ownership note above basic_pool::state), not by a smart pointer.
   m_state = st.release();

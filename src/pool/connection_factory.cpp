@@ -31,6 +31,28 @@ bool connection_factory::validate(connection& c, std::chrono::milliseconds timeo
   return ok && c.is_idle();
 }
 
+std::optional<server_capacity> connection_factory::capacity(connection& c, std::chrono::milliseconds timeout) noexcept {
+  const auto saved = c.options().query_timeout;
+  c.set_query_timeout(timeout);
+  std::optional<server_capacity> out;
+  try {
+    // reserved_connections exists from PostgreSQL 16 on (missing_ok: NULL before).
+    const auto rs = c.execute(
+        "SELECT current_setting('max_connections')::int, "
+        "current_setting('superuser_reserved_connections')::int + "
+        "coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0), "
+        "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int");
+    for (auto [max, reserved, sessions] : rs.rows<int, int, int>()) {
+      out = server_capacity{static_cast<std::size_t>(std::max(max, 0)), static_cast<std::size_t>(std::max(reserved, 0)),
+                            static_cast<std::size_t>(std::max(sessions, 0))};
+    }
+  } catch (...) {
+    out.reset();
+  }
+  c.set_query_timeout(saved);
+  return out;
+}
+
 reset_result connection_factory::reset(connection& c) noexcept {
   switch (c.status()) {
     case connection_status::idle: return reset_result::ok;

@@ -22,6 +22,7 @@ class connection_factory final : public pool_factory<connection> {
   bool quick_check(connection& c) noexcept override;
   bool validate(connection& c, std::chrono::milliseconds timeout) noexcept override;
   reset_result reset(connection& c) noexcept override;
+  std::optional<server_capacity> capacity(connection& c, std::chrono::milliseconds timeout) noexcept override;
 
  private:
   connection_options m_options;

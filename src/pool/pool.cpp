@@ -13,8 +13,25 @@ std::string_view to_string(close_reason r) noexcept {
     case close_reason::lifetime: return "lifetime";
     case close_reason::reset_failed: return "reset_failed";
     case close_reason::pool_closed: return "pool_closed";
+    case close_reason::idle_scale_down: return "idle_scale_down";
   }
   return "unknown";
+}
+
+std::string_view to_string(pool_mode m) noexcept {
+  switch (m) {
+    case pool_mode::fixed: return "fixed";
+    case pool_mode::adaptive: return "adaptive";
+    case pool_mode::observe: return "observe";
+  }
+  return "unknown";
+}
+
+std::optional<pool_mode> parse_pool_mode(std::string_view s) noexcept {
+  if (s == "fixed") return pool_mode::fixed;
+  if (s == "adaptive") return pool_mode::adaptive;
+  if (s == "observe") return pool_mode::observe;
+  return std::nullopt;
 }
 
 void pool_options::validate() const {
@@ -34,6 +51,16 @@ void pool_options::validate() const {
   check_range("pool_options.leak_detection_threshold", leak_detection_threshold, {0, internal::no_max, " ms"},
               " (0 off)");
   check_range("pool_options.health_check_interval", health_check_interval, {1, internal::no_max, " ms"});
+  check_range("pool_options.scale_interval", scale_interval, {10, 60000, " ms"});
+  check_range("pool_options.scale_down_after", scale_down_after, {scale_interval.count(), internal::no_max, " ms"},
+              " (≥ scale_interval)");
+  check_range("pool_options.scale_down_hold", scale_down_hold, {0, internal::no_max, " ms"});
+  check_range("pool_options.scale_up_hold", scale_up_hold, {0, internal::no_max, " ms"});
+  check_range("pool_options.reserve_size", reserve_size, {0, static_cast<long long>(max_size)}, " (≤ max_size)");
+  check_range("pool_options.reserve_timeout", reserve_timeout, {1, internal::no_max, " ms"});
+  check_range("pool_options.server_cap_margin", server_cap_margin, {0, 10000});
+  check_range("pool_options.server_cap_refresh", server_cap_refresh, {100, internal::no_max, " ms"});
+  check_range("pool_options.overload_max_waiters", overload_max_waiters, {0, 1000000}, " (0: the admission limit)");
 }
 
 }  // namespace steadypg

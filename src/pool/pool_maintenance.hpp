@@ -132,6 +132,16 @@ pool_stats basic_pool<Conn>::state::snapshot() {
   s.total = s.active + s.idle;
   s.waiting = m_waiting.load();
   s.max = m_options.max_size;
+  s.mode = m_options.mode;
+  s.parked = m_parked.load();
+  if (m_options.mode == pool_mode::fixed) {
+    s.target_size = m_options.max_size;
+  } else {
+    s.target_size = m_view.target != 0 ? m_view.target : std::max<std::size_t>(m_options.min_size, 1);
+    s.admission_limit = m_view.admission;
+    s.server_cap = m_view.server_cap;
+    s.overloaded = m_view.overloaded;
+  }
   return s;
 }
 
@@ -145,6 +155,7 @@ void basic_pool<Conn>::state::shutdown() {
   }
   m_maintenance_wake.notify_all();
   if (m_maintenance.joinable()) m_maintenance.join();
+  if (m_controller.joinable()) m_controller.join();
   m_closed.store(true, std::memory_order_seq_cst);
   std::unique_lock lk(m_mutex);
   observer* const ob = obs();
@@ -157,7 +168,9 @@ void basic_pool<Conn>::state::shutdown() {
   std::size_t out = 0;
   for (std::size_t i = 0; i < hw; ++i) {
     slot& s = m_slots[i];
-    if (claim(s, k_idle, k_in_use)) {
+    const bool parked = claim(s, k_parked, k_in_use);
+    if (parked) m_parked.fetch_sub(1, std::memory_order_relaxed);
+    if (parked || claim(s, k_idle, k_in_use)) {
       victims.push_back(std::move(s.conn));
       ++m_counters.closed_pool_closed;
       s.status.store(k_empty, std::memory_order_release);

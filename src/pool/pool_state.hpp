@@ -4,6 +4,7 @@
 // basic_pool_impl.hpp, which completes basic_pool<Conn>.
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <exception>
@@ -24,7 +25,9 @@ namespace internal {
 // touches: acquire claims an idle slot with one compare-exchange (trying the slot this thread
 // used last first), release publishes it with one store. The mutex is taken only to wait,
 // to hand a connection to a waiter, to open or close connections, and for maintenance.
-enum slot_status : int { k_empty = 0, k_idle = 1, k_in_use = 2, k_reserved = 3 };
+// k_parked: an idle connection held back by an adaptive pool's admission limit (nobody may
+// claim it until the controller lets it go).
+enum slot_status : int { k_empty = 0, k_idle = 1, k_in_use = 2, k_reserved = 3, k_parked = 4 };
 }  // namespace internal
 
 template <typename Conn>
@@ -42,6 +45,7 @@ struct alignas(64) basic_pool<Conn>::slot {
   std::atomic<bool> leak_reported{false};
   std::atomic<std::uint64_t> acquires{0};  // one writer at a time: the holder
   std::atomic<std::uint64_t> releases{0};
+  std::atomic<std::int64_t> held_ns{0};  // summed hold time, one writer at a time: the holder
 };
 
 // Ownership of the state. The pool object and the handles still out share it, yet it is not
@@ -70,6 +74,7 @@ struct basic_pool<Conn>::state {
     bool linked = false;
     std::thread::id thread = std::this_thread::get_id();
     const char* context = nullptr;
+    clock::time_point since{};
     waiter* prev = nullptr;
     waiter* next = nullptr;
   };
@@ -85,6 +90,8 @@ struct basic_pool<Conn>::state {
     m_ping_after = m_options.validate_after_idle == std::chrono::milliseconds::max()
                        ? clock::duration::max()
                        : to_clock(m_options.validate_after_idle);
+    m_open_limit.store(m_options.mode == pool_mode::adaptive ? std::max<std::size_t>(m_options.min_size, 1)
+                                                             : m_options.max_size);
   }
 
   // Milliseconds in the clock's unit, saturating instead of overflowing.
@@ -123,6 +130,31 @@ struct basic_pool<Conn>::state {
   bool m_stop_maintenance = false;
   std::atomic<bool> m_login_refused{false};  // the last connect was a refused login
   std::thread m_maintenance;
+
+  // Autoscaling (pool_autoscale.hpp). The hot path reads m_park_debt on release only; the
+  // limits are read where connections are opened and callers queue, under the lock.
+  std::atomic<std::size_t> m_open_limit{0};                                 // target + reserve (max_size when fixed)
+  std::atomic<std::size_t> m_admission_open{static_cast<std::size_t>(-1)};  // unparked connections at most
+  std::atomic<std::size_t> m_queue_limit{0};                                // waiters while overloaded; 0 none
+  std::atomic<std::size_t> m_park_debt{0};                                  // returned connections to park
+  std::atomic<std::size_t> m_parked{0};
+  std::array<std::uint64_t, 16> m_wait_buckets{};  // this tick's waited acquires (lock held)
+  std::uint64_t m_retired_held_ns = 0;             // lock held
+  std::thread m_controller;
+  struct controller_view {  // the controller's last decision, for stats (lock held)
+    std::size_t target = 0, admission = 0, server_cap = 0;
+    bool overloaded = false;
+  } m_view;
+  std::size_t m_measured_cap = 0;  // the last server cap measured (lock held)
+  bool m_cap_known = false;
+  struct autoscale_memory;
+  void start_controller();
+  void controller_tick(autoscale_memory& m, clock::time_point t);
+  void refresh_server_cap(clock::time_point t);
+  void apply_admission(std::size_t admission);
+  std::size_t close_idle_for_scale_down(std::size_t n);
+  [[noreturn]] void reject_overloaded(lock& lk);
+  bool park_on_release(slot& s, clock::time_point t);
 
   clock::time_point now(clock::time_point fallback) const { return m_now ? m_now() : fallback; }
   clock::time_point now() const { return m_now ? m_now() : clock::now(); }
@@ -209,7 +241,7 @@ struct basic_pool<Conn>::state {
     const std::size_t hw = m_high_water.load();
     for (std::size_t i = 0; i < hw; ++i) {
       const int st = m_slots[i].status.load(std::memory_order_relaxed);
-      n += st == k_idle || st == k_in_use;
+      n += st == k_idle || st == k_in_use || st == k_parked;
     }
     return n;
   }
@@ -221,8 +253,14 @@ struct basic_pool<Conn>::state {
   }
   // Room to open one more connection for the callers queued (lock held).
   bool may_open() const {
-    return !m_closed.load() && m_connecting < m_options.connecting_limit && m_waiting.load() > m_connecting &&
-           has_empty();
+    if (m_closed.load() || m_connecting >= m_options.connecting_limit || m_waiting.load() <= m_connecting ||
+        !has_empty()) {
+      return false;
+    }
+    if (m_options.mode != pool_mode::adaptive) return true;
+    const std::size_t open = open_slots();
+    const std::size_t unparked = open - std::min(open, m_parked.load());
+    return open + m_connecting < m_open_limit.load() && unparked + m_connecting < m_admission_open.load();
   }
   void nudge_waiter() {  // lock held
     if (!may_open()) return;
@@ -262,6 +300,7 @@ struct basic_pool<Conn>::state {
       count_close(why);
       m_retired_acquires += s.acquires.exchange(0);
       m_retired_releases += s.releases.exchange(0);
+      m_retired_held_ns += static_cast<std::uint64_t>(s.held_ns.exchange(0));
       s.expires.store(clock::time_point::max().time_since_epoch().count(), std::memory_order_relaxed);
       s.status.store(k_empty, std::memory_order_release);
       nudge_waiter();
@@ -275,6 +314,7 @@ struct basic_pool<Conn>::state {
       case close_reason::lifetime: ++m_counters.closed_lifetime; break;
       case close_reason::reset_failed: ++m_counters.closed_reset_failed; break;
       case close_reason::pool_closed: ++m_counters.closed_pool_closed; break;
+      case close_reason::idle_scale_down: ++m_counters.closed_scale_down; break;
     }
   }
 
@@ -363,8 +403,12 @@ struct basic_pool<Conn>::state {
     lock lk(m_mutex);
     if (m_closed.load()) throw usage_error("the pool is closed");
     if (m_waiting.load() >= m_options.max_waiters) reject(lk);
+    if (const std::size_t q = m_queue_limit.load(std::memory_order_relaxed); q != 0 && m_waiting.load() >= q) {
+      reject_overloaded(lk);
+    }
     waiter w;
     w.context = context;
+    w.since = start;
     link_waiter(&w);
     ++m_counters.acquires_waited;
     while (w.handed == nullptr) {
@@ -474,9 +518,20 @@ struct basic_pool<Conn>::state {
     {
       std::lock_guard lk(m_mutex);
       m_counters.acquire_wait_total += waited;
+      ++m_wait_buckets[wait_bucket(waited)];
     }
     if (observer* o = obs()) o->on_pool_acquired(waited);
     return s;
+  }
+
+  // Upper bounds (ms) of the wait buckets; the last one is open.
+  static constexpr std::array<double, 15> k_wait_bounds_ms{0.5, 1,   2.5,  5,    10,   25,    50,   100,
+                                                           250, 500, 1000, 2500, 5000, 10000, 30000};
+  static std::size_t wait_bucket(clock::duration d) {
+    const double ms = std::chrono::duration<double, std::milli>(d).count();
+    std::size_t i = 0;
+    while (i < k_wait_bounds_ms.size() && ms > k_wait_bounds_ms[i]) ++i;
+    return i;
   }
 
   std::string timeout_message() const {  // lock held
@@ -492,7 +547,7 @@ struct basic_pool<Conn>::state {
     for (std::size_t i = 0; i < hw; ++i) {
       const int st = m_slots[i].status.load(std::memory_order_relaxed);
       active += st == k_in_use;
-      idle += st == k_idle;
+      idle += st == k_idle || st == k_parked;
     }
   }
 
@@ -503,6 +558,9 @@ struct basic_pool<Conn>::state {
     const auto t = now();
     const auto used = t - at(s.acquired_at.load(std::memory_order_relaxed));
     s.releases.store(s.releases.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    s.held_ns.store(s.held_ns.load(std::memory_order_relaxed) +
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(used).count(),
+                    std::memory_order_relaxed);
     if (observer* o = obs()) o->on_pool_released(std::chrono::duration_cast<std::chrono::nanoseconds>(used));
     if (m_closed.load()) {
       release_after_close(s);
@@ -514,7 +572,7 @@ struct basic_pool<Conn>::state {
       close_owned(s, close_reason::reset_failed);
     } else if (t >= at(s.expires.load(std::memory_order_relaxed))) {
       close_owned(s, close_reason::lifetime);
-    } else {
+    } else if (m_park_debt.load(std::memory_order_relaxed) == 0 || !park_on_release(s, t)) {
       publish(s, t);
       // The pool may have closed while we published: take it back and close it then.
       if (m_closed.load() && claim(s, k_idle, k_in_use)) release_after_close(s);
@@ -547,5 +605,25 @@ struct basic_pool<Conn>::state {
   pool_stats snapshot();
   void shutdown();
 };
+
+// An admission limit wants fewer connections in use: keep this returned one back (outside
+// the lock; the controller lets it go when the limit rises).
+template <typename Conn>
+bool basic_pool<Conn>::state::park_on_release(slot& s, clock::time_point t) {
+  std::size_t debt = m_park_debt.load(std::memory_order_relaxed);
+  while (debt > 0 && !m_park_debt.compare_exchange_weak(debt, debt - 1, std::memory_order_relaxed)) {
+  }
+  if (debt == 0) return false;
+  s.released_at.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+  m_parked.fetch_add(1, std::memory_order_relaxed);
+  s.status.store(k_parked, std::memory_order_release);
+  if (m_closed.load()) {  // shutdown may have missed it
+    if (claim(s, k_parked, k_in_use)) {
+      m_parked.fetch_sub(1, std::memory_order_relaxed);
+      release_after_close(s);
+    }
+  }
+  return true;
+}
 
 }  // namespace steadypg

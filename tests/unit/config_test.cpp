@@ -589,6 +589,17 @@ TEST(config, pooler_mode_is_read_and_validated) {
   EXPECT_THROW(o.validate(), config_error);
 }
 
+TEST(config, pool_mode_is_read_and_validated) {
+  EXPECT_EQ(load({}).pool.mode, pool_mode::fixed);
+  EXPECT_EQ(load({{"POSTGRESQL_POOL_MODE", "adaptive"}}).pool.mode, pool_mode::adaptive);
+  EXPECT_EQ(load({{"POSTGRESQL_POOL_MODE", "observe"}}).pool.mode, pool_mode::observe);
+  EXPECT_EQ(load({{"POSTGRESQL_POOL_MODE", "fixed"}}).pool.mode, pool_mode::fixed);
+  for (const char* bad : {"", "Adaptive", "auto", "adaptive ", "1"}) {
+    EXPECT_EQ(error_of({{"POSTGRESQL_POOL_MODE", bad}}),
+              fmt::format("POSTGRESQL_POOL_MODE=\"{}\" is invalid: expected one of fixed, adaptive, observe", bad));
+  }
+}
+
 TEST(config, startup_parameters_pgbouncer_rejects_are_refused_with_a_pooler) {
   const std::string with_options = "host=h dbname=d options='-c statement_timeout=100'";
   EXPECT_NO_THROW((void)load({{"DATABASE_URL", with_options}}));

@@ -50,6 +50,7 @@ class client_metrics final : public observer {
   void on_topology_changed(const topology_change& change) noexcept override;
   void on_route_fallback(const route_fallback_report& report) noexcept override;
   void on_pooler_suspected(std::string_view evidence) noexcept override;
+  void on_pool_scaling(const pool_scaling_report& report) noexcept override;
 
   /// Registers the pool gauges, which call `read` when rendered. Call once.
   void watch_pool(std::function<pool_stats()> read);
@@ -94,7 +95,7 @@ class client_metrics final : public observer {
   counter* m_budget_exhausted;
   gauge* m_pooler_suspected;
   std::array<counter*, 4> m_retry{};        // not_sent, rolled_back, indeterminate, wrong_host
-  std::array<counter*, 5> m_closed{};       // by close_reason
+  std::array<counter*, 6> m_closed{};       // by close_reason
   std::array<counter*, 3> m_resolutions{};  // committed, aborted, unknown
   statement_metrics m_statements;
   std::mutex m_lazy;  // first error of a class, first transition of a pair

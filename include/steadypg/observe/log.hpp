@@ -96,6 +96,7 @@ class log_observer final : public observer {
   void on_health_changed(health_status from, health_status to) noexcept override;
   void on_topology_changed(const topology_change& change) noexcept override;
   void on_pooler_suspected(std::string_view evidence) noexcept override;
+  void on_pool_scaling(const pool_scaling_report& r) noexcept override;
 
  private:
   logger& m_log;
