@@ -276,14 +276,22 @@ TEST(http_endpoint, snapshot_rates_come_from_the_last_interval) {
   std::thread load([&] {
     while (!stop) (void)db.query_value<int>("SELECT 1");
   });
-  std::this_thread::sleep_for(700ms);
-  const auto busy = json::parse(srv.snapshot_json());
+  // Bounded waits: on a loaded machine a sample may come late.
+  auto wait_for = [&](auto pred) {
+    json snap = json::parse(srv.snapshot_json());
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (!pred(snap) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(50ms);
+      snap = json::parse(srv.snapshot_json());
+    }
+    return snap;
+  };
+  const auto busy = wait_for([](const json& j) { return j.at("qps").get<double>() > 10.0; });
   stop = true;
   load.join();
   EXPECT_GT(busy.at("qps").get<double>(), 10.0) << busy.dump();
   EXPECT_FALSE(busy.at("latency_ms").at("p95").is_null());
-  std::this_thread::sleep_for(700ms);
-  const auto idle = json::parse(srv.snapshot_json());
+  const auto idle = wait_for([](const json& j) { return j.at("qps").get<double>() == 0.0; });
   EXPECT_EQ(idle.at("qps").get<double>(), 0.0) << idle.dump();
   EXPECT_TRUE(idle.at("latency_ms").at("p50").is_null());
 }
