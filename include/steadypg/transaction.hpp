@@ -1,7 +1,9 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "steadypg/connection.hpp"
 
@@ -47,12 +49,14 @@ class transaction {
   template <bindable... Args>
   result execute(const statement& st, const Args&... args) {
     check_active();
+    if (m_statements) m_statements->emplace_back(st.sql());
     return m_conn->execute(st, args...);
   }
   /// Runs a statement inside the transaction.
   template <bindable... Args>
   result execute(std::string_view sql, const Args&... args) {
     check_active();
+    if (m_statements) m_statements->emplace_back(sql);
     return m_conn->execute(sql, args...);
   }
   /// Runs a statement that returns one value.
@@ -71,6 +75,9 @@ class transaction {
   [[nodiscard]] bool active() const noexcept { return m_conn != nullptr && m_active; }
   /// The connection the transaction runs on.
   [[nodiscard]] connection& conn() const noexcept { return *m_conn; }
+  /// Keeps the text of every statement execute() runs in `sink` (null: none), for the client's
+  /// query cache, which invalidates the tables they wrote once COMMIT succeeded.
+  void record_statements(std::vector<std::string>* sink) noexcept { m_statements = sink; }
 
  private:
   void check_active() const;
@@ -78,6 +85,7 @@ class transaction {
   connection* m_conn;
   bool m_active = false;
   bool m_fetch_xid = false;
+  std::vector<std::string>* m_statements = nullptr;
 };
 
 }  // namespace steadypg

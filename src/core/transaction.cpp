@@ -60,7 +60,7 @@ transaction::transaction(connection& conn, const transaction_options& options) :
 }
 
 transaction::transaction(transaction&& other) noexcept
-    : m_conn(other.m_conn), m_active(other.m_active), m_fetch_xid(other.m_fetch_xid) {
+    : m_conn(other.m_conn), m_active(other.m_active), m_fetch_xid(other.m_fetch_xid), m_statements(other.m_statements) {
   other.m_active = false;
 }
 
