@@ -28,7 +28,7 @@ struct cache_policy {
   std::chrono::milliseconds stale_while_revalidate{0};
   /// Tags of your own (invalidate_tags() drops every entry carrying one); the tables the
   /// statement reads are added as "table:<name>".
-  std::vector<std::string> tags;
+  std::vector<std::string> tags{};
   /// Results whose serialised size exceeds this are not stored (bypass "too_large").
   /// Default 1 MiB, range 1 B – 512 MiB.
   std::size_t max_result_bytes = std::size_t{1} << 20;
