@@ -5,7 +5,9 @@
 #include <cmath>
 
 #include "cli.hpp"
+#if STEADYPG_CLI_REDIS
 #include "steadypg/redis/cache.hpp"
+#endif
 
 namespace steadypg::cli {
 
@@ -14,7 +16,11 @@ client_options with_cache_backend(client_options o) {
   if (o.cache.url == "local") {
     o.cache.backend = std::make_shared<local_cache>();
   } else if (o.cache.url.starts_with("redis://")) {
+#if STEADYPG_CLI_REDIS
     o.cache.backend = redis::make_cache(o.cache.url);
+#else
+    throw config_error("this steadypg was built without steadypg::redis (hiredis): a redis:// cache URL is unavailable");
+#endif
   }
   return o;
 }
