@@ -12,6 +12,7 @@ packages=(
   prometheus
   patroni etcd-server etcd-client
   pgbouncer
+  redis-server libhiredis-dev
 )
 
 missing=()
