@@ -19,7 +19,8 @@ client_options with_cache_backend(client_options o) {
 #if STEADYPG_CLI_REDIS
     o.cache.backend = redis::make_cache(o.cache.url);
 #else
-    throw config_error("this steadypg was built without steadypg::redis (hiredis): a redis:// cache URL is unavailable");
+    throw config_error(
+        "this steadypg was built without steadypg::redis (hiredis): a redis:// cache URL is unavailable");
 #endif
   }
   return o;
@@ -28,11 +29,18 @@ client_options with_cache_backend(client_options o) {
 json_doc cache_json(const cache_stats& s) {
   json_doc bypass = json_doc::object();
   for (std::size_t i = 0; i < cache_bypass_reason_count; ++i) {
-    if (s.bypass_by_reason[i] > 0) bypass[std::string(to_string(static_cast<cache_bypass_reason>(i)))] = s.bypass_by_reason[i];
+    if (s.bypass_by_reason[i] > 0)
+      bypass[std::string(to_string(static_cast<cache_bypass_reason>(i)))] = s.bypass_by_reason[i];
   }
-  return {{"backend", s.backend},   {"hits", s.hits},       {"misses", s.misses},
-          {"stale", s.stale},       {"bypass", s.bypass},   {"errors", s.errors},
-          {"invalidations", s.invalidations}, {"bytes", s.bytes}, {"hit_ratio", std::round(s.hit_ratio() * 1000) / 1000},
+  return {{"backend", s.backend},
+          {"hits", s.hits},
+          {"misses", s.misses},
+          {"stale", s.stale},
+          {"bypass", s.bypass},
+          {"errors", s.errors},
+          {"invalidations", s.invalidations},
+          {"bytes", s.bytes},
+          {"hit_ratio", std::round(s.hit_ratio() * 1000) / 1000},
           {"bypass_by_reason", std::move(bypass)}};
 }
 

@@ -42,8 +42,18 @@ class demo_redis {
     m_port = ntohs(a.sin_port);
     m_dir = std::filesystem::temp_directory_path() / fmt::format("steadypg-demo-redis-{}", ::getpid());
     std::filesystem::create_directories(m_dir);
-    std::vector<std::string> args{"/usr/bin/redis-server", "--port", std::to_string(m_port), "--bind", "127.0.0.1",
-                                  "--save", "", "--appendonly", "no", "--dir", m_dir.string(), "--logfile",
+    std::vector<std::string> args{"/usr/bin/redis-server",
+                                  "--port",
+                                  std::to_string(m_port),
+                                  "--bind",
+                                  "127.0.0.1",
+                                  "--save",
+                                  "",
+                                  "--appendonly",
+                                  "no",
+                                  "--dir",
+                                  m_dir.string(),
+                                  "--logfile",
                                   (m_dir / "redis.log").string()};
     std::vector<char*> argv;
     for (auto& x : args) argv.push_back(x.data());
@@ -121,9 +131,10 @@ void demo::step_cache() {
   const auto before = db.query_cached(read, 1).as<std::int64_t>();
   (void)db.execute(fmt::format("UPDATE {} SET balance = balance + 1 WHERE id = 1", t("accounts")));
   const auto after = db.query_cached(read, 1).as<std::int64_t>();
-  m_out.line(fmt::format("UPDATE committed through the client: account 1 read {} -> {} (tag table:accounts "
-                         "invalidated)",
-                         before, after));
+  m_out.line(
+      fmt::format("UPDATE committed through the client: account 1 read {} -> {} (tag table:accounts "
+                  "invalidated)",
+                  before, after));
   expect(after == before + 1, "a committed write did not invalidate the cached read");
 
   std::uint64_t ok_reads = 0, errors_before = db.cache_statistics().errors;
@@ -140,9 +151,10 @@ void demo::step_cache() {
       worst_ms = std::max(worst_ms, ms_between(t0, clock_type::now()));
     }
     const auto errors = db.cache_statistics().errors - errors_before;
-    m_out.line(fmt::format("Redis stopped: {}/100 reads succeeded from the database (slowest {:.1f} ms), {} cache "
-                           "errors counted",
-                           ok_reads, worst_ms, errors));
+    m_out.line(
+        fmt::format("Redis stopped: {}/100 reads succeeded from the database (slowest {:.1f} ms), {} cache "
+                    "errors counted",
+                    ok_reads, worst_ms, errors));
     expect(ok_reads == 100, "reads failed while Redis was down");
   }
   const auto s = db.cache_statistics();

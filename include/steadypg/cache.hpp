@@ -168,15 +168,15 @@ struct cache_options {
 
 /// What the cache did so far (client::cache_statistics()).
 struct cache_stats {
-  std::uint64_t hits = 0;    ///< answered from the cache, fresh
-  std::uint64_t misses = 0;  ///< ran on the database and stored
-  std::uint64_t stale = 0;   ///< answered with a stale value while a refresh ran
-  std::uint64_t bypass = 0;  ///< ran on the database without the cache (see bypass_by_reason)
-  std::uint64_t errors = 0;  ///< the backend failed; answered from the database
-  std::uint64_t invalidations = 0;     ///< tags invalidated
-  std::uint64_t lock_waits = 0;        ///< a miss that waited for another process's refresh
-  std::uint64_t bytes = 0;             ///< bytes held by the backend (local LRU)
-  std::uint64_t entries = 0;           ///< entries held by the backend (local LRU)
+  std::uint64_t hits = 0;           ///< answered from the cache, fresh
+  std::uint64_t misses = 0;         ///< ran on the database and stored
+  std::uint64_t stale = 0;          ///< answered with a stale value while a refresh ran
+  std::uint64_t bypass = 0;         ///< ran on the database without the cache (see bypass_by_reason)
+  std::uint64_t errors = 0;         ///< the backend failed; answered from the database
+  std::uint64_t invalidations = 0;  ///< tags invalidated
+  std::uint64_t lock_waits = 0;     ///< a miss that waited for another process's refresh
+  std::uint64_t bytes = 0;          ///< bytes held by the backend (local LRU)
+  std::uint64_t entries = 0;        ///< entries held by the backend (local LRU)
   std::uint64_t bypass_by_reason[cache_bypass_reason_count] = {};
   std::string backend;  ///< "local", "redis", "" when off
   /// (hits + stale) / (hits + stale + misses + bypass + errors); 0 before the first call.

@@ -449,9 +449,9 @@ class client {
   std::atomic<std::uint64_t> m_turn{0};              // round robin among replicas
   std::unique_ptr<internal::topology> m_topology;    // null for a single host that is not probed
   observe::slow_query_log m_slow_queries;
-  std::unique_ptr<internal::query_cache> m_cache;              // null without cache.backend / cache.url
+  std::unique_ptr<internal::query_cache> m_cache;               // null without cache.backend / cache.url
   std::unique_ptr<internal::notify_listener> m_cache_listener;  // with cache.notify_channel
-  std::unique_ptr<internal::health_monitor> m_health_monitor;  // declared last: stopped first
+  std::unique_ptr<internal::health_monitor> m_health_monitor;   // declared last: stopped first
 };
 
 }  // namespace steadypg

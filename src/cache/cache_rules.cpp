@@ -70,9 +70,10 @@ void check_text(std::string_view sql, statement_facts& facts) {
       facts.bypass = cache_bypass_reason::not_a_query;  // a data-modifying WITH
       return;
     }
-    static constexpr std::string_view sql_value_functions[] = {
-        "current_date",    "current_time", "current_timestamp", "localtime",      "localtimestamp", "current_user",
-        "session_user",    "current_role", "user",              "current_catalog", "current_schema", "system_user"};
+    static constexpr std::string_view sql_value_functions[] = {"current_date",    "current_time",   "current_timestamp",
+                                                               "localtime",       "localtimestamp", "current_user",
+                                                               "session_user",    "current_role",   "user",
+                                                               "current_catalog", "current_schema", "system_user"};
     if (std::find(std::begin(sql_value_functions), std::end(sql_value_functions), t.text) !=
         std::end(sql_value_functions)) {
       facts.bypass = cache_bypass_reason::volatile_function;

@@ -67,7 +67,8 @@ void notify_listener::loop() {
     if (!ok) {
       was_down = true;
       m_listening = false;
-      for (auto waited = std::chrono::milliseconds(0); waited < backoff && !m_stop; waited += std::chrono::milliseconds(10)) {
+      for (auto waited = std::chrono::milliseconds(0); waited < backoff && !m_stop;
+           waited += std::chrono::milliseconds(10)) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
       backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));

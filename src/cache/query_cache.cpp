@@ -136,9 +136,9 @@ void query_cache::warn(std::string_view text) noexcept {
 void query_cache::backend_failed(const std::exception& e) noexcept {
   count(m_stats.errors, m_error);
   // At most one line per second, however many calls fail.
-  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::steady_clock::now().time_since_epoch())
-                       .count();
+  const auto now =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
   auto last = m_last_warn_ms.load(std::memory_order_relaxed);
   if (now - last >= 1000 && m_last_warn_ms.compare_exchange_strong(last, now)) {
     try {
@@ -433,9 +433,7 @@ void query_cache::invalidate_written(std::string_view sql) {
   invalidate_tags(tags);
 }
 
-void query_cache::invalidate_all() {
-  invalidate_tags(std::span<const std::string>(&all_tag, 1), true);
-}
+void query_cache::invalidate_all() { invalidate_tags(std::span<const std::string>(&all_tag, 1), true); }
 
 }  // namespace internal
 
@@ -448,8 +446,8 @@ void cache_policy::validate() const {
                                    stale_while_revalidate.count()));
   }
   if (max_result_bytes < 1 || max_result_bytes > (std::size_t{512} << 20)) {
-    throw config_error(fmt::format("cache_policy.max_result_bytes = {} is out of range: expected 1 B – 512 MiB",
-                                   max_result_bytes));
+    throw config_error(
+        fmt::format("cache_policy.max_result_bytes = {} is out of range: expected 1 B – 512 MiB", max_result_bytes));
   }
 }
 
@@ -476,8 +474,9 @@ void cache_options::validate() const {
   }
   for (char c : notify_channel) {
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
-      throw config_error(fmt::format(
-          "cache.notify_channel = \"{}\" must be a lower-case identifier (letters, digits, _)", notify_channel));
+      throw config_error(
+          fmt::format("cache.notify_channel = \"{}\" must be a lower-case identifier (letters, digits, _)",
+                      notify_channel));
     }
   }
 }

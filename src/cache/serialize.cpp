@@ -109,10 +109,9 @@ result deserialize_result(std::string_view bytes) {
   for (std::uint32_t t = 0; t < nt; ++t) {
     for (std::uint32_t c = 0; c < nf; ++c) {
       const std::uint32_t len = in.u32();
-      const int ok = len == 0xffffffffU
-                         ? PQsetvalue(res.get(), static_cast<int>(t), static_cast<int>(c), nullptr, -1)
-                         : PQsetvalue(res.get(), static_cast<int>(t), static_cast<int>(c),
-                                      const_cast<char*>(in.bytes(len).data()), static_cast<int>(len));
+      const int ok = len == 0xffffffffU ? PQsetvalue(res.get(), static_cast<int>(t), static_cast<int>(c), nullptr, -1)
+                                        : PQsetvalue(res.get(), static_cast<int>(t), static_cast<int>(c),
+                                                     const_cast<char*>(in.bytes(len).data()), static_cast<int>(len));
       if (!ok) throw std::bad_alloc();
     }
   }

@@ -42,8 +42,7 @@ void client::start_cache() {
       }
     });
     m_cache_listener = std::make_unique<internal::notify_listener>(
-        m_hosts.front().dsn, channel,
-        [this](std::vector<std::string> tags) { m_cache->invalidate_tags(tags, true); },
+        m_hosts.front().dsn, channel, [this](std::vector<std::string> tags) { m_cache->invalidate_tags(tags, true); },
         [this] { m_cache->invalidate_all(); });
   }
 }

@@ -232,8 +232,8 @@ std::uint64_t result::rows_affected() const noexcept {
   if (m_command) {
     // PQcmdTuples' rule: the tag's last word, for the commands that count rows.
     const std::string& tag = *m_command;
-    static constexpr std::string_view counted[] = {"SELECT ", "INSERT ", "UPDATE ", "DELETE ", "MERGE ",
-                                                   "MOVE ",   "FETCH ",  "COPY "};
+    static constexpr std::string_view counted[] = {"SELECT ", "INSERT ", "UPDATE ", "DELETE ",
+                                                   "MERGE ",  "MOVE ",   "FETCH ",  "COPY "};
     bool counts = false;
     for (auto c : counted) counts = counts || std::string_view(tag).starts_with(c);
     const auto space = tag.rfind(' ');

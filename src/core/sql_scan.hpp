@@ -62,8 +62,8 @@ namespace steadypg::internal {
 /// single punctuation byte. Strings, comments and dollar-quoted bodies are skipped.
 struct sql_token {
   std::string text;
-  bool quoted = false;      ///< a "quoted identifier"
-  bool word = false;        ///< an identifier or keyword (not punctuation)
+  bool quoted = false;     ///< a "quoted identifier"
+  bool word = false;       ///< an identifier or keyword (not punctuation)
   std::size_t offset = 0;  ///< where it starts in the text
 };
 /// The tokens of `sql` (see sql_token).

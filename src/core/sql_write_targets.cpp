@@ -123,7 +123,7 @@ std::string normalize_sql(std::string_view sql) {
       continue;
     }
     const std::size_t end = skip_quoted(sql, i);
-    if (end != i && sql[i] == '-' ) {  // -- comment
+    if (end != i && sql[i] == '-') {  // -- comment
       pending_space = true;
       i = end;
       continue;

@@ -191,8 +191,9 @@ class redis_cache final : public cache_backend {
     const auto tv = to_timeval(m_options.timeout);
     context_ptr c(redisConnectWithTimeout(m_endpoint.host.c_str(), m_endpoint.port, tv), &redisFree);
     if (!c) throw cache_unavailable("redis: out of memory");
-    if (c->err) throw cache_unavailable(fmt::format("redis: cannot connect to {}:{}: {}", m_endpoint.host,
-                                                    m_endpoint.port, c->errstr));
+    if (c->err)
+      throw cache_unavailable(
+          fmt::format("redis: cannot connect to {}:{}: {}", m_endpoint.host, m_endpoint.port, c->errstr));
     if (redisSetTimeout(c.get(), tv) != REDIS_OK) throw cache_unavailable("redis: cannot set the timeout");
     if (!m_endpoint.password.empty()) {
       redisAppendCommand(c.get(), "AUTH %b", m_endpoint.password.data(), m_endpoint.password.size());
@@ -232,9 +233,8 @@ class redis_cache final : public cache_backend {
       give_back(std::move(c));  // only a connection that completed its exchange goes back
       return r;
     } catch (const cache_unavailable&) {
-      m_down_until.store(
-          (std::chrono::steady_clock::now() + m_options.retry_after).time_since_epoch().count(),
-          std::memory_order_relaxed);
+      m_down_until.store((std::chrono::steady_clock::now() + m_options.retry_after).time_since_epoch().count(),
+                         std::memory_order_relaxed);
       std::lock_guard lock(m_mutex);
       m_idle.clear();  // they may be as dead as this one
       throw;
@@ -269,10 +269,12 @@ redis_endpoint parse_url(std::string_view url) {
   auto bad = [&](std::string_view why) {
     // The part after '@' only: a password never reaches a message.
     const auto at = url.rfind('@');
-    const std::string shown = at == std::string_view::npos ? std::string(url) : "redis://…@" + std::string(url.substr(at + 1));
-    return config_error(fmt::format("cache URL \"{}\" is invalid: {} (expected redis://[:password@]host[:port][/db], "
-                                    "POSTGRESQL_CACHE_URL)",
-                                    shown, why));
+    const std::string shown =
+        at == std::string_view::npos ? std::string(url) : "redis://…@" + std::string(url.substr(at + 1));
+    return config_error(
+        fmt::format("cache URL \"{}\" is invalid: {} (expected redis://[:password@]host[:port][/db], "
+                    "POSTGRESQL_CACHE_URL)",
+                    shown, why));
   };
   constexpr std::string_view scheme = "redis://";
   if (!url.starts_with(scheme)) throw bad("not a redis:// URL");

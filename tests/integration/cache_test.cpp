@@ -25,7 +25,7 @@ using namespace std::chrono_literals;
 std::unique_ptr<steadypg::testing::temp_cluster> g_cluster;
 std::string g_self;  // this binary, for the second process of the stampede test
 
-std::string g_dsn;     // the cluster's (in the second process: the parent's, from its arguments)
+std::string g_dsn;  // the cluster's (in the second process: the parent's, from its arguments)
 
 const std::string& dsn() { return g_dsn; }
 
@@ -40,8 +40,8 @@ steadypg::client_options options(std::shared_ptr<steadypg::cache_backend> backen
 
 // Calls of `sql` the server has run (pg_stat_statements).
 std::int64_t server_calls(steadypg::client& admin, std::string_view sql) {
-  return admin.query_value<std::int64_t>("SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_statements WHERE query = $1",
-                                         sql);
+  return admin.query_value<std::int64_t>(
+      "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_statements WHERE query = $1", sql);
 }
 
 class cache_db : public ::testing::Test {
@@ -186,7 +186,8 @@ TEST_F(cache_db, notify_invalidates_another_clients_local_cache_within_100_ms) {
   second_opts.cache.notify_channel = "steadypg_cache_test";
   steadypg::client first(first_opts);
   steadypg::client second(second_opts);
-  for (int i = 0; i < 500 && !(first.cache_listening() && second.cache_listening()); ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 500 && !(first.cache_listening() && second.cache_listening()); ++i)
+    std::this_thread::sleep_for(10ms);
   ASSERT_TRUE(first.cache_listening());
   const std::string read = "SELECT v FROM kv WHERE k = $1";
   EXPECT_EQ(first.query_cached(read, 20).as<std::string>(), "v20");
@@ -336,7 +337,8 @@ int stampede(const std::string& redis_url, std::int64_t start_ms) {
 TEST_F(cache_db, sixty_four_threads_in_two_processes_on_one_cold_key_run_it_once) {
   steadypg::test::redis_process redis;
   steadypg::client admin(options(nullptr));
-  const auto runs_before = admin.query_value<std::int64_t>("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM slow_runs");
+  const auto runs_before =
+      admin.query_value<std::int64_t>("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM slow_runs");
   const auto start_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             (std::chrono::system_clock::now() + 1500ms).time_since_epoch())
                             .count();
@@ -360,8 +362,11 @@ TEST_F(cache_db, sixty_four_threads_in_two_processes_on_one_cold_key_run_it_once
   EXPECT_EQ(wrong_here, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
-  const auto runs = admin.query_value<std::int64_t>("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM slow_runs") - runs_before;
-  std::printf("stampede: 64 threads in 2 processes, the server ran the query %lld time(s)\n", static_cast<long long>(runs));
+  const auto runs =
+      admin.query_value<std::int64_t>("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM slow_runs") -
+      runs_before;
+  std::printf("stampede: 64 threads in 2 processes, the server ran the query %lld time(s)\n",
+              static_cast<long long>(runs));
   EXPECT_EQ(runs, 1);
 }
 

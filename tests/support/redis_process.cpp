@@ -66,10 +66,21 @@ std::string redis_process::url() const { return "redis://127.0.0.1:" + std::to_s
 
 void redis_process::start() {
   if (m_pid > 0) return;
-  std::vector<std::string> args{"/usr/bin/redis-server", "--port",       std::to_string(m_port), "--bind",
-                                "127.0.0.1",             "--save",       "",                     "--appendonly",
-                                "no",                    "--daemonize",  "no",                   "--dir",
-                                m_dir.string(),          "--logfile",    (m_dir / "redis.log").string()};
+  std::vector<std::string> args{"/usr/bin/redis-server",
+                                "--port",
+                                std::to_string(m_port),
+                                "--bind",
+                                "127.0.0.1",
+                                "--save",
+                                "",
+                                "--appendonly",
+                                "no",
+                                "--daemonize",
+                                "no",
+                                "--dir",
+                                m_dir.string(),
+                                "--logfile",
+                                (m_dir / "redis.log").string()};
   args.insert(args.end(), m_extra.begin(), m_extra.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
