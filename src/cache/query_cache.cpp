@@ -381,14 +381,26 @@ void query_cache::refresh_later(std::string sql, std::span<const param_ref> para
     std::lock_guard done(m_refresh_mutex);
     m_refreshing.erase(key);
   });
-  if (!m_refresh_thread.joinable()) m_refresh_thread = std::thread([this] { refresh_loop(); });
+  start_worker();
   m_refresh_cv.notify_one();
 }
 
 void query_cache::refresh_loop() {
   std::unique_lock lock(m_refresh_mutex);
   while (true) {
-    m_refresh_cv.wait(lock, [&] { return m_stopping || !m_refresh_jobs.empty(); });
+    m_refresh_cv.wait(lock, [&] { return m_stopping || !m_refresh_jobs.empty() || !m_notify_jobs.empty(); });
+    // Notifications first, and all of them even when stopping (other processes rely on them).
+    if (!m_notify_jobs.empty()) {
+      auto tags = std::move(m_notify_jobs.front());
+      m_notify_jobs.pop_front();
+      lock.unlock();
+      try {
+        m_notify(tags);
+      } catch (...) {
+      }
+      lock.lock();
+      continue;
+    }
     if (m_stopping) return;
     auto job = std::move(m_refresh_jobs.front());
     m_refresh_jobs.pop_front();
@@ -410,7 +422,19 @@ void query_cache::invalidate_tags(std::span<const std::string> tags, bool from_p
     m_stats.invalidations += tags.size();
   }
   if (m_invalidations) m_invalidations->inc(tags.size());
-  if (!from_peer && m_notify) m_notify(tags);
+  if (!from_peer && m_notify) {
+    // Sent from the worker thread: the write's own connection may still be borrowed here (a
+    // pool of one would wait for itself), and the write need not wait for the NOTIFY.
+    std::vector<std::string> copy(tags.begin(), tags.end());
+    std::lock_guard lock(m_refresh_mutex);
+    m_notify_jobs.push_back(std::move(copy));
+    start_worker();
+    m_refresh_cv.notify_one();
+  }
+}
+
+void query_cache::start_worker() {
+  if (!m_refresh_thread.joinable()) m_refresh_thread = std::thread([this] { refresh_loop(); });
 }
 
 void query_cache::invalidate_tables(std::span<const std::string> tables) {

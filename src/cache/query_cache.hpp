@@ -75,6 +75,7 @@ class query_cache {
   void refresh_later(std::string sql, std::span<const param_ref> params, cache_policy policy, std::string key,
                      std::shared_ptr<const facts_entry> facts);
   void refresh_loop();
+  void start_worker();  // with m_refresh_mutex held
   void backend_failed(const std::exception& e) noexcept;
   void warn(std::string_view text) noexcept;
   std::int64_t now_ms() const;
@@ -99,6 +100,7 @@ class query_cache {
   std::mutex m_refresh_mutex;
   std::condition_variable m_refresh_cv;
   std::deque<std::function<void()>> m_refresh_jobs;
+  std::deque<std::vector<std::string>> m_notify_jobs;  // tags to NOTIFY
   std::unordered_map<std::string, bool> m_refreshing;
   bool m_stopping = false;
   std::thread m_refresh_thread;
