@@ -13,6 +13,7 @@ packages=(
   patroni etcd-server etcd-client
   pgbouncer
   libcpp-httplib-dev chromium nodejs
+  redis-server libhiredis-dev
 )
 # Debian's nodejs comes without npm (its own package); NodeSource's nodejs includes it.
 command -v npm >/dev/null 2>&1 || packages+=(npm)

@@ -160,6 +160,11 @@ int run_bench(const context& ctx, const bench_args& args) {
     if (co.pool.mode != pool_mode::fixed) co.pool.min_size = std::min<std::size_t>(2, co.pool.max_size);
     co.pool.acquire_timeout = std::chrono::milliseconds(5000);
     co.resilience.enabled = !args.no_resilience;
+    if (!args.cache.empty()) {
+      if (args.workload != "select") throw usage_error("--cache works with --workload select");
+      co.cache.url = args.cache;
+      co.cache.validate();
+    }
     const auto seconds = static_cast<std::size_t>(args.seconds);
     host_timeline per_host(seconds);
     command_client cc(ctx, co, &per_host);
@@ -177,7 +182,9 @@ int run_bench(const context& ctx, const bench_args& args) {
         static_cast<int>(db.query_value<int64_t>(statement{"SELECT count(*) FROM pgbench_branches"}.timeout(
             co.connection.connect_timeout + co.pool.acquire_timeout)));
     if (scale < 1) throw usage_error("pgbench_branches is empty: run `steadypg bench --init --scale N` first");
-    const int accounts = scale * 100000;
+    const int accounts = args.keys > 0 ? std::min(args.keys, scale * 100000) : scale * 100000;
+    const bool cached = !args.cache.empty();
+    const cache_policy bench_policy{.ttl = std::chrono::seconds(3600)};
 
     // Everything a worker counts is its own (no shared cache lines on the hot path); merged at the end.
     struct worker_stats {
@@ -229,7 +236,11 @@ int run_bench(const context& ctx, const bench_args& args) {
         }
         try {
           if (args.workload == "select") {
-            benchmark_sink(db.query_value<int>(select_st.timeout(time_left()), aid(rng)));
+            if (cached) {
+              benchmark_sink(db.query_cached(select_st.sql(), bench_policy, aid(rng)).as<int>());
+            } else {
+              benchmark_sink(db.query_value<int>(select_st.timeout(time_left()), aid(rng)));
+            }
             const auto t1 = clock_type::now();
             hist.record(t1 - t0);
             ++ops;
@@ -347,6 +358,7 @@ int run_bench(const context& ctx, const bench_args& args) {
       doc["pool_mode"] = std::string(to_string(co.pool.mode));
       doc["ramp"] = args.ramp;
       doc["pool_size_final"] = final_pool_size;
+      if (cached) doc["cache_hit_ratio"] = std::round(db.cache_statistics().hit_ratio() * 10000) / 10000;
       if (mixed) {
         doc["writes_acked"] = acked.size();
         doc["writes_failed"] = writes_failed;
@@ -362,6 +374,7 @@ int run_bench(const context& ctx, const bench_args& args) {
           "p50 {:.3f} ms, p99 {:.3f} ms\n",
           args.workload, args.clients, args.seconds, scale, total_ops.load(), total_errors.load(), ops_per_s,
           all.percentile_ms(50), all.percentile_ms(99));
+      if (cached) std::cout << "  " << cache_text(db.cache_statistics());
       if (mixed) {
         std::cout << fmt::format("  writes: {} acknowledged, {} failed, {} unknown outcome\n", acked.size(),
                                  writes_failed, unknown.size());

@@ -118,8 +118,17 @@ struct bench_args {
   bool no_resilience = false;
   std::string pool_mode;  ///< --pool-mode: fixed, adaptive, observe ("" = POSTGRESQL_POOL_MODE)
   bool ramp = false;      ///< --ramp: clients step up then down over the run
+  std::string cache;  ///< --cache local|redis://…: select through query_cached
+  int keys = 0;       ///< --keys N: random accounts among the first N (0: all)
 };
 int run_bench(const context& ctx, const bench_args& args);
+
+/// `options` with the query cache's backend built from cache.url (POSTGRESQL_CACHE_URL or
+/// --cache): "local" or redis://… (steadypg::redis); unchanged without a URL.
+[[nodiscard]] client_options with_cache_backend(client_options options);
+/// The cache's figures for `info` and `bench` (hit_ratio, hits, misses, …).
+json_doc cache_json(const cache_stats& stats);
+std::string cache_text(const cache_stats& stats);
 
 /// Arguments of `steadypg batch` (unset numbers come from POSTGRESQL_BATCH_*).
 struct batch_args {

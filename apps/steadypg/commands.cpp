@@ -300,9 +300,12 @@ int run_info(const context& ctx) {
     auto d = diagnostic_client(ctx);
     const auto i = d->connection_info();
     if (ctx.json) {
-      context::print_json(info_json(i));
+      auto doc = info_json(i);
+      if (d->cache_enabled()) doc["cache"] = cache_json(d->cache_statistics());
+      context::print_json(doc);
     } else {
       std::cout << info_text(i);
+      if (d->cache_enabled()) std::cout << cache_text(d->cache_statistics());
     }
     return ok;
   } catch (...) {

@@ -184,7 +184,7 @@ class display {
   [[nodiscard]] bool tty() const { return m_tty; }
   void step(int n, std::string_view title, std::string_view shows) {
     if (m_json) return;
-    std::cout << fmt::format("\n[{}/7] {}\n      {}\n", n, title, shows) << std::flush;
+    std::cout << fmt::format("\n[{}/8] {}\n      {}\n", n, title, shows) << std::flush;
   }
   void line(std::string_view text) {
     if (m_json) return;
@@ -236,7 +236,7 @@ class demo {
     start_server();
     make_client();
     for (auto step : {&demo::step_connect, &demo::step_workload, &demo::step_batch, &demo::step_outage,
-                      &demo::step_slow_query, &demo::step_report, &demo::step_switchover}) {
+                      &demo::step_slow_query, &demo::step_report, &demo::step_switchover, &demo::step_cache}) {
       check_interrupted();
       (this->*step)();
     }
@@ -334,6 +334,8 @@ class demo {
   void step_report();
 
   void step_switchover();
+
+  void step_cache();  // demo_cache.cpp
 
   void cleanup() {
     if (m_cleaned) return;

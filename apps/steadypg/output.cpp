@@ -75,7 +75,8 @@ command_client::command_client(const context& ctx, const client_options& options
     : m_ctx(ctx),
       m_events(std::make_unique<observe::log_observer>(ctx.logger())),
       m_tee(also ? std::make_unique<observer_tee>(m_events.get(), also) : nullptr),
-      m_db(std::make_unique<client>(options, m_tee ? static_cast<observer*>(m_tee.get()) : m_events.get())) {
+      m_db(std::make_unique<client>(with_cache_backend(options),
+                                    m_tee ? static_cast<observer*>(m_tee.get()) : m_events.get())) {
   if (ctx.http_command) m_http = start_dashboard(ctx, *m_db, ctx.http_listen);
 }
 

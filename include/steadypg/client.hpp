@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "steadypg/batch.hpp"
+#include "steadypg/cache.hpp"
 #include "steadypg/circuit_breaker.hpp"
 #include "steadypg/cluster.hpp"
 #include "steadypg/config.hpp"
@@ -35,6 +36,8 @@ namespace steadypg {
 namespace internal {
 class health_monitor;
 class topology;
+class query_cache;
+class notify_listener;
 }  // namespace internal
 
 /// The result of client::connection_info().
@@ -144,8 +147,14 @@ class client {
     // fn's value is kept outside the pipeline, so that a lost COMMIT the server says committed
     // can end the call successfully (run() then has no value of its own to return).
     std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+    // With a query cache, the statements are kept so that the tables they write are invalidated
+    // once COMMIT succeeded (never after a rollback); each attempt starts the list again.
+    std::vector<std::string> statements;
+    const transaction_scope scope(*this);
     run({"transaction", {}, false, true, std::nullopt, nullptr, nullptr, options.route}, [&](connection& c) {
       steadypg::transaction tx(c, o);
+      statements.clear();
+      if (m_cache) tx.record_statements(&statements);
       if constexpr (std::is_void_v<R>) {
         fn(tx);
       } else {
@@ -154,8 +163,37 @@ class client {
       }
       tx.commit();
     });
+    if (m_cache) cache_after_commit(statements);
     if constexpr (!std::is_void_v<R>) return std::move(*value);
   }
+
+  /// Runs a read through the query cache (docs/cache.md): the same result execute() returns
+  /// (columns, types, values, NULLs), from the cache when `policy` and the rules allow. Never
+  /// fails because of the cache: a backend error answers from the database.
+  ///
+  ///     auto rs = db.query_cached("SELECT name FROM users WHERE id = $1", {.ttl = 60s}, id);
+  template <bindable... Args>
+  [[nodiscard]] result query_cached(std::string_view sql, const cache_policy& policy, const Args&... args) {
+    return internal::with_params([&](std::span<const param_ref> refs) { return execute_cached(sql, refs, policy); },
+                                 args...);
+  }
+  /// Same with cache.defaults as the policy.
+  template <bindable... Args>
+  [[nodiscard]] result query_cached(std::string_view sql, const Args&... args) {
+    return query_cached(sql, m_options.cache.defaults, args...);
+  }
+  /// Drops every cached entry carrying one of `tags` (here, and through notify_channel in the
+  /// other processes).
+  void invalidate_tags(const std::vector<std::string>& tags);
+  /// Drops every cached entry that read `table` (a bare or schema-qualified name): for writes
+  /// the client does not see (other programs, functions, triggers).
+  void invalidate_table(std::string_view table);
+  /// What the cache did so far (all zeros and backend "" without a cache).
+  [[nodiscard]] cache_stats cache_statistics() const;
+  /// True when query_cached() uses a cache backend.
+  [[nodiscard]] bool cache_enabled() const noexcept { return m_cache != nullptr; }
+  /// True once the cross-process invalidation channel is listening (or when there is none).
+  [[nodiscard]] bool cache_listening() const noexcept;
 
   /// Runs every operation of `ops` (see batch_mode) and reports each one's outcome; never
   /// throws for an operation's failure (only for invalid options). Uses at most
@@ -336,6 +374,20 @@ class client {
   };
 
   static std::optional<clock::time_point> deadline_of(const statement& st);
+  // query_cached() without templates (src/client/client_cache.cpp).
+  result execute_cached(std::string_view sql, std::span<const param_ref> params, const cache_policy& policy);
+  // Invalidates the tables `statements` wrote, after their transaction committed.
+  void cache_after_commit(const std::vector<std::string>& statements) noexcept;
+  // Builds the query cache and its listener from m_options.cache.
+  void start_cache();
+  // Marks the calling thread as inside transaction(fn): query_cached() bypasses the cache there.
+  class transaction_scope {
+   public:
+    explicit transaction_scope(client& c) noexcept;
+    ~transaction_scope();
+    transaction_scope(const transaction_scope&) = delete;
+    transaction_scope& operator=(const transaction_scope&) = delete;
+  };
   // statement{…}.verify_commit(): the statement in a transaction of its own whose id is fetched
   // with COMMIT, so that a lost reply is resolved (the call has no value of its own in run():
   // the statement's result is kept outside it).
@@ -398,7 +450,9 @@ class client {
   std::atomic<std::uint64_t> m_turn{0};              // round robin among replicas
   std::unique_ptr<internal::topology> m_topology;    // null for a single host that is not probed
   observe::slow_query_log m_slow_queries;
-  std::unique_ptr<internal::health_monitor> m_health_monitor;  // declared last: stopped first
+  std::unique_ptr<internal::query_cache> m_cache;               // null without cache.backend / cache.url
+  std::unique_ptr<internal::notify_listener> m_cache_listener;  // with cache.notify_channel
+  std::unique_ptr<internal::health_monitor> m_health_monitor;   // declared last: stopped first
 };
 
 }  // namespace steadypg

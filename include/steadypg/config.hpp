@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "steadypg/batch.hpp"
+#include "steadypg/cache.hpp"
 #include "steadypg/circuit_breaker.hpp"
 #include "steadypg/cluster.hpp"
 #include "steadypg/connection.hpp"
@@ -93,6 +94,9 @@ struct client_options {
   /// (POSTGRESQL_MAX_REPLICA_LAG), probe_interval (POSTGRESQL_PROBE_INTERVAL), … The hosts
   /// themselves are the DSN's host list (docs/cluster.md).
   cluster_options cluster;
+  /// The query-result cache of query_cached(): url (POSTGRESQL_CACHE_URL: local or
+  /// redis://host:port[/db]), backend, defaults, notify_channel … (docs/cache.md).
+  cache_options cache;
 
   /// Reads DATABASE_URL and every POSTGRESQL_* variable (the table of docs/configuration.md);
   /// unset variables keep their defaults, invalid ones throw config_error naming the variable,

@@ -276,6 +276,9 @@ class result {
   result() = default;
   /// Takes ownership of a PGresult (used by connection).
   explicit result(pg_result* res);
+  /// Takes ownership of a PGresult built from parts (the query cache) whose command tag is
+  /// `command_tag` (libpq has no setter for it).
+  result(pg_result* res, std::string command_tag);
 
   /// Number of rows.
   [[nodiscard]] std::size_t size() const noexcept;
@@ -355,6 +358,7 @@ class result {
   void check_columns(std::size_t n) const;
   void check_single() const;
   std::shared_ptr<pg_result> m_res;
+  std::shared_ptr<const std::string> m_command;  // set for a result built from parts
 };
 
 }  // namespace steadypg

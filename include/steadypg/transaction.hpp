@@ -3,7 +3,9 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "steadypg/connection.hpp"
 
@@ -77,6 +79,9 @@ class transaction {
   [[nodiscard]] bool active() const noexcept { return m_conn != nullptr && m_active; }
   /// The connection the transaction runs on.
   [[nodiscard]] connection& conn() const noexcept { return *m_conn; }
+  /// Keeps the text of every statement execute() runs in `sink` (null: none), for the client's
+  /// query cache, which invalidates the tables they wrote once COMMIT succeeded.
+  void record_statements(std::vector<std::string>* sink) noexcept { m_statements = sink; }
 
  private:
   void check_active() const;
@@ -85,6 +90,7 @@ class transaction {
   template <typename... Args>
   result execute_with(std::string_view sql, bool may_prepare, const Args&... args) {
     check_active();
+    if (m_statements) m_statements->emplace_back(sql);
     if (!m_fetch_xid || m_xid) return m_conn->execute_with(sql, may_prepare, args...);
     return internal::with_params(
         [&](std::span<const param_ref> refs) { return execute_noting_xid(sql, refs, may_prepare); }, args...);
@@ -98,6 +104,7 @@ class transaction {
   // Requests the connection had started when a statement last answered "no id yet" (0: not
   // answered, or something ran since without asking).
   std::uint64_t m_no_xid_at = 0;
+  std::vector<std::string>* m_statements = nullptr;
 };
 
 }  // namespace steadypg

@@ -5,6 +5,8 @@
 #include "hosts.hpp"
 #include "topology.hpp"
 #include "health_monitor.hpp"
+#include "notify_listener.hpp"
+#include "query_cache.hpp"
 
 #include <fmt/format.h>
 
@@ -84,6 +86,7 @@ client::client(client_options options, observer* obs)
     m_metrics->watch_breaker([this] { return primary_slot().breaker->state(); });
     if (m_topology) watch_topology();
   }
+  start_cache();
   m_health_monitor = std::make_unique<internal::health_monitor>([this] { return health_check().status; },
                                                                 m_options.pool.health_check_interval, m_observer);
 }
@@ -281,6 +284,8 @@ void client::succeeded(const call_info& info, const host_slot& host,
                        std::uint64_t rows) noexcept {
   if (permit) host.breaker->on_success(*permit);
   if (m_options.resilience.enabled) m_budget.record_success();
+  // An autocommit statement that succeeded has committed: the tables it wrote are invalidated.
+  if (m_cache && !info.transaction && !info.sql.empty()) cache_after_commit({std::string(info.sql)});
   finished(info, &host, clock::now() - started, attempt + 1, rows, nullptr);
 }
 

@@ -159,6 +159,7 @@ client_options client_options::from_env(const std::function<std::optional<std::s
       throw config_error(fmt::format("{}=\"{}\" is invalid: expected one of {}", k.env, *v, k.values));
     }
   }
+  if (auto v = lookup("POSTGRESQL_CACHE_URL")) o.cache.url = *v;
   // A base delay above the default cap raises the cap with it.
   if (o.resilience.retry.max_delay < o.resilience.retry.base_delay) {
     o.resilience.retry.max_delay = o.resilience.retry.base_delay;
@@ -184,6 +185,7 @@ void client_options::validate() const {
   connection.validate();
   pool.validate();
   resilience.validate();
+  cache.validate();
   batch.validate();
   observe.validate();
   cluster.validate();

@@ -204,6 +204,8 @@ std::vector<std::optional<std::string>> parse_array(std::string_view text) {
 }  // namespace internal
 
 result::result(pg_result* res) : m_res(res, &PQclear) {}
+result::result(pg_result* res, std::string command_tag)
+    : m_res(res, &PQclear), m_command(std::make_shared<const std::string>(std::move(command_tag))) {}
 
 std::size_t result::size() const noexcept { return m_res ? static_cast<std::size_t>(PQntuples(m_res.get())) : 0; }
 std::size_t result::columns() const noexcept { return m_res ? static_cast<std::size_t>(PQnfields(m_res.get())) : 0; }
@@ -227,12 +229,23 @@ oid result::column_type(std::size_t i) const {
 
 std::uint64_t result::rows_affected() const noexcept {
   if (!m_res) return 0;
+  if (m_command) {
+    // PQcmdTuples' rule: the tag's last word, for the commands that count rows.
+    const std::string& tag = *m_command;
+    static constexpr std::string_view counted[] = {"SELECT ", "INSERT ", "UPDATE ", "DELETE ",
+                                                   "MERGE ",  "MOVE ",   "FETCH ",  "COPY "};
+    bool counts = false;
+    for (auto c : counted) counts = counts || std::string_view(tag).starts_with(c);
+    const auto space = tag.rfind(' ');
+    return counts && space != std::string::npos ? std::strtoull(tag.c_str() + space + 1, nullptr, 10) : 0;
+  }
   const char* t = PQcmdTuples(m_res.get());
   return (t && *t) ? std::strtoull(t, nullptr, 10) : 0;
 }
 
 std::string_view result::command() const noexcept {
   if (!m_res) return {};
+  if (m_command) return *m_command;
   const char* t = PQcmdStatus(m_res.get());
   return t ? t : "";
 }

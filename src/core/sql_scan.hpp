@@ -52,3 +52,31 @@ namespace steadypg::internal {
 [[nodiscard]] bool refuses_transaction_block(std::string_view sql) noexcept;
 
 }  // namespace steadypg::internal
+
+#include <string>
+#include <vector>
+
+namespace steadypg::internal {
+
+/// One word of SQL text: an identifier or keyword (lower-cased unless it was "quoted"), or a
+/// single punctuation byte. Strings, comments and dollar-quoted bodies are skipped.
+struct sql_token {
+  std::string text;
+  bool quoted = false;     ///< a "quoted identifier"
+  bool word = false;       ///< an identifier or keyword (not punctuation)
+  std::size_t offset = 0;  ///< where it starts in the text
+};
+/// The tokens of `sql` (see sql_token).
+[[nodiscard]] std::vector<sql_token> sql_tokens(std::string_view sql);
+
+/// The tables a statement of `sql` writes (INSERT INTO, UPDATE, DELETE FROM, MERGE INTO,
+/// TRUNCATE, COPY … FROM, ALTER/DROP TABLE), bare names without their schema, lower-cased unless
+/// quoted, in every statement and WITH clause of the text, each once. A light scan: writes
+/// through functions, triggers, rules or views are not seen.
+[[nodiscard]] std::vector<std::string> written_tables(std::string_view sql);
+
+/// The text with whitespace and comments outside strings collapsed to single spaces and trimmed:
+/// the same statement typed twice gives the same text.
+[[nodiscard]] std::string normalize_sql(std::string_view sql);
+
+}  // namespace steadypg::internal

@@ -66,7 +66,8 @@ transaction::transaction(transaction&& other) noexcept
       m_active(other.m_active),
       m_fetch_xid(other.m_fetch_xid),
       m_xid(other.m_xid),
-      m_no_xid_at(other.m_no_xid_at) {
+      m_no_xid_at(other.m_no_xid_at),
+      m_statements(other.m_statements) {
   other.m_active = false;
 }
 

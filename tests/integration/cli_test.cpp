@@ -406,6 +406,13 @@ TEST(cli, demo_tells_the_whole_story_against_its_own_server) {
       << "the COMMIT in flight when the server stopped was resolved by asking it";
   EXPECT_EQ(resolved.at("unknown").get<long>(), 0);
   EXPECT_EQ(j.at("slow_query").at("counted"), 1);
+  const auto& cache = j.at("cache");
+  EXPECT_GE(cache.at("hit_ratio").get<double>(), 0.9);
+  EXPECT_EQ(cache.at("invalidated_read").at("after").get<std::int64_t>(),
+            cache.at("invalidated_read").at("before").get<std::int64_t>() + 1);
+  if (cache.at("backend") == "redis") {
+    EXPECT_EQ(cache.at("reads_with_redis_down"), 100);
+  }
   EXPECT_EQ(j.at("health").at("status"), "healthy");
   for (const char* seed : {"postgresql_slow_query_total", "postgresql_batch_operations_total",
                            "postgresql_batch_errors_total", "postgresql_batch_duration_seconds_count"}) {
@@ -424,9 +431,11 @@ TEST(cli, demo_tells_the_whole_story_against_its_own_server) {
 TEST(cli, demo_against_a_given_server_skips_the_outage_and_cleans_up) {
   auto r = run({"demo"});
   ASSERT_EQ(r.exit_code, 0) << r.out.substr(0, 3000) << r.err.substr(0, 3000);
-  EXPECT_NE(r.out.find("[6/7] Health, info and metrics"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[6/8] Health, info and metrics"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("skipped: this needs the embedded server"), std::string::npos);
-  EXPECT_NE(r.out.find("[7/7] Switchover"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[7/8] Switchover"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[8/8] Query cache"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("UPDATE committed through the client"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("skipped: this needs embedded servers"), std::string::npos);
   EXPECT_NE(r.out.find("everything behaved as described"), std::string::npos);
   auto c = steadypg::test::connect();

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Cached point reads against uncached ones: `steadypg bench --workload select --keys 1000`
+# without a cache, with the in-process cache and with Redis (a redis-server of this script's own
+# on a free loopback port), same server, alternating rounds; prints the median ops/s of each and
+# the ratios cached/uncached, with the cached runs' hit ratio.
+# Usage: bench/compare_cache.sh [seconds=5] [rounds=3] [clients=4] [keys=1000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-5}
+rounds=${2:-3}
+clients=${3:-4}
+keys=${4:-1000}
+. bench/common.sh
+start_sandbox
+
+redis_dir=$(mktemp -d "${TMPDIR:-/tmp}/steadypg-bench-redis-XXXXXX")
+redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+/usr/bin/redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+  --dir "$redis_dir" --logfile "$redis_dir/redis.log" &
+redis_pid=$!
+trap 'kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; rm -rf "$redis_dir";
+      "$cli" sandbox stop --dir "$sandbox_dir" >/dev/null 2>&1 || true; rm -rf "$sandbox_dir"' EXIT
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
+  sleep 0.05
+done
+redis_url="redis://127.0.0.1:$redis_port/0"
+
+run() { "$cli" --json bench --workload select --clients "$clients" --seconds "$seconds" --keys "$keys" "$@"; }
+field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/"; }
+none=() local_=() redis=() local_hits=() redis_hits=()
+for ((r = 1; r <= rounds; r++)); do
+  a=$(run | field ops_per_s)
+  out=$(run --cache local)
+  b=$(field ops_per_s <<<"$out")
+  bh=$(field cache_hit_ratio <<<"$out")
+  out=$(run --cache "$redis_url")
+  c=$(field ops_per_s <<<"$out")
+  ch=$(field cache_hit_ratio <<<"$out")
+  none+=("$a") local_+=("$b") redis+=("$c") local_hits+=("$bh") redis_hits+=("$ch")
+  echo "  round $r: uncached $a, local $b (hit ratio $bh), redis $c (hit ratio $ch)" >&2
+done
+mn=$(printf "%s\n" "${none[@]}" | median)
+ml=$(printf "%s\n" "${local_[@]}" | median)
+mr=$(printf "%s\n" "${redis[@]}" | median)
+hl=$(printf "%s\n" "${local_hits[@]}" | median)
+hr=$(printf "%s\n" "${redis_hits[@]}" | median)
+awk -v c="$clients" -v k="$keys" -v n="$mn" -v l="$ml" -v r="$mr" -v hl="$hl" -v hr="$hr" 'BEGIN {
+  printf "clients %s, %s hot keys: uncached %.1f ops/s, local %.1f ops/s (hit ratio %s), redis %.1f ops/s (hit ratio %s)\n", c, k, n, l, hl, r, hr
+  printf "ratio local/uncached %.2f, redis/uncached %.2f\n", l / n, r / n }'
