@@ -26,6 +26,7 @@
 #include "steadypg/observe/metrics.hpp"
 #include "steadypg/observe/slow_queries.hpp"
 #include "steadypg/observer.hpp"
+#include "steadypg/plan.hpp"
 #include "steadypg/pool.hpp"
 #include "steadypg/retry.hpp"
 #include "steadypg/transaction.hpp"
@@ -130,6 +131,23 @@ class client {
   [[nodiscard]] T query_value(const statement& st, const Args&... args) {
     return execute(st, args...).template as<T>();
   }
+
+  /// EXPLAINs a statement on one pooled connection of the primary (plan::explain: plain EXPLAIN
+  /// unless options.analyze, which runs it inside BEGIN … ROLLBACK); never retried. Inside a
+  /// transaction of your own, call plan::explain(tx.conn(), …). docs/plans.md.
+  [[nodiscard]] plan::explain_report explain(std::string_view sql, const param_list& params = {},
+                                             const plan::explain_options& options = {});
+  /// Same with C++ arguments bound as execute() binds them (plain EXPLAIN).
+  template <bindable... Args>
+    requires(sizeof...(Args) > 0)
+  [[nodiscard]] plan::explain_report explain(std::string_view sql, const Args&... args) {
+    param_list p;
+    (p.add(args), ...);
+    return explain(sql, p);
+  }
+  /// Index advice for a statement (plan::advise: HypoPG on one pinned connection; creates nothing).
+  [[nodiscard]] plan::advice_report advise(std::string_view sql, const param_list& params = {},
+                                           const plan::advisor_options& options = {});
 
   /// Runs `fn(steadypg::transaction&)` in a transaction and commits when it returns. On
   /// 40001, 40P01, 55P03 or a connection lost before COMMIT, the whole of fn runs again (so fn
