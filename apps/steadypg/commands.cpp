@@ -278,6 +278,10 @@ json_doc info_json(const connection_info_report& i) {
     json_doc e{{"operation", q.operation}, {"sql", q.sql},           {"duration_ms", round3(q.duration_ms)},
                {"rows", q.rows},           {"attempts", q.attempts}, {"failed", q.failed}};
     if (!q.params.empty()) e["params"] = q.params;
+    if (!q.plan.empty()) {
+      e["plan"] = q.plan;
+      e["plan_findings"] = q.plan_findings;
+    }
     slow.push_back(std::move(e));
   }
   json_doc doc{{"server",
@@ -319,6 +323,8 @@ std::string info_text(const connection_info_report& i) {
   for (const auto& q : i.recent_slow_queries) {
     out += fmt::format("slow: {:.1f} ms, {} rows{}: {}{}\n", q.duration_ms, q.rows, q.failed ? ", failed" : "",
                        q.sql.substr(0, 120), q.params.empty() ? std::string() : " [" + q.params + "]");
+    if (!q.plan.empty()) out += fmt::format("      plan: {}\n", q.plan);
+    for (const auto& f : q.plan_findings) out += fmt::format("      finding: {}\n", f);
   }
   if (i.topology.probing) out += hosts_text(i.topology);
   return out;

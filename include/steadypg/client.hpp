@@ -35,6 +35,7 @@ namespace steadypg {
 
 namespace internal {
 class health_monitor;
+class slow_plan_capture;
 class topology;
 }  // namespace internal
 
@@ -94,8 +95,9 @@ class client {
   template <bindable... Args>
   result execute(std::string_view sql, const Args&... args) {
     const std::tuple<const Args&...> a(args...);
-    return run({"execute", sql, false, false, std::nullopt, describer<Args...>(), &a},
-               [&](connection& c) { return c.execute(sql, args...); });
+    call_info info{"execute", sql, false, false, std::nullopt, describer<Args...>(), &a};
+    info.bind = binder<Args...>();
+    return run(info, [&](connection& c) { return c.execute(sql, args...); });
   }
   /// Runs one statement; `st.idempotent()` allows retries when the outcome is unknown and
   /// `st.timeout()` bounds the whole call.
@@ -110,7 +112,8 @@ class client {
                          describer<Args...>(),
                          &a,
                          st.target_route(),
-                         st.read_after()};
+                         st.read_after(),
+                         binder<Args...>()};
     if (st.verifies_commit() && m_options.resilience.resolve_commits) {
       return internal::with_params([&](std::span<const param_ref> refs) { return execute_verified(info, st, refs); },
                                    args...);
@@ -281,6 +284,8 @@ class client {
     const void* args;
     std::optional<steadypg::route> route = std::nullopt;  ///< unset: the client's default route
     write_token after = {};                               ///< read your writes
+    /// Copies `args` into a param_list (for the background EXPLAIN of a slow call); may be null.
+    void (*bind)(const void* args, param_list& out) = nullptr;
   };
 
   /// One host: its pool and its breaker (a single-host client has one).
@@ -364,6 +369,16 @@ class client {
   // their own (the batch executor); defined in src/batch.cpp.
   class runner;
   template <typename... Args>
+  static auto binder() -> void (*)(const void*, param_list&) {
+    if constexpr (sizeof...(Args) == 0) {
+      return [](const void*, param_list&) {};
+    } else {
+      return [](const void* p, param_list& out) {
+        std::apply([&](const auto&... a) { (out.add(a), ...); }, *static_cast<const std::tuple<const Args&...>*>(p));
+      };
+    }
+  }
+  template <typename... Args>
   static auto describer() -> std::string (*)(const void*) {
     if constexpr (sizeof...(Args) == 0) {
       return nullptr;
@@ -415,7 +430,8 @@ class client {
   std::atomic<std::uint64_t> m_turn{0};              // round robin among replicas
   std::unique_ptr<internal::topology> m_topology;    // null for a single host that is not probed
   observe::slow_query_log m_slow_queries;
-  std::unique_ptr<internal::health_monitor> m_health_monitor;  // declared last: stopped first
+  std::unique_ptr<internal::health_monitor> m_health_monitor;
+  std::unique_ptr<internal::slow_plan_capture> m_plan_capture;  // declared last: stopped first
 };
 
 }  // namespace steadypg
