@@ -25,8 +25,8 @@ void print_node(std::string& out, const plan::node& n, int depth, bool analyzed)
       n.parent_relationship.empty() || n.parent_relationship == "Outer" || n.parent_relationship == "Inner"
           ? std::string()
           : "[" + n.parent_relationship + "] ";
-  out += fmt::format("{}{}{}{}  cost {:.2f}..{:.2f}", indent, depth > 0 ? "-> " : "", role, n.label(),
-                     n.startup_cost, n.total_cost);
+  out += fmt::format("{}{}{}{}  cost {:.2f}..{:.2f}", indent, depth > 0 ? "-> " : "", role, n.label(), n.startup_cost,
+                     n.total_cost);
   if (analyzed && n.actual_loops) {
     out += fmt::format("  time {:.3f} ms (self {:.3f})  rows {} of est {}", n.total_time_ms, n.exclusive_time_ms,
                        rows_text(n.rows), rows_text(n.planned_rows));

@@ -141,11 +141,11 @@ class client {
   [[nodiscard]] plan::explain_report explain(std::string_view sql, const param_list& params = {},
                                              const plan::explain_options& options = {});
   /// Same with C++ arguments bound as execute() binds them (plain EXPLAIN).
-  template <bindable... Args>
-    requires(sizeof...(Args) > 0)
-  [[nodiscard]] plan::explain_report explain(std::string_view sql, const Args&... args) {
+  template <bindable First, bindable... Rest>
+  [[nodiscard]] plan::explain_report explain(std::string_view sql, const First& first, const Rest&... rest) {
     param_list p;
-    (p.add(args), ...);
+    p.add(first);
+    (p.add(rest), ...);
     return explain(sql, p);
   }
   /// Index advice for a statement (plan::advise: HypoPG on one pinned connection; creates nothing).

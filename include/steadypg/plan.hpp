@@ -18,35 +18,35 @@ namespace steadypg::plan {
 
 /// One plan node, as EXPLAIN (FORMAT JSON) gives it, with PEV2-style normalised figures.
 struct node {
-  std::string node_type;             ///< "Seq Scan", "Hash Join", "ModifyTable" …
-  std::string relation;              ///< "Relation Name" (empty when none)
-  std::string schema;                ///< "Schema" (only with VERBOSE)
-  std::string alias;                 ///< "Alias"
-  std::string index_name;            ///< "Index Name"
-  std::string parent_relationship;   ///< "Outer", "Inner", "SubPlan", "InitPlan" …
-  std::string path;                  ///< where it is in the tree: "0", "0.1", "0.1.0"
-  double startup_cost = 0;           ///< "Startup Cost"
-  double total_cost = 0;             ///< "Total Cost"
-  double plan_rows = 0;              ///< "Plan Rows" (per loop)
-  double plan_width = 0;             ///< "Plan Width"
+  std::string node_type;                    ///< "Seq Scan", "Hash Join", "ModifyTable" …
+  std::string relation;                     ///< "Relation Name" (empty when none)
+  std::string schema;                       ///< "Schema" (only with VERBOSE)
+  std::string alias;                        ///< "Alias"
+  std::string index_name;                   ///< "Index Name"
+  std::string parent_relationship;          ///< "Outer", "Inner", "SubPlan", "InitPlan" …
+  std::string path;                         ///< where it is in the tree: "0", "0.1", "0.1.0"
+  double startup_cost = 0;                  ///< "Startup Cost"
+  double total_cost = 0;                    ///< "Total Cost"
+  double plan_rows = 0;                     ///< "Plan Rows" (per loop)
+  double plan_width = 0;                    ///< "Plan Width"
   std::optional<double> actual_total_time;  ///< "Actual Total Time" (ms per loop; ANALYZE)
   std::optional<double> actual_rows;        ///< "Actual Rows" (per loop; ANALYZE)
   std::optional<double> actual_loops;       ///< "Actual Loops" (ANALYZE)
-  double workers = 0;                ///< "Workers Launched" of the nearest Gather above (or its own)
+  double workers = 0;                       ///< "Workers Launched" of the nearest Gather above (or its own)
   double rows_removed_by_filter = 0;        ///< "Rows Removed by Filter" (per loop)
   double rows_removed_by_recheck = 0;       ///< "Rows Removed by Index Recheck" (per loop)
   /// Every key of the node but "Plans", as JSON text, in the plan's order (unknown keys
   /// included: nothing is dropped).
   std::vector<std::pair<std::string, std::string>> keys;
-  std::vector<node> children;        ///< "Plans"
+  std::vector<node> children;  ///< "Plans"
 
   // Normalised (PEV2 plan-service.ts); zero without ANALYZE.
-  double total_time_ms = 0;      ///< actual total time × loops / (workers + 1)
-  double exclusive_time_ms = 0;  ///< total_time_ms minus the children's (≥ 0)
-  double exclusive_cost = 0;     ///< total_cost minus the children's (≥ 0)
-  double rows = 0;               ///< actual rows × loops
-  double planned_rows = 0;       ///< plan rows × loops
-  double removed_rows = 0;       ///< rows removed by filter × loops
+  double total_time_ms = 0;         ///< actual total time × loops / (workers + 1)
+  double exclusive_time_ms = 0;     ///< total_time_ms minus the children's (≥ 0)
+  double exclusive_cost = 0;        ///< total_cost minus the children's (≥ 0)
+  double rows = 0;                  ///< actual rows × loops
+  double planned_rows = 0;          ///< plan rows × loops
+  double removed_rows = 0;          ///< rows removed by filter × loops
   double recheck_removed_rows = 0;  ///< rows removed by index recheck × loops
   /// actual/planned when the planner under-estimated, planned/actual otherwise (≥ 1);
   /// nullopt without ANALYZE or when both are 0.
@@ -87,11 +87,11 @@ enum class severity { info, warning, critical };
 
 /// One thing the rules found, with the numbers it is based on.
 struct finding {
-  std::string rule;        ///< "seq_scan_selective", "row_misestimate" … (docs/plans.md)
+  std::string rule;                                    ///< "seq_scan_selective", "row_misestimate" … (docs/plans.md)
   steadypg::plan::severity level = severity::warning;  ///< how bad
-  std::string node;        ///< the node's path and label: "0.1 Seq Scan on t"
-  std::string evidence;    ///< the figures from the plan or the catalog
-  std::string suggestion;  ///< what to do about it
+  std::string node;                                    ///< the node's path and label: "0.1 Seq Scan on t"
+  std::string evidence;                                ///< the figures from the plan or the catalog
+  std::string suggestion;                              ///< what to do about it
 };
 
 /// The rules' thresholds (defaults from docs/plans.md; each must be > 0).
@@ -180,20 +180,20 @@ struct advisor_options {
 
 /// One index worth creating.
 struct index_advice {
-  std::string ddl;          ///< "CREATE INDEX CONCURRENTLY ON public.t (code)"
-  std::string table;        ///< schema-qualified
+  std::string ddl;    ///< "CREATE INDEX CONCURRENTLY ON public.t (code)"
+  std::string table;  ///< schema-qualified
   std::vector<std::string> columns;
-  double cost_before = 0;   ///< the plan's total cost now
-  double cost_after = 0;    ///< with the (hypothetical) index
-  double savings_pct = 0;   ///< (before − after) ÷ before × 100
+  double cost_before = 0;  ///< the plan's total cost now
+  double cost_after = 0;   ///< with the (hypothetical) index
+  double savings_pct = 0;  ///< (before − after) ÷ before × 100
 };
 
 /// What the advisor found.
 struct advice_report {
-  bool available = false;            ///< hypopg is installed in the database
-  std::string note;                  ///< why there is no advice, when there is none
-  double cost = 0;                   ///< the statement's plan cost without new indexes
-  std::vector<index_advice> indexes; ///< the winner(s); empty when nothing saves enough
+  bool available = false;             ///< hypopg is installed in the database
+  std::string note;                   ///< why there is no advice, when there is none
+  double cost = 0;                    ///< the statement's plan cost without new indexes
+  std::vector<index_advice> indexes;  ///< the winner(s); empty when nothing saves enough
 };
 
 /// The Dexter algorithm with HypoPG on `conn` (hypothetical indexes live in one backend):

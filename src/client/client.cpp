@@ -88,9 +88,9 @@ client::client(client_options options, observer* obs)
   m_health_monitor = std::make_unique<internal::health_monitor>([this] { return health_check().status; },
                                                                 m_options.pool.health_check_interval, m_observer);
   if (m_options.observe.explain_slow_queries) {
-    m_plan_capture = std::make_unique<internal::slow_plan_capture>([this] { return acquire("explain_slow_query"); },
-                                                                   m_slow_queries,
-                                                                   m_options.observe.explain_slow_interval);
+    m_plan_capture =
+        std::make_unique<internal::slow_plan_capture>([this] { return acquire("explain_slow_query"); }, m_slow_queries,
+                                                      m_options.observe.explain_slow_interval);
   }
 }
 

@@ -26,11 +26,9 @@ std::string summary_of(const plan::explained_plan& p) {
 slow_plan_capture::slow_plan_capture(std::function<basic_pool<connection>::handle()> acquire,
                                      observe::slow_query_log& log, std::chrono::milliseconds interval,
                                      std::size_t queue_capacity)
-    : m_acquire(std::move(acquire)),
-      m_log(log),
-      m_interval(interval),
-      m_capacity(queue_capacity),
-      m_thread([this] { loop(); }) {}
+    : m_acquire(std::move(acquire)), m_log(log), m_interval(interval), m_capacity(queue_capacity), m_thread([this] {
+        loop();
+      }) {}
 
 slow_plan_capture::~slow_plan_capture() {
   {

@@ -66,8 +66,8 @@ std::set<std::string> identifiers(std::string_view expr) {
   return out;
 }
 
-const char* const condition_keys[] = {"Filter",     "Index Cond", "Recheck Cond", "Hash Cond", "Merge Cond",
-                                      "Join Filter", "Sort Key",   "Group Key"};
+const char* const condition_keys[] = {"Filter",     "Index Cond",  "Recheck Cond", "Hash Cond",
+                                      "Merge Cond", "Join Filter", "Sort Key",     "Group Key"};
 
 std::string node_conditions(const node& n) {
   std::string all;
@@ -92,8 +92,7 @@ costed cost_of(connection& conn, std::string_view sql, const std::vector<param_r
   costed c;
   c.cost = p.root.total_cost;
   for (const node* n : p.nodes()) {
-    if (!n->index_name.empty() && n->index_name.find("btree_") != std::string::npos &&
-        n->index_name.front() == '<') {
+    if (!n->index_name.empty() && n->index_name.find("btree_") != std::string::npos && n->index_name.front() == '<') {
       c.used.insert(n->index_name);
     }
   }
@@ -134,13 +133,11 @@ void advisor_options::validate() const {
     throw config_error(fmt::format("advisor_options.min_savings = {}: must be in (0, 1)", min_savings));
   }
   if (max_columns_per_table < 1 || max_columns_per_table > 64) {
-    throw config_error(
-        fmt::format("advisor_options.max_columns_per_table = {}: must be 1–64", max_columns_per_table));
+    throw config_error(fmt::format("advisor_options.max_columns_per_table = {}: must be 1–64", max_columns_per_table));
   }
 }
 
-advice_report advise(connection& conn, std::string_view sql, const param_list& params,
-                     const advisor_options& options) {
+advice_report advise(connection& conn, std::string_view sql, const param_list& params, const advisor_options& options) {
   options.validate();
   advice_report report;
   if (conn.status() == connection_status::failed_transaction) {
@@ -253,9 +250,10 @@ advice_report advise(connection& conn, std::string_view sql, const param_list& p
   if (best.used.empty() || best.cost > report.cost * (1 - options.min_savings)) {
     report.note = best.used.empty()
                       ? "no index advice: no candidate index would be used"
-                      : fmt::format("no index advice: the best candidate cuts the cost from {:.1f} to {:.1f}, under "
-                                    "{:.0f} %",
-                                    report.cost, best.cost, options.min_savings * 100);
+                      : fmt::format(
+                            "no index advice: the best candidate cuts the cost from {:.1f} to {:.1f}, under "
+                            "{:.0f} %",
+                            report.cost, best.cost, options.min_savings * 100);
     return report;
   }
   // Several new indexes in one plan: each is costed alone and only the winner is kept.

@@ -34,21 +34,23 @@ std::string first_word(std::string_view sql, std::size_t& pos) {
 // the reason, rather than pass the server's syntax error on.
 void check_explainable(std::string_view sql) {
   if (internal::refuses_transaction_block(sql)) {
-    throw usage_error(fmt::format("explain: `{}` cannot run inside a transaction block, so it is neither "
-                                  "EXPLAINed nor run (VACUUM, CREATE INDEX CONCURRENTLY, … are refused)",
-                                  sql.substr(0, 80)));
+    throw usage_error(
+        fmt::format("explain: `{}` cannot run inside a transaction block, so it is neither "
+                    "EXPLAINed nor run (VACUUM, CREATE INDEX CONCURRENTLY, … are refused)",
+                    sql.substr(0, 80)));
   }
   if (internal::is_transaction_control(sql)) {
     throw usage_error(fmt::format("explain: `{}` is transaction control, which has no plan", sql.substr(0, 80)));
   }
   std::size_t pos = 0;
   const std::string w = first_word(sql, pos);
-  static constexpr std::array<std::string_view, 11> ok{"select", "with",    "insert",  "update", "delete", "merge",
-                                                       "values", "table",   "execute", "declare", "create"};
+  static constexpr std::array<std::string_view, 11> ok{"select", "with",  "insert",  "update",  "delete", "merge",
+                                                       "values", "table", "execute", "declare", "create"};
   if (std::find(ok.begin(), ok.end(), w) == ok.end()) {
-    throw usage_error(fmt::format("explain: `{}` is not a statement EXPLAIN takes (SELECT, WITH, INSERT, UPDATE, "
-                                  "DELETE, MERGE, VALUES, TABLE, EXECUTE, DECLARE, CREATE TABLE AS)",
-                                  w.empty() ? sql.substr(0, 80) : std::string_view(w)));
+    throw usage_error(
+        fmt::format("explain: `{}` is not a statement EXPLAIN takes (SELECT, WITH, INSERT, UPDATE, "
+                    "DELETE, MERGE, VALUES, TABLE, EXECUTE, DECLARE, CREATE TABLE AS)",
+                    w.empty() ? sql.substr(0, 80) : std::string_view(w)));
   }
   if (w == "create") {
     std::size_t p2 = pos;
@@ -57,7 +59,8 @@ void check_explainable(std::string_view sql) {
       next = first_word(sql, p2);
     }
     if (next != "table" && next != "materialized") {
-      throw usage_error("explain: of CREATE statements only CREATE TABLE … AS and CREATE MATERIALIZED VIEW have a plan");
+      throw usage_error(
+          "explain: of CREATE statements only CREATE TABLE … AS and CREATE MATERIALIZED VIEW have a plan");
     }
   }
 }
@@ -172,14 +175,14 @@ SELECT c.conname, c.conrelid::regclass::text, c.confrelid::regclass::text,
   const result rs = conn.execute_refs(query, p.refs(), false);
   std::vector<finding> out;
   for (const auto& r : rs) {
-    const auto [name, child, parent, cols, bytes] = r.as<std::string, std::string, std::string, std::string,
-                                                         std::int64_t>();
-    out.push_back({"fk_missing_index", severity::warning, fmt::format("table {}", child),
-                   fmt::format("foreign key {} ({}) → {} has no index on {} ({} bytes)", name, cols, parent, child,
-                               bytes),
-                   fmt::format("CREATE INDEX CONCURRENTLY ON {} ({}) — without it every DELETE or key UPDATE on "
-                               "{} scans {}",
-                               child, cols, parent, child)});
+    const auto [name, child, parent, cols, bytes] =
+        r.as<std::string, std::string, std::string, std::string, std::int64_t>();
+    out.push_back(
+        {"fk_missing_index", severity::warning, fmt::format("table {}", child),
+         fmt::format("foreign key {} ({}) → {} has no index on {} ({} bytes)", name, cols, parent, child, bytes),
+         fmt::format("CREATE INDEX CONCURRENTLY ON {} ({}) — without it every DELETE or key UPDATE on "
+                     "{} scans {}",
+                     child, cols, parent, child)});
   }
   return out;
 }

@@ -64,8 +64,8 @@ node parse_node(const json& o, const std::string& path, double inherited_workers
     for (const auto& child : *plans) {
       if (!child.is_object()) continue;
       const bool is_gather = n.node_type == "Gather" || n.node_type == "Gather Merge";
-      n.children.push_back(parse_node(child, path + "." + std::to_string(i++), is_gather ? workers : inherited_workers,
-                                      depth + 1));
+      n.children.push_back(
+          parse_node(child, path + "." + std::to_string(i++), is_gather ? workers : inherited_workers, depth + 1));
     }
   }
   return n;

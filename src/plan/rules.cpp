@@ -80,13 +80,16 @@ void sort_spill(const node& n, std::vector<finding>& out) {
   const std::string space = n.string_key("Sort Space Type");
   if (space != "Disk" && method.rfind("external", 0) != 0) return;
   const auto used = n.number_key("Sort Space Used");
-  out.push_back({"sort_spill", severity::warning, where(n),
-                 fmt::format("Sort Method: {}, {} kB on {}", method.empty() ? "?" : method,
-                             used ? num(*used) : std::string("?"), space.empty() ? "?" : space),
-                 fmt::format("raise work_mem for this query above {} kB (2× the space used), or read the rows in "
-                             "order from an index on the sort key",
-                             used ? num(*used * 2) : std::string("twice the space used")),
-                 });
+  out.push_back({
+      "sort_spill",
+      severity::warning,
+      where(n),
+      fmt::format("Sort Method: {}, {} kB on {}", method.empty() ? "?" : method, used ? num(*used) : std::string("?"),
+                  space.empty() ? "?" : space),
+      fmt::format("raise work_mem for this query above {} kB (2× the space used), or read the rows in "
+                  "order from an index on the sort key",
+                  used ? num(*used * 2) : std::string("twice the space used")),
+  });
 }
 
 void hash_batches(const node& n, std::vector<finding>& out) {
@@ -109,12 +112,12 @@ void lossy_bitmap(const node& n, std::vector<finding>& out) {
   if (n.node_type != "Bitmap Heap Scan") return;
   const auto lossy = n.number_key("Lossy Heap Blocks");
   if (!lossy || *lossy <= 0) return;
-  out.push_back({"lossy_bitmap", severity::warning, where(n),
-                 fmt::format("Lossy Heap Blocks: {}, Exact Heap Blocks: {}, Rows Removed by Index Recheck: {}",
-                             num(*lossy), num(n.number_key("Exact Heap Blocks").value_or(0)),
-                             num(n.recheck_removed_rows)),
-                 "raise work_mem for this query: the bitmap did not fit and fell back to whole pages, whose every "
-                 "row is rechecked"});
+  out.push_back(
+      {"lossy_bitmap", severity::warning, where(n),
+       fmt::format("Lossy Heap Blocks: {}, Exact Heap Blocks: {}, Rows Removed by Index Recheck: {}", num(*lossy),
+                   num(n.number_key("Exact Heap Blocks").value_or(0)), num(n.recheck_removed_rows)),
+       "raise work_mem for this query: the bitmap did not fit and fell back to whole pages, whose every "
+       "row is rechecked"});
 }
 
 void filter_heavy_index(const node& n, const rule_thresholds& t, std::vector<finding>& out) {
@@ -130,8 +133,7 @@ void filter_heavy_index(const node& n, const rule_thresholds& t, std::vector<fin
   }
   const std::string filter = is_scan_with_filter(n) ? n.string_key("Filter") : n.string_key("Recheck Cond");
   out.push_back({"filter_heavy_index", severity::warning, where(n),
-                 fmt::format("returned {} rows, removed {} after the index (`{}`)", num(n.rows), num(removed),
-                             filter),
+                 fmt::format("returned {} rows, removed {} after the index (`{}`)", num(n.rows), num(removed), filter),
                  "a composite index with the filter's columns after the index's, or a partial index WHERE the "
                  "filter holds, would skip those rows"});
 }
@@ -157,12 +159,9 @@ void positive(double v, const char* name) {
 
 std::string_view to_string(severity s) noexcept {
   switch (s) {
-    case severity::info:
-      return "info";
-    case severity::warning:
-      return "warning";
-    case severity::critical:
-      return "critical";
+    case severity::info: return "info";
+    case severity::warning: return "warning";
+    case severity::critical: return "critical";
   }
   return "?";
 }

@@ -103,9 +103,9 @@ TEST_F(plan_rules, misestimate_thresholds_give_warning_and_critical) {
   plan::explain_options o = analyzed();
   o.thresholds.misestimate_critical = 1e9;
   o.thresholds.misestimate_warn = 1e8;
-  EXPECT_TRUE(of_rule(plan::explain(c, "SELECT * FROM p_corr3 WHERE a = 1 AND b = 1 AND d = 1", {}, o),
-                      "row_misestimate")
-                  .empty());
+  EXPECT_TRUE(
+      of_rule(plan::explain(c, "SELECT * FROM p_corr3 WHERE a = 1 AND b = 1 AND d = 1", {}, o), "row_misestimate")
+          .empty());
   o.thresholds.misestimate_warn = 0;
   EXPECT_THROW((void)plan::explain(c, "SELECT 1", {}, o), config_error);
 }
@@ -278,8 +278,9 @@ TEST_F(plan_rules, client_explain_and_advise) {
 class plan_advisor : public ::testing::Test {
  protected:
   void SetUp() override {
-    const bool available = c.query_value<bool>("SELECT EXISTS (SELECT 1 FROM pg_available_extensions "
-                                               "WHERE name = 'hypopg')");
+    const bool available = c.query_value<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions "
+        "WHERE name = 'hypopg')");
     if (!available) GTEST_SKIP() << "hypopg is not installed on this server (postgresql-15-hypopg)";
     (void)c.execute("CREATE EXTENSION IF NOT EXISTS hypopg");
   }
@@ -397,8 +398,8 @@ TEST_F(plan_shapes, cte) {
 }
 
 TEST_F(plan_shapes, subplans) {
-  auto r = check(c, "subplan",
-                 "SELECT id, (SELECT max(v) FROM s_part p WHERE p.id = b.id) FROM s_big b WHERE b.id < 200");
+  auto r =
+      check(c, "subplan", "SELECT id, (SELECT max(v) FROM s_part p WHERE p.id = b.id) FROM s_big b WHERE b.id < 200");
   bool sub = false;
   for (const auto* n : r.plan.nodes()) sub |= n->parent_relationship == "SubPlan";
   EXPECT_TRUE(sub);
@@ -474,8 +475,10 @@ TEST(slow_query_plans, callers_latency_with_explain_on_and_off) {
   std::vector<double> t_on, t_off;
   for (int i = 0; i < 20; ++i) {
     // A new statement text each time, so that every call on `on` is EXPLAINed.
-    const std::string sql = fmt::format("SELECT count(*) FROM sq_l, pg_sleep(0.025) WHERE code = $1 "
-                                        "AND {} = {}", i, i);
+    const std::string sql = fmt::format(
+        "SELECT count(*) FROM sq_l, pg_sleep(0.025) WHERE code = $1 "
+        "AND {} = {}",
+        i, i);
     for (auto* db : {&on, &off}) {
       const auto start = std::chrono::steady_clock::now();
       (void)db->execute(sql, std::string("c1"));

@@ -98,7 +98,8 @@ TEST(plan_parse, bad_input_is_a_clear_error_and_odd_types_are_absent) {
   EXPECT_TRUE(odd.root.children.empty());
   EXPECT_FALSE(odd.root.number_key("Hash Batches").has_value());
   EXPECT_TRUE(plan::analyze(odd).empty());
-  const auto mixed = plan::parse(R"({"Plan": {"Node Type": "Hash", "Plans": [1, "x", null, {"Node Type": "Seq Scan"}]}})");
+  const auto mixed =
+      plan::parse(R"({"Plan": {"Node Type": "Hash", "Plans": [1, "x", null, {"Node Type": "Seq Scan"}]}})");
   ASSERT_EQ(mixed.root.children.size(), 1u);
   EXPECT_EQ(mixed.root.children[0].path, "0.0");
 }
@@ -185,8 +186,8 @@ TEST(plan_rules_unit, misestimate_levels_and_limit) {
   auto c = mk(10, 1000, false);
   ASSERT_EQ(c.size(), 1u);
   EXPECT_EQ(c[0].level, plan::severity::critical);
-  EXPECT_TRUE(mk(1, 9, false).empty());  // both under 10 rows
-  EXPECT_TRUE(mk(10000, 10, true).empty());  // under a Limit
+  EXPECT_TRUE(mk(1, 9, false).empty());       // both under 10 rows
+  EXPECT_TRUE(mk(10000, 10, true).empty());   // under a Limit
   EXPECT_EQ(mk(1000, 10, false).size(), 1u);  // over-estimates count too
 }
 
@@ -194,7 +195,8 @@ TEST(plan_rules_unit, sort_hash_bitmap_and_index_filter) {
   EXPECT_EQ(rules(R"({"Plan": {"Node Type": "Sort", "Sort Method": "external merge", "Sort Space Used": 2000,
     "Sort Space Type": "Disk", "Actual Rows": 1, "Plan Rows": 1, "Actual Loops": 1}})"),
             std::vector<std::string>{"sort_spill"});
-  EXPECT_TRUE(rules(R"({"Plan": {"Node Type": "Sort", "Sort Method": "quicksort", "Sort Space Type": "Memory"}})").empty());
+  EXPECT_TRUE(
+      rules(R"({"Plan": {"Node Type": "Sort", "Sort Method": "quicksort", "Sort Space Type": "Memory"}})").empty());
   EXPECT_EQ(rules(R"({"Plan": {"Node Type": "Hash", "Hash Batches": 4, "Original Hash Batches": 1}})"),
             std::vector<std::string>{"hash_batches"});
   EXPECT_TRUE(rules(R"({"Plan": {"Node Type": "Hash", "Hash Batches": 1, "Original Hash Batches": 1}})").empty());
@@ -205,7 +207,8 @@ TEST(plan_rules_unit, sort_hash_bitmap_and_index_filter) {
     "Plan Rows": 100, "Actual Rows": 100, "Actual Loops": 1, "Rows Removed by Filter": 1000, "Filter": "f = 1"}})"),
             std::vector<std::string>{"filter_heavy_index"});
   EXPECT_TRUE(rules(R"({"Plan": {"Node Type": "Index Scan", "Index Name": "i", "Relation Name": "t",
-    "Plan Rows": 101, "Actual Rows": 101, "Actual Loops": 1, "Rows Removed by Filter": 1000}})").empty());
+    "Plan Rows": 101, "Actual Rows": 101, "Actual Loops": 1, "Rows Removed by Filter": 1000}})")
+                  .empty());
 }
 
 TEST(plan_rules_unit, thresholds_validate) {
