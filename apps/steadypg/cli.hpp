@@ -105,6 +105,9 @@ int run_info(const context& ctx);
 /// binds NULL, and NULLs in the text output are printed as it.
 int run_exec(const context& ctx, const std::string& sql, const std::vector<std::string>& params,
              const std::string& null_marker, bool use_null_marker);
+/// `explain`: the plan, findings and (with `advise`) index advice; exit 0, 1 when the statement fails.
+int run_explain(const context& ctx, const std::string& sql, const std::vector<std::string>& params, bool analyze,
+                bool advise);
 int run_sandbox(const context& ctx, const std::string& action, const std::string& dir, int port, bool keep);
 
 /// Arguments of `steadypg bench`.

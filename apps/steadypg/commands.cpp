@@ -290,6 +290,8 @@ std::string info_text(const connection_info_report& i) {
   for (const auto& q : i.recent_slow_queries) {
     out += fmt::format("slow: {:.1f} ms, {} rows{}: {}{}\n", q.duration_ms, q.rows, q.failed ? ", failed" : "",
                        q.sql.substr(0, 120), q.params.empty() ? std::string() : " [" + q.params + "]");
+    if (!q.plan.empty()) out += fmt::format("      plan: {}\n", q.plan);
+    for (const auto& f : q.plan_findings) out += fmt::format("      finding: {}\n", f);
   }
   if (i.topology.probing) out += hosts_text(i.topology);
   return out;

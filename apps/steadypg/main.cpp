@@ -54,6 +54,17 @@ int main(int argc, char** argv) {
                                     "The string for NULL: a -p value equal to it is sent as NULL, and NULLs print "
                                     "as it (default \\N, or ∅ on a terminal)");
 
+  std::string explain_sql;
+  std::vector<std::string> explain_params;
+  bool explain_analyze = false;
+  bool explain_advise = false;
+  auto* explain = app.add_subcommand("explain", "A statement's plan as a tree, the rules' findings and index advice");
+  explain->add_option("sql", explain_sql, "SQL text; $1…$n bind the -p values in order")->required();
+  explain->add_option("-p,--param", explain_params, "A parameter value (repeatable)");
+  explain->add_flag("--analyze", explain_analyze,
+                    "EXPLAIN ANALYZE: runs the statement inside a transaction that is rolled back");
+  explain->add_flag("--advise", explain_advise, "Index advice checked with hypothetical indexes (needs hypopg)");
+
   bench_args bargs;
   auto* bench = app.add_subcommand("bench", "Load on pgbench's schema through the pool (select, pipeline, insert)");
   bench->add_flag("--init", bargs.init, "Create pgbench's tables (like pgbench -i) and exit");
@@ -188,6 +199,7 @@ int main(int argc, char** argv) {
   else if (*topology) rc = run_topology(ctx);
   else if (*exec) rc = run_exec(ctx, sql, params, null_marker, null_opt->count() > 0);
   else if (*bench) rc = run_bench(ctx, bargs);
+  else if (*explain) rc = run_explain(ctx, explain_sql, explain_params, explain_analyze, explain_advise);
   else if (*batch) {
     if (batch_a.file.empty() && batch_a.csv.empty()) {
       ctx.log(log_level::error, "batch needs --file F or --sql TEMPLATE --csv F");

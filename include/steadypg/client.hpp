@@ -27,6 +27,7 @@
 #include "steadypg/observe/metrics.hpp"
 #include "steadypg/observe/slow_queries.hpp"
 #include "steadypg/observer.hpp"
+#include "steadypg/plan.hpp"
 #include "steadypg/pool.hpp"
 #include "steadypg/retry.hpp"
 #include "steadypg/transaction.hpp"
@@ -35,6 +36,7 @@ namespace steadypg {
 
 namespace internal {
 class health_monitor;
+class slow_plan_capture;
 class topology;
 class query_cache;
 class notify_listener;
@@ -96,8 +98,9 @@ class client {
   template <bindable... Args>
   result execute(std::string_view sql, const Args&... args) {
     const std::tuple<const Args&...> a(args...);
-    return run({"execute", sql, false, false, std::nullopt, describer<Args...>(), &a},
-               [&](connection& c) { return c.execute(sql, args...); });
+    call_info info{"execute", sql, false, false, std::nullopt, describer<Args...>(), &a};
+    info.bind = binder<Args...>();
+    return run(info, [&](connection& c) { return c.execute(sql, args...); });
   }
   /// Runs one statement; `st.idempotent()` allows retries when the outcome is unknown and
   /// `st.timeout()` bounds the whole call.
@@ -112,7 +115,8 @@ class client {
                          describer<Args...>(),
                          &a,
                          st.target_route(),
-                         st.read_after()};
+                         st.read_after(),
+                         binder<Args...>()};
     if (st.verifies_commit() && m_options.resilience.resolve_commits) {
       return internal::with_params([&](std::span<const param_ref> refs) { return execute_verified(info, st, refs); },
                                    args...);
@@ -133,6 +137,23 @@ class client {
   [[nodiscard]] T query_value(const statement& st, const Args&... args) {
     return execute(st, args...).template as<T>();
   }
+
+  /// EXPLAINs a statement on one pooled connection of the primary (plan::explain: plain EXPLAIN
+  /// unless options.analyze, which runs it inside BEGIN … ROLLBACK); never retried. Inside a
+  /// transaction of your own, call plan::explain(tx.conn(), …). docs/plans.md.
+  [[nodiscard]] plan::explain_report explain(std::string_view sql, const param_list& params = {},
+                                             const plan::explain_options& options = {});
+  /// Same with C++ arguments bound as execute() binds them (plain EXPLAIN).
+  template <bindable First, bindable... Rest>
+  [[nodiscard]] plan::explain_report explain(std::string_view sql, const First& first, const Rest&... rest) {
+    param_list p;
+    p.add(first);
+    (p.add(rest), ...);
+    return explain(sql, p);
+  }
+  /// Index advice for a statement (plan::advise: HypoPG on one pinned connection; creates nothing).
+  [[nodiscard]] plan::advice_report advise(std::string_view sql, const param_list& params = {},
+                                           const plan::advisor_options& options = {});
 
   /// Runs `fn(steadypg::transaction&)` in a transaction and commits when it returns. On
   /// 40001, 40P01, 55P03 or a connection lost before COMMIT, the whole of fn runs again (so fn
@@ -301,6 +322,8 @@ class client {
     const void* args;
     std::optional<steadypg::route> route = std::nullopt;  ///< unset: the client's default route
     write_token after = {};                               ///< read your writes
+    /// Copies `args` into a param_list (for the background EXPLAIN of a slow call); may be null.
+    void (*bind)(const void* args, param_list& out) = nullptr;
   };
 
   /// One host: its pool and its breaker (a single-host client has one).
@@ -398,6 +421,16 @@ class client {
   // their own (the batch executor); defined in src/batch.cpp.
   class runner;
   template <typename... Args>
+  static auto binder() -> void (*)(const void*, param_list&) {
+    if constexpr (sizeof...(Args) == 0) {
+      return [](const void*, param_list&) {};
+    } else {
+      return [](const void* p, param_list& out) {
+        std::apply([&](const auto&... a) { (out.add(a), ...); }, *static_cast<const std::tuple<const Args&...>*>(p));
+      };
+    }
+  }
+  template <typename... Args>
   static auto describer() -> std::string (*)(const void*) {
     if constexpr (sizeof...(Args) == 0) {
       return nullptr;
@@ -452,7 +485,8 @@ class client {
   observe::slow_query_log m_slow_queries;
   std::unique_ptr<internal::query_cache> m_cache;               // null without cache.backend / cache.url
   std::unique_ptr<internal::notify_listener> m_cache_listener;  // with cache.notify_channel
-  std::unique_ptr<internal::health_monitor> m_health_monitor;   // declared last: stopped first
+  std::unique_ptr<internal::health_monitor> m_health_monitor;
+  std::unique_ptr<internal::slow_plan_capture> m_plan_capture;  // declared last: stopped first
 };
 
 }  // namespace steadypg

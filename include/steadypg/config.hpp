@@ -52,6 +52,14 @@ struct observe_options {
   /// Include parameter values in slow-query log lines and records. Default false (values can
   /// hold personal data). POSTGRESQL_LOG_PARAMETERS (true/false/1/0).
   bool log_parameters = false;
+  /// EXPLAIN (no ANALYZE) a call over slow_query_threshold in the background, on a pooled
+  /// connection of its own, and attach the plan's summary and findings to its slow-query
+  /// record (docs/plans.md#slow-queries-with-their-plans). Default false.
+  /// POSTGRESQL_EXPLAIN_SLOW_QUERIES (true/false/1/0).
+  bool explain_slow_queries = false;
+  /// With explain_slow_queries: the same statement text is EXPLAINed at most once per this
+  /// interval. Default 60000 ms, range 1000–86400000 ms.
+  std::chrono::milliseconds explain_slow_interval{60000};
 
   /// Throws config_error naming the field.
   void validate() const;

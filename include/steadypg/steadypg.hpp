@@ -15,6 +15,7 @@
 #include "steadypg/observer.hpp"
 #include "steadypg/params.hpp"
 #include "steadypg/pipeline.hpp"
+#include "steadypg/plan.hpp"
 #include "steadypg/pool.hpp"
 #include "steadypg/result.hpp"
 #include "steadypg/route.hpp"

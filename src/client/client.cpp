@@ -7,6 +7,7 @@
 #include "health_monitor.hpp"
 #include "notify_listener.hpp"
 #include "query_cache.hpp"
+#include "slow_plan_capture.hpp"
 
 #include <fmt/format.h>
 
@@ -89,6 +90,11 @@ client::client(client_options options, observer* obs)
   start_cache();
   m_health_monitor = std::make_unique<internal::health_monitor>([this] { return health_check().status; },
                                                                 m_options.pool.health_check_interval, m_observer);
+  if (m_options.observe.explain_slow_queries) {
+    m_plan_capture =
+        std::make_unique<internal::slow_plan_capture>([this] { return acquire("explain_slow_query"); }, m_slow_queries,
+                                                      m_options.observe.explain_slow_interval);
+  }
 }
 
 client::~client() = default;
@@ -100,13 +106,15 @@ client::pooled_connection client::acquire(const char* context) {
 }
 
 result client::execute(std::string_view sql, const param_list& params) {
-  return run({"execute", sql, false, false, std::nullopt, &describe_param_list, &params},
-             [&](connection& c) { return c.execute(sql, params); });
+  call_info info{"execute", sql, false, false, std::nullopt, &describe_param_list, &params};
+  info.bind = [](const void* p, param_list& out) { out = *static_cast<const param_list*>(p); };
+  return run(info, [&](connection& c) { return c.execute(sql, params); });
 }
 
 result client::execute(const statement& st, const param_list& params) {
   return run({st.name().empty() ? "execute" : st.name().c_str(), st.sql(), st.is_idempotent(), false, deadline_of(st),
-              &describe_param_list, &params, st.target_route(), st.read_after()},
+              &describe_param_list, &params, st.target_route(), st.read_after(),
+              [](const void* p, param_list& out) { out = *static_cast<const param_list*>(p); }},
              [&](connection& c) { return c.execute(st.sql(), params); });
 }
 
@@ -147,6 +155,18 @@ void client::finished(const call_info& info, const host_slot* host, clock::durat
   }
   if (m_observer) m_observer->on_call_finished(r);
   if (slow) m_slow_queries.record(r);
+  // The plan is made off this thread: here the statement is only queued (once per interval).
+  // Without a way to copy the arguments (`bind`), a statement with arguments is not explained.
+  if (slow && m_plan_capture && failure == nullptr && !info.sql.empty() && !info.transaction &&
+      (info.args == nullptr || info.bind != nullptr)) {
+    try {
+      param_list p;
+      if (info.bind != nullptr) info.bind(info.args, p);
+      (void)m_plan_capture->submit(info.sql, std::move(p));
+    } catch (...) {
+      // A value that cannot be copied: no plan for this call.
+    }
+  }
 }
 
 pool_stats client::pool_statistics() const {

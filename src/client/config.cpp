@@ -88,6 +88,7 @@ const std::vector<flag_knob>& flag_knobs() {
   static const std::vector<flag_knob> k{
       {"POSTGRESQL_METRICS_ENABLED", [](client_options& o) -> bool& { return o.observe.metrics_enabled; }},
       {"POSTGRESQL_LOG_PARAMETERS", [](client_options& o) -> bool& { return o.observe.log_parameters; }},
+      {"POSTGRESQL_EXPLAIN_SLOW_QUERIES", [](client_options& o) -> bool& { return o.observe.explain_slow_queries; }},
   };
   return k;
 }
@@ -135,6 +136,7 @@ void resilience_options::validate() const {
 
 void observe_options::validate() const {
   internal::check_range("observe_options.slow_query_threshold", slow_query_threshold, ranges::slow_query_threshold);
+  internal::check_range("observe_options.explain_slow_interval", explain_slow_interval, {1000, 86400000, " ms"});
 }
 
 client_options client_options::from_env() {

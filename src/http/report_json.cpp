@@ -38,6 +38,10 @@ json info_doc(const connection_info_report& i) {
     json e{{"operation", q.operation}, {"sql", q.sql},           {"duration_ms", round3(q.duration_ms)},
            {"rows", q.rows},           {"attempts", q.attempts}, {"failed", q.failed}};
     if (!q.params.empty()) e["params"] = q.params;
+    if (!q.plan.empty()) {
+      e["plan"] = q.plan;
+      e["plan_findings"] = q.plan_findings;
+    }
     slow.push_back(std::move(e));
   }
   json doc{{"server",
@@ -53,7 +57,11 @@ json info_doc(const connection_info_report& i) {
              {"idle", i.pool.idle},
              {"total", i.pool.total},
              {"waiting", i.pool.waiting},
-             {"max", i.pool.max}}},
+             {"max", i.pool.max},
+             {"mode", std::string(to_string(i.pool.mode))},
+             {"target", i.pool.target_size},
+             {"admission_limit", i.pool.admission_limit},
+             {"server_cap", i.pool.server_cap}}},
            {"performance",
             {{"queries", i.performance.queries},
              {"avg_query_ms", round3(i.performance.avg_query_ms)},

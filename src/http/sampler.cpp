@@ -271,7 +271,14 @@ void sampler::sample_once() {
              {"waiting", pool.waiting},
              {"max", pool.max},
              {"acquire_timeouts_total", pool.acquire_timeouts},
-             {"acquire_timeouts_per_second", rate(timeouts, m_previous_timeouts)}}},
+             {"acquire_timeouts_per_second", rate(timeouts, m_previous_timeouts)},
+             // Autoscaling (pool.mode adaptive or observe): the controller's target, the
+             // admission limit while overloaded (0: none) and the server cap (0: not measured).
+             {"mode", std::string(to_string(pool.mode))},
+             {"target", pool.target_size},
+             {"admission_limit", pool.admission_limit},
+             {"server_cap", pool.server_cap},
+             {"overload_rejections_total", pool.overload_rejections}}},
            {"breaker", std::string(to_string(m_db.breaker().state()))}};
   if (health) {
     doc["health"] = {{"status", std::string(to_string(health->status))},
@@ -285,7 +292,32 @@ void sampler::sample_once() {
   doc["hosts"] = hosts_section(health ? &*health : nullptr);
   doc["slowest_statements"] = slowest_statements(m, 10);
   doc["server"] = std::move(server);
-  // Further sections (cache, pool autoscaling, plans) are added here, one member each.
+  if (m_db.cache_enabled()) {
+    const cache_stats c = m_db.cache_statistics();
+    doc["cache"] = {{"backend", c.backend},     {"hit_ratio", round3(c.hit_ratio())},
+                    {"hits", c.hits},           {"misses", c.misses},
+                    {"stale", c.stale},         {"bypass", c.bypass},
+                    {"errors", c.errors},       {"bytes", c.bytes},
+                    {"entries", c.entries},     {"invalidations", c.invalidations}};
+  } else {
+    doc["cache"] = nullptr;
+  }
+  // The latest slow calls (newest first), with their plans when observe.explain_slow_queries
+  // is on.
+  {
+    json recent = json::array();
+    auto slow = m_db.recent_slow_queries();
+    for (auto it = slow.rbegin(); it != slow.rend() && recent.size() < 5; ++it) {
+      recent.push_back({{"at", unix_seconds(it->at)},
+                        {"operation", it->operation},
+                        {"sql", it->sql.substr(0, 160)},
+                        {"duration_ms", round3(it->duration_ms)},
+                        {"failed", it->failed},
+                        {"plan", it->plan},
+                        {"plan_findings", it->plan_findings}});
+    }
+    doc["recent_slow_queries"] = std::move(recent);
+  }
 
   std::string text = dump(doc);
   {

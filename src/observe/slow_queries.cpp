@@ -33,6 +33,18 @@ std::vector<slow_query> slow_query_log::recent() const {
   return {m_ring.begin(), m_ring.end()};
 }
 
+void slow_query_log::attach_plan(std::string_view sql, std::string plan, std::vector<std::string> findings) noexcept {
+  const std::string_view key = sql.substr(0, 500);
+  std::lock_guard lk(m_mutex);
+  for (auto it = m_ring.rbegin(); it != m_ring.rend(); ++it) {
+    if (it->sql == key && it->plan.empty()) {
+      it->plan = std::move(plan);
+      it->plan_findings = std::move(findings);
+      return;
+    }
+  }
+}
+
 void slow_query_log::on_slow(std::function<void(const slow_query&)> callback) {
   std::lock_guard lk(m_mutex);
   m_callback = std::move(callback);

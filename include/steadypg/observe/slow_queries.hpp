@@ -7,6 +7,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "steadypg/observer.hpp"
@@ -24,6 +25,12 @@ struct slow_query {
   std::uint64_t rows = 0;
   int attempts = 1;
   bool failed = false;
+  /// With observe.explain_slow_queries: the plan's one-line summary ("Seq Scan on t, cost
+  /// 3967.00, est rows 40"), filled in shortly after the call by a background EXPLAIN; "" until
+  /// then, or when the statement was EXPLAINed within the interval already.
+  std::string plan;
+  /// With the plan: the rules' findings, "rule: evidence" each.
+  std::vector<std::string> plan_findings;
 };
 
 namespace observe {
@@ -40,6 +47,8 @@ class slow_query_log {
   void record(const call_report& report) noexcept;
   /// The records, oldest first.
   [[nodiscard]] std::vector<slow_query> recent() const;
+  /// Attaches a plan to the most recent record of `sql` (as recorded: truncated) that has none.
+  void attach_plan(std::string_view sql, std::string plan, std::vector<std::string> findings) noexcept;
   /// Replaces the callback (empty removes it). It must not throw; keep it short.
   void on_slow(std::function<void(const slow_query&)> callback);
 
