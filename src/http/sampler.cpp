@@ -294,11 +294,11 @@ void sampler::sample_once() {
   doc["server"] = std::move(server);
   if (m_db.cache_enabled()) {
     const cache_stats c = m_db.cache_statistics();
-    doc["cache"] = {{"backend", c.backend},     {"hit_ratio", round3(c.hit_ratio())},
-                    {"hits", c.hits},           {"misses", c.misses},
-                    {"stale", c.stale},         {"bypass", c.bypass},
-                    {"errors", c.errors},       {"bytes", c.bytes},
-                    {"entries", c.entries},     {"invalidations", c.invalidations}};
+    doc["cache"] = {{"backend", c.backend}, {"hit_ratio", round3(c.hit_ratio())},
+                    {"hits", c.hits},       {"misses", c.misses},
+                    {"stale", c.stale},     {"bypass", c.bypass},
+                    {"errors", c.errors},   {"bytes", c.bytes},
+                    {"entries", c.entries}, {"invalidations", c.invalidations}};
   } else {
     doc["cache"] = nullptr;
   }

@@ -73,6 +73,10 @@ controller_decision step(const controller_settings& cfg, controller_state& st, c
       sig.timeouts > 0 && static_cast<double>(sig.timeouts) > cfg.timeout_rate * static_cast<double>(tries);
   st.overloaded = slow || timing_out;
   d.overloaded = st.overloaded;
+  // This tick alone already that slow: the short-term mean may not have caught up yet, but a
+  // pool does not grow into a latency jump (more connections would deepen the server's queue).
+  const double tick_ms = mean_ms(std::vector<sample>{now_sample});
+  const bool jumping = tick_ms > cfg.overload_ratio * long_ms;
   // The long-term level learns only from healthy ticks, so that it keeps describing normal.
   if (!st.overloaded && now_sample.count > 0) push(st.long_window, now_sample, cfg.long_ticks);
 
@@ -103,8 +107,8 @@ controller_decision step(const controller_settings& cfg, controller_state& st, c
   const bool quiet = utilisation <= cfg.shrink_utilisation && sig.waiting == 0;
   st.busy_streak = busy ? st.busy_streak + 1 : 0;
   st.idle_streak = quiet ? st.idle_streak + 1 : 0;
-  if (busy && st.busy_streak >= cfg.grow_ticks && !st.overloaded && st.admission == 0 && st.target < ceiling &&
-      elapsed(st.last_shrink, now, cfg.no_grow_after_shrink)) {
+  if (busy && st.busy_streak >= cfg.grow_ticks && !st.overloaded && !jumping && st.admission == 0 &&
+      st.target < ceiling && elapsed(st.last_shrink, now, cfg.no_grow_after_shrink)) {
     const std::size_t step_by =
         std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(0.25 * static_cast<double>(st.target))));
     const std::size_t to = std::min(ceiling, st.target + step_by);

@@ -78,6 +78,20 @@ TEST(PoolController, LoadStepGrowsByAQuarterEveryThreeTicksUpToTheCap) {
   for (const auto& d : s.log) EXPECT_EQ(d.admission, 0u);
 }
 
+// The grow that is due on the tick a stall begins does not happen: that tick's own latency is
+// already over twice the long-term level, though the 3 s mean has not crossed it yet.
+TEST(PoolController, NoGrowOnATickWhoseLatencyJumps) {
+  sim s(defaults(2, 16));
+  // Two busy, healthy ticks with callers waiting (the streak builds), then the third one stalls.
+  EXPECT_EQ(s.tick(sim::load(2, 2, 20)).target, 2u);
+  EXPECT_EQ(s.tick(sim::load(2, 2, 20)).target, 2u);
+  const auto d = s.tick(sim::load(2, 2, 20, 45ms));
+  EXPECT_FALSE(d.overloaded) << "the 3-tick mean (22 ms) is under 2 × 20 ms (the floor)";
+  EXPECT_EQ(d.target, 2u) << "no grow into a latency jump";
+  // Healthy again: the streak is still there and the next busy tick grows.
+  EXPECT_EQ(s.tick(sim::load(2, 2, 20)).target, 3u);
+}
+
 TEST(PoolController, GrowthStopsAtTheServerCap) {
   sim s(defaults(2, 16));
   for (int i = 0; i < 60; ++i) {
