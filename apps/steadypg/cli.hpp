@@ -121,8 +121,8 @@ struct bench_args {
   bool no_resilience = false;
   std::string pool_mode;  ///< --pool-mode: fixed, adaptive, observe ("" = POSTGRESQL_POOL_MODE)
   bool ramp = false;      ///< --ramp: clients step up then down over the run
-  std::string cache;  ///< --cache local|redis://…: select through query_cached
-  int keys = 0;       ///< --keys N: random accounts among the first N (0: all)
+  std::string cache;      ///< --cache local|redis://…: select through query_cached
+  int keys = 0;           ///< --keys N: random accounts among the first N (0: all)
 };
 int run_bench(const context& ctx, const bench_args& args);
 
