@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -104,6 +105,13 @@ struct commit_resolution_report {
   std::string_view reason;
 };
 
+/// The plan of a slow call, EXPLAINed in the background after it (observe.explain_slow_queries).
+struct slow_plan_report {
+  std::string_view sql;                   ///< the statement, as the slow-query record has it
+  std::string_view plan;                  ///< one-line summary, or "(no plan: …)"
+  std::span<const std::string> findings;  ///< "rule: evidence" each
+};
+
 /// A finished batch (client::batch_execute).
 struct batch_summary {
   std::string_view mode;  ///< "independent", "pipeline", "transaction"
@@ -181,6 +189,9 @@ class observer {
   virtual void on_indeterminate_commit(std::string_view operation) noexcept { (void)operation; }
   /// The server was asked what became of a lost COMMIT (docs/resilience.md#resolving-a-lost-commit).
   virtual void on_commit_resolved(const commit_resolution_report& report) noexcept { (void)report; }
+  /// The background EXPLAIN of a slow call finished (observe.explain_slow_queries): after the
+  /// call's own on_call_finished, on the capture's thread.
+  virtual void on_slow_query_plan(const slow_plan_report& report) noexcept { (void)report; }
   /// The background health monitor saw the status change (steadypg/health.hpp).
   virtual void on_health_changed(health_status from, health_status to) noexcept { (void)from, (void)to; }
   /// A batch finished (every operation succeeded or failed).
@@ -220,6 +231,7 @@ class observer_tee final : public observer {
   void on_cancel_sent() noexcept override;
   void on_indeterminate_commit(std::string_view operation) noexcept override;
   void on_commit_resolved(const commit_resolution_report& report) noexcept override;
+  void on_slow_query_plan(const slow_plan_report& report) noexcept override;
   void on_health_changed(health_status from, health_status to) noexcept override;
   void on_batch_finished(const batch_summary& summary) noexcept override;
   void on_call_finished(const call_report& report) noexcept override;

@@ -24,11 +24,14 @@ std::string summary_of(const plan::explained_plan& p) {
 }  // namespace
 
 slow_plan_capture::slow_plan_capture(std::function<basic_pool<connection>::handle()> acquire,
-                                     observe::slow_query_log& log, std::chrono::milliseconds interval,
+                                     observe::slow_query_log& log, observer* events, std::chrono::milliseconds interval,
                                      std::size_t queue_capacity)
-    : m_acquire(std::move(acquire)), m_log(log), m_interval(interval), m_capacity(queue_capacity), m_thread([this] {
-        loop();
-      }) {}
+    : m_acquire(std::move(acquire)),
+      m_log(log),
+      m_observer(events),
+      m_interval(interval),
+      m_capacity(queue_capacity),
+      m_thread([this] { loop(); }) {}
 
 slow_plan_capture::~slow_plan_capture() {
   {
@@ -84,13 +87,17 @@ void slow_plan_capture::loop() {
       const auto report = plan::explain(conn.get(), j.sql, j.params, o);
       std::vector<std::string> findings;
       for (const auto& f : report.findings) findings.push_back(fmt::format("{}: {}", f.rule, f.evidence));
-      m_log.attach_plan(j.sql, summary_of(report.plan), std::move(findings));
+      const std::string summary = summary_of(report.plan);
+      m_log.attach_plan(j.sql, summary, findings);
+      if (m_observer != nullptr) m_observer->on_slow_query_plan({j.sql, summary, findings});
       std::lock_guard lk(m_mutex);
       ++m_explained;
     } catch (const std::exception& e) {
       // A statement EXPLAIN does not take (a COPY, a SET …) or a server that went away: the
       // slow-query record stays without a plan and says why.
-      m_log.attach_plan(j.sql, fmt::format("(no plan: {})", std::string_view(e.what()).substr(0, 200)), {});
+      const std::string summary = fmt::format("(no plan: {})", std::string_view(e.what()).substr(0, 200));
+      m_log.attach_plan(j.sql, summary, {});
+      if (m_observer != nullptr) m_observer->on_slow_query_plan({j.sql, summary, {}});
       std::lock_guard lk(m_mutex);
       ++m_failed;
     }

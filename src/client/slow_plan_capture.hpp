@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "steadypg/observe/slow_queries.hpp"
+#include "steadypg/observer.hpp"
 #include "steadypg/params.hpp"
 #include "steadypg/pool.hpp"
 
@@ -24,9 +25,10 @@ namespace steadypg::internal {
 class slow_plan_capture {
  public:
   using clock = std::chrono::steady_clock;
-  /// `acquire` lends a connection (the client's pool); `log` receives the plans.
+  /// `acquire` lends a connection (the client's pool); `log` receives the plans, and `events`
+  /// (if any) hears of each (observer::on_slow_query_plan: the log line).
   slow_plan_capture(std::function<basic_pool<connection>::handle()> acquire, observe::slow_query_log& log,
-                    std::chrono::milliseconds interval, std::size_t queue_capacity = 16);
+                    observer* events, std::chrono::milliseconds interval, std::size_t queue_capacity = 16);
   ~slow_plan_capture();
   slow_plan_capture(const slow_plan_capture&) = delete;
   slow_plan_capture& operator=(const slow_plan_capture&) = delete;
@@ -49,6 +51,7 @@ class slow_plan_capture {
 
   std::function<basic_pool<connection>::handle()> m_acquire;
   observe::slow_query_log& m_log;
+  observer* m_observer;
   std::chrono::milliseconds m_interval;
   std::size_t m_capacity;
   mutable std::mutex m_mutex;

@@ -33,6 +33,7 @@ void observer_tee::on_indeterminate_commit(std::string_view op) noexcept { STEAD
 void observer_tee::on_commit_resolved(const commit_resolution_report& r) noexcept {
   STEADYPG_TEE(on_commit_resolved(r))
 }
+void observer_tee::on_slow_query_plan(const slow_plan_report& r) noexcept { STEADYPG_TEE(on_slow_query_plan(r)) }
 void observer_tee::on_health_changed(health_status from, health_status to) noexcept {
   STEADYPG_TEE(on_health_changed(from, to))
 }

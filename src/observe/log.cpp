@@ -311,6 +311,19 @@ void log_observer::on_call_finished(const call_report& r) noexcept {
   }
 }
 
+void log_observer::on_slow_query_plan(const slow_plan_report& r) noexcept {
+  try {
+    std::string findings;
+    for (const auto& f : r.findings) {
+      if (!findings.empty()) findings += "; ";
+      findings += f;
+    }
+    const log_field f[] = {{"sql", r.sql.substr(0, 500)}, {"plan", r.plan}, {"findings", std::string_view(findings)}};
+    m_log.log(log_level::warn, "slow_query", "slow query plan", f);
+  } catch (...) {
+  }
+}
+
 void log_observer::on_batch_finished(const batch_summary& b) noexcept {
   try {
     const log_field f[] = {{"mode", b.mode},

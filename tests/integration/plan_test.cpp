@@ -10,7 +10,11 @@
 #include <cstdio>
 #include <fstream>
 #include <thread>
+#include <mutex>
+#include <span>
 #include <string>
+#include <variant>
+#include <vector>
 
 #include "cluster_env.hpp"
 #include "steadypg/steadypg.hpp"
@@ -460,6 +464,55 @@ TEST(slow_query_plans, a_slow_call_gets_its_plan_and_findings_off_the_callers_pa
   (void)db.execute("DO $$ BEGIN PERFORM pg_sleep(0.03); END $$");
   ASSERT_TRUE(wait_for_plans(db, 2));
   EXPECT_NE(db.recent_slow_queries().back().plan.find("no plan"), std::string::npos);
+}
+
+namespace {
+// Keeps the lines a log_observer writes.
+struct kept_lines final : observe::logger {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  void write(observe::log_level, std::string_view component, std::string_view msg,
+             std::span<const observe::log_field> fields) override {
+    std::string line = std::string(component) + " " + std::string(msg);
+    for (const auto& f : fields) {
+      line += " " + std::string(f.key) + "=";
+      if (const auto* v = std::get_if<std::string_view>(&f.value)) line += std::string(*v);
+    }
+    std::lock_guard lk(mu);
+    lines.push_back(std::move(line));
+  }
+  std::string find(std::string_view what) {
+    std::lock_guard lk(mu);
+    for (const auto& l : lines) {
+      if (l.find(what) != std::string::npos) return l;
+    }
+    return {};
+  }
+};
+}  // namespace
+
+// The plan reaches the log too: a second line, "slow query plan", once the EXPLAIN is done.
+TEST(slow_query_plans, the_plan_is_logged_after_the_slow_query_line) {
+  connection c = connect();
+  (void)c.execute(
+      "DROP TABLE IF EXISTS sq_log; CREATE TABLE sq_log (id int, code text);"
+      "INSERT INTO sq_log SELECT g, 'c' || (g % 1000) FROM generate_series(1, 200000) g; ANALYZE sq_log");
+  kept_lines log;
+  observe::log_observer events(log);
+  client db{slow_options(true), &events};
+  (void)db.execute("SELECT count(*) FROM sq_log, pg_sleep(0.03) WHERE code = $1", std::string("c7"));
+  ASSERT_TRUE(wait_for_plans(db, 1));
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (log.find("slow query plan").empty() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(log.find("slow_query slow query op="), "") << "the call's own line";
+  const auto line = log.find("slow query plan");
+  ASSERT_NE(line, "");
+  EXPECT_NE(line.find("plan=Aggregate"), std::string::npos) << line;
+  EXPECT_NE(line.find("sq_log"), std::string::npos) << line;
+  EXPECT_NE(line.find("Seq Scan on sq_log"), std::string::npos) << line;
+  EXPECT_NE(line.find("findings="), std::string::npos) << line;
 }
 
 TEST(slow_query_plans, callers_latency_with_explain_on_and_off) {

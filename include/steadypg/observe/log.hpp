@@ -91,6 +91,7 @@ class log_observer final : public observer {
   void on_breaker_transition(breaker_state from, breaker_state to) noexcept override;
   void on_indeterminate_commit(std::string_view op) noexcept override;
   void on_commit_resolved(const commit_resolution_report& report) noexcept override;
+  void on_slow_query_plan(const slow_plan_report& report) noexcept override;
   void on_call_finished(const call_report& r) noexcept override;
   void on_batch_finished(const batch_summary& b) noexcept override;
   void on_health_changed(health_status from, health_status to) noexcept override;
