@@ -92,8 +92,8 @@ client::client(client_options options, observer* obs)
                                                                 m_options.pool.health_check_interval, m_observer);
   if (m_options.observe.explain_slow_queries) {
     m_plan_capture =
-        std::make_unique<internal::slow_plan_capture>([this] { return acquire("explain_slow_query"); }, m_slow_queries, m_observer,
-                                                      m_options.observe.explain_slow_interval);
+        std::make_unique<internal::slow_plan_capture>([this] { return acquire("explain_slow_query"); }, m_slow_queries,
+                                                      m_observer, m_options.observe.explain_slow_interval);
   }
 }
 
