@@ -14,8 +14,9 @@ namespace steadypg::cli {
 client_options with_cache_backend(client_options o) {
   if (o.cache.backend || o.cache.url.empty()) return o;
   if (o.cache.url == "local") {
-    o.cache.backend = std::make_shared<local_cache>();
-  } else if (o.cache.url.starts_with("redis://")) {
+    o.cache.backend = std::make_shared<local_cache>(o.cache.local_max_bytes);
+  } else if (o.cache.url.starts_with("redis://") || o.cache.url.starts_with("local+redis://")) {
+    // For local+redis://, the client puts the local level in front of this backend.
 #if STEADYPG_CLI_REDIS
     o.cache.backend = redis::make_cache(o.cache.url);
 #else

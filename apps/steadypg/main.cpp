@@ -90,7 +90,9 @@ int main(int argc, char** argv) {
   bench->add_option("--depth", bargs.depth, "pipeline: statements per round trip")
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();
-  bench->add_option("--cache", bargs.cache, "select: read through the query cache, local or redis://host:port[/db]");
+  bench->add_option("--cache", bargs.cache,
+                    "select: read through the query cache, local, redis://host:port[/db] or local+redis://… (a local "
+                    "level in front of Redis)");
   bench->add_option("--keys", bargs.keys, "select: random accounts among the first N (default all)")
       ->check(CLI::Range(1, 1000000000));
 

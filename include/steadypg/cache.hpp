@@ -124,6 +124,8 @@ class local_cache final : public cache_backend {
   [[nodiscard]] std::uint64_t entries() const noexcept override;
   void clear() override;
   [[nodiscard]] std::string_view name() const noexcept override { return "local"; }
+  /// Drops the entry under `key`, if any.
+  void erase(const std::string& key);
   /// The byte bound.
   [[nodiscard]] std::size_t max_bytes() const noexcept { return m_max_bytes; }
 
@@ -131,6 +133,55 @@ class local_cache final : public cache_backend {
   struct state;
   std::size_t m_max_bytes;
   std::unique_ptr<state> m_state;
+};
+
+/// Two levels: an in-process LRU in front of a shared backend (Redis). A hit in the local level
+/// costs no round trip; everything else (misses, stores, locks, tag versions) goes to the shared
+/// level.
+///
+/// A local copy is kept for at most `local_ttl` and is valid while the tags it was read with keep
+/// their local versions: this process's own invalidations bump them at once, and other
+/// processes' writes reach them through the client's NOTIFY channel
+/// (cache_options::notify_channel). Without that channel a write made by another process is
+/// seen here after at most `local_ttl` (docs/cache.md). While the shared level is down, valid
+/// local copies are still served; the rest bypass as with the shared level alone.
+class tiered_cache final : public cache_backend {
+ public:
+  /// `shared` must not be null. `local_max_bytes` bounds the local level (default 64 MiB, at
+  /// least 1 KiB); `local_ttl` how long a local copy is kept (1 ms – 1 h, default 1 s). `now` is
+  /// the local level's clock (injectable for tests).
+  explicit tiered_cache(std::shared_ptr<cache_backend> shared, std::size_t local_max_bytes = std::size_t{64} << 20,
+                        std::chrono::milliseconds local_ttl = std::chrono::milliseconds(1000),
+                        std::function<std::chrono::steady_clock::time_point()> now = {});
+  ~tiered_cache() override;
+  tiered_cache(const tiered_cache&) = delete;
+  tiered_cache& operator=(const tiered_cache&) = delete;
+
+  std::optional<std::string> get(const std::string& key, std::span<const std::string> tags,
+                                 std::vector<std::uint64_t>& versions) override;
+  void tag_versions(std::span<const std::string> tags, std::vector<std::uint64_t>& versions) override;
+  void put(const std::string& key, std::string value, std::chrono::milliseconds lifetime) override;
+  void bump_tags(std::span<const std::string> tags) override;
+  std::optional<std::string> try_lock(const std::string& key, std::chrono::milliseconds hold) override;
+  void unlock(const std::string& key, const std::string& token) override;
+  [[nodiscard]] bool shared() const noexcept override { return true; }
+  [[nodiscard]] std::uint64_t bytes() const noexcept override;
+  [[nodiscard]] std::uint64_t entries() const noexcept override;
+  void clear() override;
+  [[nodiscard]] std::vector<std::string> startup_warnings() override;
+  /// "local+redis" (for a Redis shared level), or "local+" and the shared level's name.
+  [[nodiscard]] std::string_view name() const noexcept override { return m_name; }
+  /// Calls answered by the local level without reaching the shared one.
+  [[nodiscard]] std::uint64_t local_hits() const noexcept { return m_local_hits.load(std::memory_order_relaxed); }
+  /// The shared level.
+  [[nodiscard]] cache_backend& shared_level() noexcept { return *m_shared; }
+
+ private:
+  std::shared_ptr<cache_backend> m_shared;
+  local_cache m_local;
+  std::chrono::milliseconds m_local_ttl;
+  std::string m_name;
+  std::atomic<std::uint64_t> m_local_hits{0};
 };
 
 /// The client's cache settings (client_options::cache).
@@ -141,8 +192,15 @@ struct cache_options {
   std::shared_ptr<cache_backend> backend;
   /// POSTGRESQL_CACHE_URL as read by from_env(): "local" makes the client build a local_cache; a
   /// redis:// URL needs a backend built by steadypg::redis (the client refuses a redis:// URL
-  /// without one with config_error, since the core does not link hiredis). Empty: off.
+  /// without one with config_error, since the core does not link hiredis); local+redis://… takes
+  /// the same Redis backend and puts a local level in front of it (tiered_cache). Empty: off.
   std::string url;
+  /// With url local+redis://… (a local level in front of the given Redis backend, see
+  /// tiered_cache): how long a local copy is kept. Default 1000 ms, range 1 ms – 1 h.
+  std::chrono::milliseconds local_ttl{1000};
+  /// The in-process LRU's bound (url local, and the local level of local+redis://…). Default
+  /// 64 MiB, at least 1 KiB.
+  std::size_t local_max_bytes = std::size_t{64} << 20;
   /// Defaults for calls that give no policy.
   cache_policy defaults;
   /// Cross-process invalidation: the client NOTIFYs this channel with the tags it invalidates

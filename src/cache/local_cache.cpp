@@ -84,6 +84,11 @@ void local_cache::put(const std::string& key, std::string value, std::chrono::mi
   m_state->count.fetch_add(1, std::memory_order_relaxed);
 }
 
+void local_cache::erase(const std::string& key) {
+  std::lock_guard lock(m_state->mutex);
+  if (auto it = m_state->index.find(key); it != m_state->index.end()) m_state->erase(it->second);
+}
+
 void local_cache::bump_tags(std::span<const std::string> tags) {
   std::lock_guard lock(m_state->mutex);
   for (const auto& t : tags) ++m_state->tags[t];

@@ -210,6 +210,9 @@ result query_cache::fetch(std::string_view sql, std::span<const param_ref> param
   tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
   facts_entry with_tags{facts->facts, tags};
 
+  if (m_has_pending.load(std::memory_order_acquire) && !deliver_pending()) {
+    return m_run(sql, params, true);  // counted as an error by deliver_pending
+  }
   std::vector<std::uint64_t> versions;
   try {
     auto stored = m_options.backend->get(key, tags, versions);
@@ -410,12 +413,35 @@ void query_cache::refresh_loop() {
   }
 }
 
+bool query_cache::deliver_pending() noexcept {
+  std::lock_guard lock(m_pending_mutex);
+  if (m_pending.empty()) return true;
+  try {
+    m_options.backend->bump_tags(m_pending);
+    m_pending.clear();
+    m_has_pending.store(false, std::memory_order_release);
+    return true;
+  } catch (const cache_unavailable& e) {
+    backend_failed(e);
+  } catch (const std::exception& e) {
+    backend_failed(e);
+  }
+  return false;
+}
+
 void query_cache::invalidate_tags(std::span<const std::string> tags, bool from_peer) {
   if (tags.empty()) return;
   try {
     m_options.backend->bump_tags(tags);
   } catch (const cache_unavailable& e) {
     backend_failed(e);
+    // Kept for later: the backend is not read again before it has taken them.
+    std::lock_guard lock(m_pending_mutex);
+    for (const auto& t : tags) {
+      if (std::find(m_pending.begin(), m_pending.end(), t) == m_pending.end()) m_pending.push_back(t);
+    }
+    if (m_pending.size() > 1024) m_pending.assign(1, all_tag);  // too many: everything goes
+    m_has_pending.store(true, std::memory_order_release);
   }
   {
     std::lock_guard lock(m_stats_mutex);
@@ -476,19 +502,31 @@ void cache_policy::validate() const {
 }
 
 void cache_options::check_backend() const {
-  if (url.starts_with("redis://") && (!backend || backend->name() != "redis")) {
-    throw config_error(
-        "cache.url is a redis:// URL but no Redis backend was given (POSTGRESQL_CACHE_URL): the core library does "
+  const bool two_level = url.starts_with("local+redis://");
+  if ((url.starts_with("redis://") || two_level) &&
+      (!backend || (backend->name() != "redis" && backend->name() != "local+redis"))) {
+    throw config_error(fmt::format(
+        "cache.url is a {} URL but no Redis backend was given (POSTGRESQL_CACHE_URL): the core library does "
         "not link hiredis; build one with steadypg::redis::make_cache(url) from steadypg::redis and set "
-        "cache.backend");
+        "cache.backend",
+        two_level ? "local+redis://" : "redis://"));
   }
 }
 
 void cache_options::validate() const {
   defaults.validate();
-  if (!url.empty() && url != "local" && !url.starts_with("redis://")) {
-    throw config_error(fmt::format(
-        "cache.url = \"{}\" is not a cache URL: expected local or redis://host:port[/db] (POSTGRESQL_CACHE_URL)", url));
+  if (!url.empty() && url != "local" && !url.starts_with("redis://") && !url.starts_with("local+redis://")) {
+    throw config_error(
+        fmt::format("cache.url = \"{}\" is not a cache URL: expected local, redis://host:port[/db] or "
+                    "local+redis://host:port[/db] (POSTGRESQL_CACHE_URL)",
+                    url.find('@') == std::string::npos ? url : "…" + url.substr(url.rfind('@'))));
+  }
+  if (local_ttl < std::chrono::milliseconds(1) || local_ttl > std::chrono::hours(1)) {
+    throw config_error(fmt::format("cache.local_ttl = {} ms is out of range: expected 1 ms – 1 h", local_ttl.count()));
+  }
+  if (local_max_bytes < 1024) {
+    throw config_error(
+        fmt::format("cache.local_max_bytes = {} is out of range: expected at least 1024", local_max_bytes));
   }
   if (lock_wait < std::chrono::milliseconds(0) || lock_wait > std::chrono::milliseconds(60000)) {
     throw config_error(fmt::format("cache.lock_wait = {} ms is out of range: expected 0–60000", lock_wait.count()));

@@ -3,6 +3,7 @@
 // Private: the query cache behind client::query_cached (docs/cache.md). It knows nothing of the
 // client: statements run through a `runner` the client gives it (its resilience pipeline).
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -84,6 +85,14 @@ class query_cache {
   cache_options m_options;
   runner m_run;
   std::function<void(std::span<const std::string>)> m_notify;
+
+  // Invalidations the backend could not take (it was down): delivered before the backend is
+  // read again; until then calls go to the database, so that a write committed during an
+  // outage is never hidden by an entry that outlived it.
+  bool deliver_pending() noexcept;
+  std::mutex m_pending_mutex;
+  std::vector<std::string> m_pending;
+  std::atomic<bool> m_has_pending{false};
 
   std::mutex m_identity_mutex;
   std::string m_identity;

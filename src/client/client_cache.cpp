@@ -22,7 +22,10 @@ client::transaction_scope::~transaction_scope() { --t_transaction_depth; }
 void client::start_cache() {
   auto& o = m_options.cache;
   o.check_backend();
-  if (!o.backend && o.url == "local") o.backend = std::make_shared<local_cache>();
+  if (!o.backend && o.url == "local") o.backend = std::make_shared<local_cache>(o.local_max_bytes);
+  if (o.backend && o.url.starts_with("local+redis://") && o.backend->name() == "redis") {
+    o.backend = std::make_shared<tiered_cache>(o.backend, o.local_max_bytes, o.local_ttl);
+  }
   if (!o.backend) return;
   internal::query_cache::runner run = [this](std::string_view sql, std::span<const param_ref> params, bool read) {
     return this->run({"query_cached", sql, read, false, std::nullopt, nullptr, nullptr},

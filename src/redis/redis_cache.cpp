@@ -277,8 +277,10 @@ redis_endpoint parse_url(std::string_view url) {
                     shown, why));
   };
   constexpr std::string_view scheme = "redis://";
-  if (!url.starts_with(scheme)) throw bad("not a redis:// URL");
-  std::string_view rest = url.substr(scheme.size());
+  constexpr std::string_view two_level = "local+";  // the client adds the local level itself
+  std::string_view rest = url.starts_with(two_level) ? url.substr(two_level.size()) : url;
+  if (!rest.starts_with(scheme)) throw bad("not a redis:// URL");
+  rest = rest.substr(scheme.size());
   redis_endpoint e;
   if (auto at = rest.rfind('@'); at != std::string_view::npos) {
     std::string_view auth = rest.substr(0, at);

@@ -7,7 +7,9 @@
 
 #include <atomic>
 #include <barrier>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -179,31 +181,146 @@ TEST_F(cache_db, a_committed_write_invalidates_and_a_rolled_back_one_does_not) {
   db.execute("UPDATE kv SET v = 'v10' WHERE k = 10");
 }
 
-TEST_F(cache_db, notify_invalidates_another_clients_local_cache_within_100_ms) {
-  auto first_opts = options(std::make_shared<steadypg::local_cache>());
-  first_opts.cache.notify_channel = "steadypg_cache_test";
-  auto second_opts = options(std::make_shared<steadypg::local_cache>());
-  second_opts.cache.notify_channel = "steadypg_cache_test";
-  steadypg::client first(first_opts);
-  steadypg::client second(second_opts);
-  for (int i = 0; i < 500 && !(first.cache_listening() && second.cache_listening()); ++i)
-    std::this_thread::sleep_for(10ms);
-  ASSERT_TRUE(first.cache_listening());
-  const std::string read = "SELECT v FROM kv WHERE k = $1";
-  EXPECT_EQ(first.query_cached(read, 20).as<std::string>(), "v20");
-  EXPECT_EQ(first.query_cached(read, 20).as<std::string>(), "v20");
-  second.execute("UPDATE kv SET v = 'other20' WHERE k = 20");
-  const auto t0 = std::chrono::steady_clock::now();
-  std::string seen;
-  while (std::chrono::steady_clock::now() - t0 < 2s) {
-    seen = first.query_cached(read, 20).as<std::string>();
-    if (seen == "other20") break;
-    std::this_thread::sleep_for(2ms);
+// The backend of one process: "local", or a Redis URL with the local level in front
+// (local+redis://…, built as the client builds it).
+std::shared_ptr<steadypg::cache_backend> backend_for(const std::string& kind) {
+  if (kind == "local") return std::make_shared<steadypg::local_cache>();
+  return std::make_shared<steadypg::tiered_cache>(steadypg::redis::make_cache(kind));
+}
+
+std::int64_t wall_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The writer of the cross-process NOTIFY test: waits until `start_ms`, commits an UPDATE through
+// a client with its own cache on `channel`, writes the wall time just after the commit to
+// `out`, and exits once its client (and so its NOTIFY) is done.
+int notify_writer(const std::string& kind, const std::string& channel, std::int64_t start_ms, const std::string& out) {
+  auto o = options(backend_for(kind));
+  o.cache.notify_channel = channel;
+  std::int64_t committed = 0;
+  {
+    steadypg::client db(o);
+    std::this_thread::sleep_until(std::chrono::system_clock::time_point(std::chrono::milliseconds(start_ms)));
+    db.execute("UPDATE kv SET v = 'other20' WHERE k = 20");
+    committed = wall_us();
   }
-  const auto took = std::chrono::steady_clock::now() - t0;
-  EXPECT_EQ(seen, "other20");
-  EXPECT_LT(took, 100ms);
-  second.execute("UPDATE kv SET v = 'v20' WHERE k = 20");
+  std::FILE* f = std::fopen(out.c_str(), "w");
+  if (f == nullptr) return 2;
+  std::fprintf(f, "%lld\n", static_cast<long long>(committed));
+  std::fclose(f);
+  return 0;
+}
+
+// Runs this binary as another process with `args`; its exit status (-1 when it had to be killed
+// after 30 s).
+int run_child(const std::vector<std::string>& child_args) {
+  std::vector<std::string> args{g_self};
+  args.insert(args.end(), child_args.begin(), child_args.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t child = -1;
+  if (posix_spawn(&child, g_self.c_str(), nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  int status = 0;
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (waitpid(child, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > until) {
+      kill(child, SIGKILL);
+      waitpid(child, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A write committed by another process reaches this process's local cache through NOTIFY:
+// the next read misses within 100 ms of the commit.
+void expect_notify_across_processes(const std::string& kind) {
+  SCOPED_TRACE(kind);
+  const std::string channel = "steadypg_cache_test";
+  auto o = options(backend_for(kind));
+  o.cache.notify_channel = channel;
+  steadypg::client reader(o);
+  for (int i = 0; i < 500 && !reader.cache_listening(); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(reader.cache_listening());
+  const std::string read = "SELECT v FROM kv WHERE k = $1";
+  ASSERT_EQ(reader.query_cached(read, 20).as<std::string>(), "v20");
+  ASSERT_EQ(reader.query_cached(read, 20).as<std::string>(), "v20");
+  const auto hits_before = reader.cache_statistics().hits;
+  EXPECT_EQ(hits_before, 1u);
+
+  const auto start_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            (std::chrono::system_clock::now() + 1500ms).time_since_epoch())
+                            .count();
+  const auto out = std::filesystem::temp_directory_path() / ("steadypg-notify-" + std::to_string(getpid()));
+  std::int64_t seen_us = 0;
+  std::thread poll([&] {
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < until) {
+      if (reader.query_cached(read, 20).as<std::string>() == "other20") {
+        seen_us = wall_us();
+        return;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  const int rc = run_child({"--notify-writer", dsn(), kind, channel, std::to_string(start_ms), out.string()});
+  poll.join();
+  EXPECT_EQ(rc, 0);
+  std::int64_t committed_us = 0;
+  if (std::FILE* f = std::fopen(out.c_str(), "r")) {
+    long long v = 0;
+    if (std::fscanf(f, "%lld", &v) == 1) committed_us = v;
+    std::fclose(f);
+  }
+  std::filesystem::remove(out);
+  ASSERT_GT(committed_us, 0);
+  ASSERT_GT(seen_us, 0) << "the other process's write was never seen";
+  const double took_ms = static_cast<double>(seen_us - committed_us) / 1000.0;
+  std::printf("%s: another process's commit seen after %.1f ms\n", kind == "local" ? "local" : "local+redis", took_ms);
+  EXPECT_LT(took_ms, 100.0);
+  EXPECT_GT(reader.cache_statistics().hits, hits_before);  // it was answering from the cache meanwhile
+  reader.execute("UPDATE kv SET v = 'v20' WHERE k = 20");
+}
+
+TEST_F(cache_db, notify_invalidates_another_processs_local_cache_within_100_ms) {
+  expect_notify_across_processes("local");
+}
+
+TEST_F(cache_db, notify_invalidates_another_processs_local_level_in_front_of_redis_within_100_ms) {
+  steadypg::test::redis_process redis;
+  expect_notify_across_processes(redis.url());
+}
+
+// Redis's count of GET calls (INFO commandstats).
+std::int64_t redis_gets(const steadypg::test::redis_process& redis) {
+  const auto info = redis.command({"INFO", "commandstats"});
+  const auto at = info.find("cmdstat_get:calls=");
+  return at == std::string::npos ? 0 : std::stoll(info.substr(at + 18));
+}
+
+TEST_F(cache_db, local_level_in_front_of_redis_answers_without_a_round_trip_and_shares_misses) {
+  steadypg::test::redis_process redis;
+  auto o = options(steadypg::redis::make_cache(redis.url()));
+  o.cache.url = "local+" + redis.url();  // the client puts the local level in front
+  steadypg::client db(o);
+  steadypg::client other(options(steadypg::redis::make_cache(redis.url())));  // Redis alone
+  EXPECT_EQ(db.cache_statistics().backend, "local+redis");
+  const std::string read = "SELECT v FROM kv WHERE k = $1";
+  EXPECT_EQ(other.query_cached(read, 50).as<std::string>(), "v50");  // stored in Redis by another client
+  const auto gets = redis_gets(redis);
+  EXPECT_EQ(db.query_cached(read, 50).as<std::string>(), "v50");  // from Redis, copied locally
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(db.query_cached(read, 50).as<std::string>(), "v50");
+  EXPECT_EQ(redis_gets(redis), gets + 1);  // one round trip for 21 hits
+  EXPECT_EQ(db.cache_statistics().hits, 21u);
+  EXPECT_EQ(db.cache_statistics().misses, 0u);
+  db.execute("UPDATE kv SET v = 't50' WHERE k = 50");  // invalidates both levels
+  EXPECT_EQ(db.query_cached(read, 50).as<std::string>(), "t50");
+  EXPECT_EQ(other.query_cached(read, 50).as<std::string>(), "t50");  // Redis saw the invalidation too
+  db.execute("UPDATE kv SET v = 'v50' WHERE k = 50");
 }
 
 TEST_F(cache_db, volatile_locking_temporary_and_oversized_bypass_and_immutable_is_cached) {
@@ -374,6 +491,10 @@ TEST_F(cache_db, sixty_four_threads_in_two_processes_on_one_cold_key_run_it_once
 
 int main(int argc, char** argv) {
   g_self = argv[0];
+  if (argc == 7 && std::string_view(argv[1]) == "--notify-writer") {
+    g_dsn = argv[2];
+    return notify_writer(argv[3], argv[4], std::stoll(argv[5]), argv[6]);
+  }
   if (argc == 5 && std::string_view(argv[1]) == "--stampede-child") {
     // The second process of the stampede test, on the parent's server.
     g_dsn = argv[4];

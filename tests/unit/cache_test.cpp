@@ -6,6 +6,7 @@
 #include <libpq-fe.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "cache_rules.hpp"
@@ -326,6 +327,149 @@ TEST_F(cache_fixture, a_failing_backend_never_fails_the_call) {
   EXPECT_EQ(read({}), "2");
   EXPECT_EQ(cache->stats().errors, 2u);
   EXPECT_NO_THROW(cache->invalidate_written("DELETE FROM t"));
+}
+
+// A shared level for the two-level cache: a local_cache behind a counter, which can fail and
+// can run something in the middle of a get (an invalidation racing the copy).
+class counting_shared final : public steadypg::cache_backend {
+ public:
+  steadypg::local_cache store{1 << 20};
+  std::atomic<int> gets{0};
+  std::atomic<bool> down{false};
+  std::function<void()> after_get;  // run once, when armed, after the value was read
+  bool armed = false;
+  std::optional<std::string> get(const std::string& key, std::span<const std::string> tags,
+                                 std::vector<std::uint64_t>& versions) override {
+    ++gets;
+    if (down) throw steadypg::cache_unavailable("down");
+    auto v = store.get(key, tags, versions);
+    if (armed) {
+      armed = false;
+      after_get();
+    }
+    return v;
+  }
+  void tag_versions(std::span<const std::string> tags, std::vector<std::uint64_t>& versions) override {
+    if (down) throw steadypg::cache_unavailable("down");
+    store.tag_versions(tags, versions);
+  }
+  void put(const std::string& key, std::string value, std::chrono::milliseconds lifetime) override {
+    if (down) throw steadypg::cache_unavailable("down");
+    store.put(key, std::move(value), lifetime);
+  }
+  void bump_tags(std::span<const std::string> tags) override {
+    if (down) throw steadypg::cache_unavailable("down");
+    store.bump_tags(tags);
+  }
+  void clear() override { store.clear(); }
+  [[nodiscard]] bool shared() const noexcept override { return true; }
+  [[nodiscard]] std::string_view name() const noexcept override { return "redis"; }
+};
+
+struct tiered_fixture : cache_fixture {
+  std::chrono::steady_clock::time_point local_now = std::chrono::steady_clock::time_point{} + 1h;
+  std::shared_ptr<counting_shared> shared = std::make_shared<counting_shared>();
+  std::shared_ptr<steadypg::tiered_cache> tiered;
+  void SetUp() override {
+    tiered = std::make_shared<steadypg::tiered_cache>(shared, 1 << 20, 1000ms, [this] { return local_now; });
+    make(tiered);
+  }
+};
+
+TEST_F(tiered_fixture, a_local_copy_answers_without_reaching_the_shared_level) {
+  EXPECT_EQ(tiered->name(), "local+redis");
+  EXPECT_EQ(read({}), "1");  // miss: the shared level is asked, then stored in
+  const int after_miss = shared->gets;
+  EXPECT_EQ(read({}), "1");  // copied from the shared level
+  EXPECT_EQ(shared->gets, after_miss + 1);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(read({}), "1");
+  EXPECT_EQ(shared->gets, after_miss + 1);  // all local
+  EXPECT_EQ(tiered->local_hits(), 5u);
+  EXPECT_EQ(cache->stats().hits, 6u);
+  EXPECT_GT(tiered->bytes(), 0u);
+}
+
+TEST_F(tiered_fixture, own_invalidations_are_seen_at_once_and_other_processes_within_local_ttl) {
+  EXPECT_EQ(read({}), "1");
+  EXPECT_EQ(read({}), "1");
+  cache->invalidate_written("UPDATE t SET v = 0");  // this process: local and shared levels
+  EXPECT_EQ(read({}), "2");
+  EXPECT_EQ(read({}), "2");
+  EXPECT_EQ(read({}), "2");
+  // Another process's write reaches only the shared level (no NOTIFY channel here): the local
+  // copy may answer until local_ttl, and not after.
+  shared->store.bump_tags(std::vector<std::string>{"table:t"});
+  EXPECT_EQ(read({}), "2");
+  local_now += 1000ms;
+  EXPECT_EQ(read({}), "3");
+}
+
+TEST_F(tiered_fixture, an_invalidation_racing_the_copy_leaves_it_invalid) {
+  EXPECT_EQ(read({}), "1");
+  // A write lands after the shared level answered and before the copy is kept.
+  shared->after_get = [this] { tiered->bump_tags(std::vector<std::string>{"table:t"}); };
+  shared->armed = true;
+  EXPECT_EQ(read({}), "1");  // the read began before the write: the old value is a fair answer
+  EXPECT_EQ(read({}), "2");  // but the copy kept meanwhile is not trusted
+  const int gets = shared->gets;
+  EXPECT_EQ(read({}), "2");
+  EXPECT_EQ(read({}), "2");
+  EXPECT_EQ(shared->gets, gets + 1);  // copied once, then local
+}
+
+TEST_F(tiered_fixture, a_refreshed_entry_replaces_the_local_copy) {
+  const steadypg::cache_policy p{.ttl = 1000ms};
+  EXPECT_EQ(read(p), "1");
+  EXPECT_EQ(read(p), "1");
+  now += 1000ms;  // expired by the entry's own ttl (judged on every local hit)
+  EXPECT_EQ(read(p), "2");
+  EXPECT_EQ(read(p), "2");
+  EXPECT_EQ(read(p), "2");
+}
+
+TEST_F(tiered_fixture, a_shared_level_outage_keeps_valid_local_copies_and_never_fails_a_call) {
+  EXPECT_EQ(read({}), "1");
+  EXPECT_EQ(read({}), "1");
+  shared->down = true;
+  EXPECT_EQ(read({}), "1");  // the local copy is still valid
+  const std::vector<std::string> mine{"mine"};
+  EXPECT_EQ(read({.tags = mine}), "2");  // no copy: the database answers
+  EXPECT_EQ(read({.tags = mine}), "3");
+  EXPECT_GE(cache->stats().errors, 2u);
+  EXPECT_NO_THROW(cache->invalidate_written("UPDATE t SET v = 0"));  // the local level is bumped anyway
+  EXPECT_EQ(read({}), "4");
+  shared->down = false;
+  EXPECT_EQ(read({}), "5");
+  EXPECT_EQ(read({}), "5");
+}
+
+TEST_F(cache_fixture, an_invalidation_the_backend_missed_is_delivered_before_it_is_read_again) {
+  auto shared = std::make_shared<counting_shared>();
+  make(shared);
+  EXPECT_EQ(read({}), "1");
+  EXPECT_EQ(read({}), "1");
+  shared->down = true;
+  EXPECT_NO_THROW(cache->invalidate_written("UPDATE t SET v = 0"));  // committed; the bump is lost
+  EXPECT_EQ(read({}), "2");                                          // the database answers
+  shared->down = false;
+  const int gets = shared->gets;
+  EXPECT_EQ(read({}), "3");  // the old entry is never served: the bump went first
+  EXPECT_EQ(read({}), "3");
+  EXPECT_EQ(shared->gets, gets + 2);
+  EXPECT_EQ(cache->stats().hits, 2u);
+}
+
+TEST(tiered_cache, validates_its_settings) {
+  EXPECT_THROW(steadypg::tiered_cache(nullptr), steadypg::config_error);
+  EXPECT_THROW(steadypg::tiered_cache(std::make_shared<counting_shared>(), 1 << 20, 0ms), steadypg::config_error);
+  steadypg::cache_options o;
+  o.url = "local+redis://127.0.0.1:6390/0";
+  EXPECT_NO_THROW(o.validate());
+  EXPECT_THROW(o.check_backend(), steadypg::config_error);
+  o.backend = std::make_shared<counting_shared>();
+  EXPECT_NO_THROW(o.check_backend());
+  o.local_ttl = 0ms;
+  EXPECT_THROW(o.validate(), steadypg::config_error);
 }
 
 TEST(cache_policy, validate_names_the_field) {

@@ -38,7 +38,8 @@ struct redis_endpoint {
   std::string password;  ///< from redis://:password@host; never printed
 };
 
-/// Parses redis://[:password@]host[:port][/db]; throws config_error for anything else
+/// Parses [local+]redis://[:password@]host[:port][/db] (the local+ prefix, which asks the client
+/// for a local level in front, is accepted and ignored here); throws config_error for anything else
 /// (the message never contains the password).
 [[nodiscard]] redis_endpoint parse_url(std::string_view url);
 
