@@ -26,6 +26,13 @@ struct cache_policy {
   /// After ttl, how long the old value may still be served while one background refresh runs.
   /// Default 0 (off), range 0 – 30 days.
   std::chrono::milliseconds stale_while_revalidate{0};
+  /// Negative caching: how long a failure of the statement itself is remembered and raised
+  /// again without reaching the server (the same exception type, SQLSTATE and fields). Only
+  /// errors the data decides are kept — SQLSTATE classes 22 (data exception), 2F, 38, 39
+  /// (routine exceptions) and P0 (PL/pgSQL RAISE) —, invalidated like results; never a lost
+  /// connection, a timeout, a cancel, a lock or a serialization failure. Default 0 (off), range
+  /// 0 – 1 h.
+  std::chrono::milliseconds negative_ttl{0};
   /// Tags of your own (invalidate_tags() drops every entry carrying one); the tables the
   /// statement reads are added as "table:<name>".
   std::vector<std::string> tags{};
@@ -231,6 +238,7 @@ struct cache_stats {
   std::uint64_t stale = 0;          ///< answered with a stale value while a refresh ran
   std::uint64_t bypass = 0;         ///< ran on the database without the cache (see bypass_by_reason)
   std::uint64_t errors = 0;         ///< the backend failed; answered from the database
+  std::uint64_t negative_hits = 0;  ///< of hits: a remembered failure raised again (negative_ttl)
   std::uint64_t invalidations = 0;  ///< tags invalidated
   std::uint64_t lock_waits = 0;     ///< a miss that waited for another process's refresh
   std::uint64_t bytes = 0;          ///< bytes held by the backend (local LRU)

@@ -50,6 +50,14 @@ struct entry_header {
 /// The header and the payload; nullopt for bytes that are not an entry.
 [[nodiscard]] std::optional<std::pair<entry_header, std::string_view>> decode_entry(std::string_view bytes);
 
+/// A server error as stored by negative caching (cache_policy::negative_ttl).
+[[nodiscard]] std::string serialize_error(const server_error_fields& fields);
+[[nodiscard]] bool is_serialized_error(std::string_view bytes) noexcept;
+/// Throws cache_unavailable for damaged bytes.
+[[nodiscard]] server_error_fields deserialize_error(std::string_view bytes);
+/// The errors negative caching may keep: SQLSTATE classes 22, 2F, 38, 39 and P0.
+[[nodiscard]] bool negative_cacheable(std::string_view sqlstate) noexcept;
+
 /// What a stored entry is worth at `now_ms` with the tags' current `versions`.
 enum class entry_state { fresh, stale, dead };
 [[nodiscard]] entry_state judge_entry(const entry_header& h, std::int64_t now_ms,

@@ -219,12 +219,22 @@ result query_cache::fetch(std::string_view sql, std::span<const param_ref> param
     if (stored) {
       if (auto entry = decode_entry(*stored)) {
         const auto state = judge_entry(entry->first, now_ms(), versions);
-        if (state == entry_state::fresh) {
+        const bool failure = is_serialized_error(entry->second);
+        if (failure && policy.negative_ttl.count() == 0) {
+          // A remembered failure answers only calls that ask for negative caching: a miss.
+        } else if (state == entry_state::fresh && failure) {
+          auto fields = deserialize_error(entry->second);
+          count(m_stats.hits, m_hit);
+          {
+            std::lock_guard lock(m_stats_mutex);
+            ++m_stats.negative_hits;
+          }
+          throw_server_error(std::move(fields), "query_cached", request_facts{.bytes_sent = true}, false);
+        } else if (state == entry_state::fresh) {
           auto r = deserialize_result(entry->second);
           count(m_stats.hits, m_hit);
           return r;
-        }
-        if (state == entry_state::stale) {
+        } else if (state == entry_state::stale && !failure) {
           auto r = deserialize_result(entry->second);
           count(m_stats.stale, m_stale);
           refresh_later(std::string(sql), params, policy, key, std::make_shared<const facts_entry>(with_tags));
@@ -317,14 +327,30 @@ result query_cache::run_and_store(std::string_view sql, std::span<const param_re
   result r;
   try {
     r = m_run(sql, params, true);
-  } catch (const error&) {
+  } catch (const error& e) {
+    const bool remember = policy.negative_ttl.count() > 0 && backend_ok && e.kind() == failure_kind::server_error &&
+                          negative_cacheable(e.sqlstate());
+    if (remember) {
+      entry_header h;
+      h.fresh_until_ms = now_ms() + policy.negative_ttl.count();
+      h.stale_until_ms = h.fresh_until_ms;  // a failure is never served stale
+      h.versions = versions;
+      try {
+        backend.put(key, encode_entry(h, serialize_error(e.server())), policy.negative_ttl);
+        stored = true;
+        count(m_stats.misses, m_miss);
+      } catch (const cache_unavailable& ue) {
+        backend_failed(ue);
+      }
+    } else {
+      count_bypass(cache_bypass_reason::error);  // errors are not cached
+    }
     if (token) {
       try {
         backend.unlock(key, *token);
       } catch (const cache_unavailable&) {
       }
     }
-    count_bypass(cache_bypass_reason::error);  // errors are not cached
     throw;
   }
   if (m_refresh_duration) {
@@ -494,6 +520,10 @@ void cache_policy::validate() const {
   if (stale_while_revalidate < std::chrono::milliseconds(0) || stale_while_revalidate > internal::thirty_days) {
     throw config_error(fmt::format("cache_policy.stale_while_revalidate = {} ms is out of range: expected 0 – 30 days",
                                    stale_while_revalidate.count()));
+  }
+  if (negative_ttl < std::chrono::milliseconds(0) || negative_ttl > std::chrono::hours(1)) {
+    throw config_error(
+        fmt::format("cache_policy.negative_ttl = {} ms is out of range: expected 0 – 1 h", negative_ttl.count()));
   }
   if (max_result_bytes < 1 || max_result_bytes > (std::size_t{512} << 20)) {
     throw config_error(

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <memory>
 
+#include "cache_rules.hpp"
 #include "steadypg/cache.hpp"
 
 namespace steadypg {
@@ -118,5 +119,46 @@ result deserialize_result(std::string_view bytes) {
   if (!in.done()) throw cache_unavailable("damaged cache entry: trailing bytes");
   return result(res.release(), std::move(tag));
 }
+
+namespace internal {
+
+namespace {
+constexpr std::string_view error_magic = "SPE1";
+}  // namespace
+
+std::string serialize_error(const server_error_fields& f) {
+  std::string out(error_magic);
+  for (const std::string* part : {&f.severity, &f.sqlstate, &f.message, &f.detail, &f.hint, &f.internal_query,
+                                  &f.context, &f.schema, &f.table, &f.column, &f.datatype, &f.constraint}) {
+    put_bytes(out, part->data(), part->size());
+  }
+  put_u32(out, static_cast<std::uint32_t>(f.position));
+  return out;
+}
+
+bool is_serialized_error(std::string_view bytes) noexcept { return bytes.starts_with(error_magic); }
+
+server_error_fields deserialize_error(std::string_view bytes) {
+  if (!is_serialized_error(bytes)) throw cache_unavailable("damaged cache entry: not a serialised error");
+  reader in(bytes.substr(error_magic.size()));
+  server_error_fields f;
+  for (std::string* part : {&f.severity, &f.sqlstate, &f.message, &f.detail, &f.hint, &f.internal_query, &f.context,
+                            &f.schema, &f.table, &f.column, &f.datatype, &f.constraint}) {
+    *part = std::string(in.bytes());
+  }
+  f.position = static_cast<int>(in.u32());
+  if (!in.done()) throw cache_unavailable("damaged cache entry: trailing bytes");
+  return f;
+}
+
+bool negative_cacheable(std::string_view sqlstate) noexcept {
+  // Errors the data and the statement decide (the same call fails the same way until a write):
+  // data exceptions, function and routine exceptions, PL/pgSQL's RAISE.
+  if (sqlstate.size() != 5) return false;
+  const auto cls = sqlstate.substr(0, 2);
+  return cls == "22" || cls == "2F" || cls == "38" || cls == "39" || cls == "P0";
+}
+
+}  // namespace internal
 
 }  // namespace steadypg

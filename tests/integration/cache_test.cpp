@@ -79,6 +79,11 @@ class cache_db : public ::testing::Test {
       CREATE SEQUENCE IF NOT EXISTS slow_runs;
       CREATE TABLE IF NOT EXISTS stampede (k int PRIMARY KEY); INSERT INTO stampede VALUES (1) ON CONFLICT DO NOTHING;
       -- Declared IMMUTABLE so that it may be cached; counts its runs in a sequence (outside any transaction).
+      CREATE SEQUENCE IF NOT EXISTS fail_runs;
+      -- Fails for every k, counting its runs (nextval is not rolled back by the error).
+      CREATE OR REPLACE FUNCTION failing_counted(k int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+        $$ BEGIN PERFORM nextval('fail_runs'); RAISE EXCEPTION 'no row for %', k USING ERRCODE = 'P0002',
+           HINT = 'try another'; END $$;
       CREATE OR REPLACE FUNCTION slow_counted(k int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
         $$ BEGIN PERFORM nextval('slow_runs'); PERFORM pg_sleep(0.3); RETURN k; END $$;
     )sql");
@@ -321,6 +326,37 @@ TEST_F(cache_db, local_level_in_front_of_redis_answers_without_a_round_trip_and_
   EXPECT_EQ(db.query_cached(read, 50).as<std::string>(), "t50");
   EXPECT_EQ(other.query_cached(read, 50).as<std::string>(), "t50");  // Redis saw the invalidation too
   db.execute("UPDATE kv SET v = 'v50' WHERE k = 50");
+}
+
+TEST_F(cache_db, negative_ttl_raises_a_remembered_error_without_reaching_the_server) {
+  steadypg::client db(options(std::make_shared<steadypg::local_cache>()));
+  steadypg::client admin(options(nullptr));
+  auto runs = [&] {
+    return admin.query_value<std::int64_t>("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM fail_runs");
+  };
+  const std::string q = "SELECT failing_counted(k) FROM kv WHERE k = $1";
+  auto fails = [&](const steadypg::cache_policy& p) {
+    try {
+      (void)db.query_cached(q, p, 7);
+    } catch (const steadypg::sql_error& e) {
+      EXPECT_EQ(e.sqlstate(), "P0002");
+      EXPECT_EQ(e.server().message, "no row for 7");
+      EXPECT_EQ(e.server().hint, "try another");
+      return;
+    }
+    ADD_FAILURE() << "no error";
+  };
+  const auto before = runs();
+  const steadypg::cache_policy remember{.negative_ttl = 10s};
+  for (int i = 0; i < 3; ++i) fails(remember);
+  EXPECT_EQ(runs() - before, 1);  // the server ran it once
+  EXPECT_EQ(db.cache_statistics().negative_hits, 2u);
+  db.execute("UPDATE kv SET v = v WHERE k = 7");  // a committed write to its table forgets it
+  fails(remember);
+  EXPECT_EQ(runs() - before, 2);
+  fails({});  // without negative_ttl, errors are not cached
+  fails({});
+  EXPECT_EQ(runs() - before, 4);
 }
 
 TEST_F(cache_db, volatile_locking_temporary_and_oversized_bypass_and_immutable_is_cached) {

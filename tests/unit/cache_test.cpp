@@ -204,6 +204,7 @@ steadypg::result one_value(const std::string& value) {
 struct fake_db {
   std::atomic<int> runs{0};
   std::chrono::milliseconds delay{0};
+  std::string fail_with;  // a SQLSTATE: the query fails with it
   steadypg::internal::query_cache::runner runner() {
     return [this](std::string_view sql, std::span<const steadypg::param_ref>, bool) -> steadypg::result {
       if (sql.starts_with("SELECT current_database()")) {
@@ -218,6 +219,15 @@ struct fake_db {
       if (sql.starts_with("EXPLAIN")) return one_value(R"([{"Plan": {"Relation Name": "t", "Schema": "public"}}])");
       if (sql.find("pg_proc") != std::string_view::npos) return one_value("0");
       std::this_thread::sleep_for(delay);
+      if (!fail_with.empty()) {
+        ++runs;
+        steadypg::server_error_fields f;
+        f.severity = "ERROR";
+        f.sqlstate = fail_with;
+        f.message = "failed run " + std::to_string(runs.load());
+        f.hint = "a hint";
+        throw steadypg::sql_error(f.message, steadypg::failure_kind::server_error, steadypg::outcome::fatal, f);
+      }
       return one_value(std::to_string(++runs));
     };
   }
@@ -301,6 +311,59 @@ TEST_F(cache_fixture, tags_invalidate_and_table_names_map_to_tags) {
   EXPECT_EQ(read({.tags = mine}), "4");
   cache->invalidate_all();
   EXPECT_EQ(read({}), "5");
+}
+
+TEST_F(cache_fixture, negative_ttl_remembers_errors_the_data_decides_and_nothing_else) {
+  make();
+  db.fail_with = "22012";  // division_by_zero
+  auto failure = [&](const steadypg::cache_policy& p) {
+    try {
+      (void)read(p);
+    } catch (const steadypg::sql_error& e) {
+      EXPECT_EQ(e.sqlstate(), db.fail_with);
+      EXPECT_EQ(e.server().hint, "a hint");
+      return e.server().message;
+    }
+    ADD_FAILURE() << "no error";
+    return std::string();
+  };
+  EXPECT_EQ(failure({}), "failed run 1");  // off by default: every call runs
+  EXPECT_EQ(failure({}), "failed run 2");
+  const steadypg::cache_policy p{.negative_ttl = 500ms};
+  EXPECT_EQ(failure(p), "failed run 3");
+  EXPECT_EQ(failure(p), "failed run 3");  // remembered
+  EXPECT_EQ(cache->stats().negative_hits, 1u);
+  now += 500ms;
+  EXPECT_EQ(failure(p), "failed run 4");  // expired
+  cache->invalidate_written("UPDATE t SET v = 1");
+  EXPECT_EQ(failure(p), "failed run 5");  // invalidated like a result
+  db.fail_with.clear();
+  now += 500ms;
+  EXPECT_EQ(read(p), "6");
+  for (const char* transient : {"40001", "40P01", "57014", "53300", "55P03", "42501"}) {
+    db.fail_with = transient;
+    const int before = db.runs;
+    cache->invalidate_all();
+    (void)failure(p);
+    (void)failure(p);
+    EXPECT_EQ(db.runs, before + 2) << transient << " must not be remembered";
+  }
+  EXPECT_THROW((steadypg::cache_policy{.negative_ttl = -1ms}.validate()), steadypg::config_error);
+}
+
+TEST(cache_rules, errors_round_trip_with_every_field) {
+  steadypg::server_error_fields f{"ERROR", "P0001", "boom", "detail", "hint", 7, "iq", "ctx", "s", "t", "c", "d", "k"};
+  f.message.push_back('\0');
+  const auto g = steadypg::internal::deserialize_error(steadypg::internal::serialize_error(f));
+  EXPECT_EQ(g.sqlstate, f.sqlstate);
+  EXPECT_EQ(g.message, f.message);
+  EXPECT_EQ(g.position, 7);
+  EXPECT_EQ(g.constraint, "k");
+  EXPECT_THROW((void)steadypg::internal::deserialize_error("SPE1\x05"), steadypg::cache_unavailable);
+  EXPECT_TRUE(steadypg::internal::negative_cacheable("22012"));
+  EXPECT_TRUE(steadypg::internal::negative_cacheable("P0001"));
+  EXPECT_FALSE(steadypg::internal::negative_cacheable("40001"));
+  EXPECT_FALSE(steadypg::internal::negative_cacheable("08006"));
 }
 
 // A backend that always fails: the cache answers from the database and counts errors.
