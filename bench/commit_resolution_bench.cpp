@@ -10,51 +10,27 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
-#include <thread>
-#include <vector>
+
+#include "alternate.hpp"
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
 constexpr int k_accounts = 100000;
 
 double run(steadypg::client& db, int clients, double seconds) {
-  std::atomic<long> done{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> threads;
-  const auto start = clock_type::now();
-  for (int t = 0; t < clients; ++t) {
-    threads.emplace_back([&, t] {
-      std::mt19937 rng(static_cast<unsigned>(t) + 1);
-      std::uniform_int_distribution<int> aid(1, k_accounts), delta(-5000, 5000);
-      while (!stop.load(std::memory_order_relaxed)) {
-        const int a = aid(rng), d = delta(rng);
-        db.transaction([&](steadypg::transaction& tx) {
-          tx.execute("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2", d, a);
-          tx.execute("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, $1, $2, now())", a, d);
-        });
-        done.fetch_add(1, std::memory_order_relaxed);
-      }
+  return steadypg::bench::rate(clients, seconds, [&](std::mt19937& rng) {
+    std::uniform_int_distribution<int> aid(1, k_accounts), delta(-5000, 5000);
+    const int a = aid(rng), d = delta(rng);
+    db.transaction([&](steadypg::transaction& tx) {
+      tx.execute("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2", d, a);
+      tx.execute("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, $1, $2, now())", a, d);
     });
-  }
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  stop = true;
-  for (auto& th : threads) th.join();
-  const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
-  return static_cast<double>(done.load()) / elapsed;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  });
 }
 
 }  // namespace
@@ -100,24 +76,14 @@ int main(int argc, char** argv) {
   steadypg::client on{options(true)}, off{options(false)};
   (void)run(on, clients, 0.5);  // warm both pools and statement caches
   (void)run(off, clients, 0.5);
-  // Rounds in pairs, the order swapped every pair, so that a neighbour's load (the machine is
-  // shared) hits both sides alike; the per-pair ratios' median is the figure.
-  std::vector<double> with, without, ratios;
-  for (int r = 0; r < rounds; ++r) {
-    double a = 0, b = 0;
-    if (r % 2 == 0) {
-      b = run(off, clients, seconds);
-      a = run(on, clients, seconds);
-    } else {
-      a = run(on, clients, seconds);
-      b = run(off, clients, seconds);
-    }
-    with.push_back(a);
-    without.push_back(b);
-    ratios.push_back(a / b);
-    std::printf("round %d: resolution off %.0f tx/s, on %.0f tx/s, ratio %.3f\n", r + 1, b, a, a / b);
-  }
+  // Rounds in pairs, the order swapped every pair; the per-pair ratios' median is the figure.
+  using steadypg::bench::median;
+  const auto res = steadypg::bench::alternate(
+      rounds, [&] { return run(on, clients, seconds); }, [&] { return run(off, clients, seconds); },
+      [](int round, double a, double b) {
+        std::printf("round %d: resolution off %.0f tx/s, on %.0f tx/s, ratio %.3f\n", round, b, a, a / b);
+      });
   std::printf("clients %d: median resolution off %.0f tx/s, on %.0f tx/s; median of the pairs' ratios on/off %.3f\n",
-              clients, median(without), median(with), median(ratios));
+              clients, median(res.b), median(res.a), median(res.ratios));
   return 0;
 }

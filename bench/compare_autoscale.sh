@@ -17,18 +17,9 @@ run() {
   out=$("$cli" --json bench --workload select --ramp --clients "$clients" --seconds "$seconds" --pool-mode "$1" || true)
   echo "$(echo "$out" | field p99_ms) $(echo "$out" | field pool_size_final) $(echo "$out" | field errors)"
 }
-fp=() fc=() ap=() ac=()
-for ((r = 1; r <= rounds; r++)); do
-  read -r p c e <<<"$(run fixed)"
-  fp+=("$p") fc+=("$c")
-  echo "  round $r: fixed    p99 $p ms, final connections $c, errors $e" >&2
-  read -r p c e <<<"$(run adaptive)"
-  ap+=("$p") ac+=("$c")
-  echo "  round $r: adaptive p99 $p ms, final connections $c, errors $e" >&2
-done
-mfp=$(printf "%s\n" "${fp[@]}" | median)
-mfc=$(printf "%s\n" "${fc[@]}" | median)
-map=$(printf "%s\n" "${ap[@]}" | median)
-mac=$(printf "%s\n" "${ac[@]}" | median)
+report() { echo "  round $1: $(printf '%-8s' "$2") p99 $3 ms, final connections $4, errors $5" >&2; }
+alternate_rounds run report fixed adaptive
+read -r mfp mfc _ <<<"$(side_medians fixed)"
+read -r map mac _ <<<"$(side_medians adaptive)"
 awk -v n="$clients" -v s="$seconds" -v fp="$mfp" -v fc="$mfc" -v ap="$map" -v ac="$mac" \
   'BEGIN { printf "ramp to %s clients, %s s: fixed p99 %.3f ms (%s connections at the end), adaptive p99 %.3f ms (%s connections at the end), p99 ratio adaptive/fixed %.3f\n", n, s, fp, fc, ap, ac, ap / fp }'

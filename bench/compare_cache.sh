@@ -28,23 +28,25 @@ redis_url="redis://127.0.0.1:$redis_port/0"
 
 run() { "$cli" --json bench --workload select --clients "$clients" --seconds "$seconds" --keys "$keys" "$@"; }
 field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/"; }
-none=() local_=() redis=() local_hits=() redis_hits=()
-for ((r = 1; r <= rounds; r++)); do
-  a=$(run | field ops_per_s)
-  out=$(run --cache local)
-  b=$(field ops_per_s <<<"$out")
-  bh=$(field cache_hit_ratio <<<"$out")
-  out=$(run --cache "$redis_url")
-  c=$(field ops_per_s <<<"$out")
-  ch=$(field cache_hit_ratio <<<"$out")
-  none+=("$a") local_+=("$b") redis+=("$c") local_hits+=("$bh") redis_hits+=("$ch")
-  echo "  round $r: uncached $a, local $b (hit ratio $bh), redis $c (hit ratio $ch)" >&2
-done
-mn=$(printf "%s\n" "${none[@]}" | median)
-ml=$(printf "%s\n" "${local_[@]}" | median)
-mr=$(printf "%s\n" "${redis[@]}" | median)
-hl=$(printf "%s\n" "${local_hits[@]}" | median)
-hr=$(printf "%s\n" "${redis_hits[@]}" | median)
+measure() {
+  local out
+  if [[ $1 == none ]]; then
+    run | field ops_per_s
+  else
+    out=$(run --cache "$([[ $1 == local ]] && echo local || echo "$redis_url")")
+    echo "$(field ops_per_s <<<"$out") $(field cache_hit_ratio <<<"$out")"
+  fi
+}
+report() {
+  [[ $2 == redis ]] || return 0
+  local a=${last_run[none]} b bh
+  read -r b bh <<<"${last_run[local]}"
+  echo "  round $1: uncached $a, local $b (hit ratio $bh), redis $3 (hit ratio $4)" >&2
+}
+alternate_rounds measure report none local redis
+mn=$(side_medians none)
+read -r ml hl <<<"$(side_medians local)"
+read -r mr hr <<<"$(side_medians redis)"
 awk -v c="$clients" -v k="$keys" -v n="$mn" -v l="$ml" -v r="$mr" -v hl="$hl" -v hr="$hr" 'BEGIN {
   printf "clients %s, %s hot keys: uncached %.1f ops/s, local %.1f ops/s (hit ratio %s), redis %.1f ops/s (hit ratio %s)\n", c, k, n, l, hl, r, hr
   printf "ratio local/uncached %.2f, redis/uncached %.2f\n", l / n, r / n }'

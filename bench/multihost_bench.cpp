@@ -9,46 +9,22 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <string>
-#include <thread>
-#include <vector>
+
+#include "alternate.hpp"
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
 constexpr int k_rows = 100000;
 
 double run(steadypg::client& db, int clients, double seconds) {
-  std::atomic<long> done{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> threads;
-  const auto start = clock_type::now();
-  for (int t = 0; t < clients; ++t) {
-    threads.emplace_back([&, t] {
-      std::mt19937 rng(static_cast<unsigned>(t) + 1);
-      std::uniform_int_distribution<int> id(1, k_rows);
-      while (!stop.load(std::memory_order_relaxed)) {
-        (void)db.execute("SELECT v FROM mh_bench WHERE id = $1", id(rng));
-        done.fetch_add(1, std::memory_order_relaxed);
-      }
-    });
-  }
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  stop = true;
-  for (auto& th : threads) th.join();
-  const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
-  return static_cast<double>(done.load()) / elapsed;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  return steadypg::bench::rate(clients, seconds, [&](std::mt19937& rng) {
+    std::uniform_int_distribution<int> id(1, k_rows);
+    (void)db.execute("SELECT v FROM mh_bench WHERE id = $1", id(rng));
+  });
 }
 
 }  // namespace
@@ -77,24 +53,15 @@ int main(int argc, char** argv) {
   (void)run(single, clients, 0.5);  // warm both pools and statement caches
   (void)run(multi, clients, 0.5);
   std::printf("multi-host client: %s\n", set.dsn().c_str());
-  std::vector<double> one, many, ratios;
-  for (int r = 0; r < rounds; ++r) {
-    double a = 0, b = 0;
-    if (r % 2 == 0) {
-      b = run(single, clients, seconds);
-      a = run(multi, clients, seconds);
-    } else {
-      a = run(multi, clients, seconds);
-      b = run(single, clients, seconds);
-    }
-    many.push_back(a);
-    one.push_back(b);
-    ratios.push_back(a / b);
-    std::printf("round %d: single host %.0f calls/s, multi-host %.0f calls/s, ratio %.3f\n", r + 1, b, a, a / b);
-  }
+  using steadypg::bench::median;
+  const auto res = steadypg::bench::alternate(
+      rounds, [&] { return run(multi, clients, seconds); }, [&] { return run(single, clients, seconds); },
+      [](int round, double a, double b) {
+        std::printf("round %d: single host %.0f calls/s, multi-host %.0f calls/s, ratio %.3f\n", round, b, a, a / b);
+      });
   std::printf(
       "clients %d: median single host %.0f calls/s, multi-host %.0f calls/s; median of the pairs' ratios "
       "multi/single %.3f\n",
-      clients, median(one), median(many), median(ratios));
+      clients, median(res.b), median(res.a), median(res.ratios));
   return 0;
 }

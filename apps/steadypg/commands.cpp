@@ -235,24 +235,8 @@ int run_health(const context& ctx) {
     auto d = diagnostic_client(ctx);
     const auto h = d->health_check();
     if (ctx.json) {
-      json_doc doc{{"status", std::string(to_string(h.status))},
-                   {"latency_ms", round3(h.latency_ms)},
-                   {"threshold_ms", h.threshold_ms},
-                   {"breaker", std::string(to_string(h.breaker))},
-                   {"error", h.error.empty() ? json_doc(nullptr) : json_doc(h.error)}};
-      if (!h.reason.empty()) doc["reason"] = h.reason;
-      if (!h.hosts.empty()) {
-        json_doc hosts = json_doc::array();
-        for (const auto& x : h.hosts) {
-          hosts.push_back({{"host", x.host},
-                           {"role", x.role},
-                           {"status", std::string(to_string(x.status))},
-                           {"probe_ms", round3(x.probe_ms)}});
-          if (!x.reason.empty()) hosts.back()["reason"] = x.reason;
-        }
-        doc["hosts"] = std::move(hosts);
-      }
-      context::print_json(doc);
+      // One source for `health --json` and the HTTP endpoint's /health.
+      context::print_json(json_doc::parse(http::health_json(h)));
     } else {
       std::cout << fmt::format("{}: ping {:.3f} ms (threshold {} ms), breaker {}{}{}\n", to_string(h.status),
                                h.latency_ms, h.threshold_ms, to_string(h.breaker),

@@ -121,6 +121,10 @@ struct pool_stats {
   std::size_t server_cap = 0;                     ///< connections the server can give the pool; 0 unknown
   std::size_t parked = 0;                         ///< idle connections held back by the admission limit
   bool overloaded = false;                        ///< the controller's last verdict
+
+  /// Adds another pool's snapshot (several hosts' pools as one): every count and size summed,
+  /// `overloaded` when either is, and `mode` the other's.
+  pool_stats& operator+=(const pool_stats& other) noexcept;
 };
 
 /// What the server says about its connection slots (for the adaptive pool's server cap).

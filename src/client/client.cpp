@@ -172,36 +172,7 @@ void client::finished(const call_info& info, const host_slot* host, clock::durat
 pool_stats client::pool_statistics() const {
   if (m_hosts.size() == 1) return m_hosts.front().pool->stats();
   pool_stats sum;
-  for (const auto& h : m_hosts) {
-    const auto st = h.pool->stats();
-    sum.active += st.active;
-    sum.idle += st.idle;
-    sum.total += st.total;
-    sum.connecting += st.connecting;
-    sum.waiting += st.waiting;
-    sum.max += st.max;
-    sum.acquire_count += st.acquire_count;
-    sum.release_count += st.release_count;
-    sum.acquire_wait_total += st.acquire_wait_total;
-    sum.acquires_waited += st.acquires_waited;
-    sum.acquire_timeouts += st.acquire_timeouts;
-    sum.rejections += st.rejections;
-    sum.connections_created += st.connections_created;
-    sum.connect_failures += st.connect_failures;
-    sum.closed_broken += st.closed_broken;
-    sum.closed_idle += st.closed_idle;
-    sum.closed_lifetime += st.closed_lifetime;
-    sum.closed_reset_failed += st.closed_reset_failed;
-    sum.closed_pool_closed += st.closed_pool_closed;
-    sum.closed_scale_down += st.closed_scale_down;
-    sum.overload_rejections += st.overload_rejections;
-    sum.mode = st.mode;
-    sum.target_size += st.target_size;
-    sum.admission_limit += st.admission_limit;
-    sum.server_cap += st.server_cap;
-    sum.parked += st.parked;
-    sum.overloaded = sum.overloaded || st.overloaded;
-  }
+  for (const auto& h : m_hosts) sum += h.pool->stats();
   return sum;
 }
 

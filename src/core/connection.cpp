@@ -29,6 +29,75 @@ result send_and_collect(connection_impl& d, std::string_view op, bool may_commit
   return d.collect(op, until);
 }
 
+// The replies of a two-statement pipelined request: the result of the kept statement, or
+// the first error.
+struct pipelined_replies {
+  result_ptr ok;
+  result_ptr failure;
+};
+
+// How send_with_timeout and send_noting_xid finish a request of two statements and one Sync
+// queued in pipeline mode (`queued` false: part of it may be in libpq, so the connection is
+// closed and lost): flushes it and reads the replies to the sync point. The result of
+// statement `keep` (0 or 1) is kept unless an error came first; `on_other(raw)` sees the
+// other statement's successful result. Leaves pipeline mode, or closes the connection when
+// the reply was incomplete or out of step (connection lost, saying `incomplete`, when no
+// error came).
+template <typename OnOther>
+pipelined_replies finish_pipelined(connection_impl& d, bool queued, std::string_view op, int keep,
+                                   std::string_view incomplete, const deadline& until, OnOther on_other) {
+  if (!queued) {
+    // Part of the request may be queued in libpq: the session cannot be trusted any more.
+    const std::string msg = last_error_message(d.conn);
+    d.close();
+    throw_connection_lost(msg, op, d.last);
+  }
+  d.last.bytes_sent = true;
+  d.flush(until, op);
+  pipelined_replies replies;
+  int statement = 0;
+  int nulls = 0;
+  bool synced = false;
+  while (!synced) {
+    bool timed_out = false;
+    PGresult* raw = d.next_result(until, timed_out);
+    if (timed_out) d.handle_timeout(op);  // cancels and drains to the sync point, or closes
+    if (raw == nullptr) {
+      if (PQstatus(d.conn) != CONNECTION_OK || ++nulls > 1) break;
+      ++statement;
+      continue;
+    }
+    nulls = 0;
+    result_ptr r(raw);
+    switch (PQresultStatus(raw)) {
+      case PGRES_PIPELINE_SYNC: synced = true; break;
+      case PGRES_TUPLES_OK:
+      case PGRES_COMMAND_OK:
+      case PGRES_EMPTY_QUERY:
+        if (statement == keep) {
+          if (!replies.failure) replies.ok = std::move(r);
+        } else if (statement == 1 - keep) {
+          on_other(raw);
+        }
+        break;
+      case PGRES_PIPELINE_ABORTED: break;
+      default:
+        if (!replies.failure) replies.failure = std::move(r);
+        break;
+    }
+  }
+  d.in_pipeline = false;
+  if (!synced || !PQexitPipelineMode(d.conn)) {
+    // Lost, or out of step with the server: never hand this session out again.
+    if (!replies.failure && PQstatus(d.conn) == CONNECTION_OK) {
+      d.close();
+      throw_connection_lost(std::string(incomplete), op, d.last);
+    }
+    d.close();
+  }
+  return replies;
+}
+
 }  // namespace
 
 connection_impl::~connection_impl() { close(); }
@@ -117,53 +186,10 @@ result connection_impl::send_with_timeout(std::string_view sql, const param_arra
                       PQsendQueryParams(conn, sql_buf.c_str(), arrays.size(), arrays.types(), arrays.values(),
                                         arrays.lengths(), arrays.formats(), 0) != 0 &&
                       PQpipelineSync(conn) != 0;
-  if (!queued) {
-    // Part of the request may be queued in libpq: the session cannot be trusted any more.
-    const std::string msg = last_error_message(conn);
-    close();
-    throw_connection_lost(msg, op, last);
-  }
-  last.bytes_sent = true;
-  flush(until, op);
-  result_ptr ok;
-  result_ptr failure;
-  int statement = 0;  // 0: set_config, 1: the caller's statement
-  int nulls = 0;
-  bool synced = false;
-  while (!synced) {
-    bool timed_out = false;
-    PGresult* raw = next_result(until, timed_out);
-    if (timed_out) handle_timeout(op);  // cancels and drains to the sync point, or closes
-    if (raw == nullptr) {
-      if (PQstatus(conn) != CONNECTION_OK || ++nulls > 1) break;
-      ++statement;
-      continue;
-    }
-    nulls = 0;
-    result_ptr r(raw);
-    switch (PQresultStatus(raw)) {
-      case PGRES_PIPELINE_SYNC: synced = true; break;
-      case PGRES_TUPLES_OK:
-      case PGRES_COMMAND_OK:
-      case PGRES_EMPTY_QUERY:
-        if (statement == 1 && !failure) ok = std::move(r);
-        break;
-      case PGRES_PIPELINE_ABORTED: break;
-      default:
-        if (!failure) failure = std::move(r);
-        break;
-    }
-  }
-  in_pipeline = false;
-  if (!synced || !PQexitPipelineMode(conn)) {
-    // Lost, or out of step with the server: never hand this session out again.
-    if (!failure && PQstatus(conn) == CONNECTION_OK) {
-      close();
-      throw_connection_lost("the reply to a statement and its settings was incomplete", op, last);
-    }
-    close();
-  }
-  return conclude(std::move(ok), std::move(failure), op);
+  // Statement 0 is set_config, 1 the caller's.
+  auto replies = finish_pipelined(*this, queued, op, 1, "the reply to a statement and its settings was incomplete",
+                                  until, [](const PGresult*) {});
+  return conclude(std::move(replies.ok), std::move(replies.failure), op);
 }
 
 result connection_impl::send_noting_xid(std::string_view sql, const param_arrays& arrays, const cached_statement* st,
@@ -185,60 +211,19 @@ result connection_impl::send_noting_xid(std::string_view sql, const param_arrays
       (tail != nullptr ? PQsendQueryPrepared(conn, tail->name.c_str(), 0, nullptr, nullptr, nullptr, 0)
                        : PQsendQueryParams(conn, k_xid_sql, 0, nullptr, nullptr, nullptr, nullptr, 0)) != 0 &&
       PQpipelineSync(conn) != 0;
-  if (!queued) {
-    const std::string msg = last_error_message(conn);
-    close();
-    throw_connection_lost(msg, op, last);
-  }
-  last.bytes_sent = true;
-  flush(until, op);
-  result_ptr ok;
-  result_ptr failure;
-  int statement = 0;  // 0: the caller's statement, 1: the id
-  int nulls = 0;
-  bool synced = false;
-  while (!synced) {
-    bool timed_out = false;
-    PGresult* raw = next_result(until, timed_out);
-    if (timed_out) handle_timeout(op);
-    if (raw == nullptr) {
-      if (PQstatus(conn) != CONNECTION_OK || ++nulls > 1) break;
-      ++statement;
-      continue;
-    }
-    nulls = 0;
-    result_ptr r(raw);
-    switch (PQresultStatus(raw)) {
-      case PGRES_PIPELINE_SYNC: synced = true; break;
-      case PGRES_TUPLES_OK:
-      case PGRES_COMMAND_OK:
-      case PGRES_EMPTY_QUERY:
-        if (statement == 0 && !failure) {
-          ok = std::move(r);
-        } else if (statement == 1 && PQntuples(raw) == 1 && PQnfields(raw) == 1) {
-          answered = true;
-          if (PQgetisnull(raw, 0, 0) == 0) xid = std::strtoull(PQgetvalue(raw, 0, 0), nullptr, 10);
-        }
-        break;
-      case PGRES_PIPELINE_ABORTED: break;
-      default:
-        if (!failure) failure = std::move(r);
-        break;
-    }
-  }
-  in_pipeline = false;
-  if (!synced || !PQexitPipelineMode(conn)) {
-    if (!failure && PQstatus(conn) == CONNECTION_OK) {
-      close();
-      throw_connection_lost("the reply to a statement and its transaction id was incomplete", op, last);
-    }
-    close();
-  }
-  if (failure) {
+  // Statement 0 is the caller's, 1 the id.
+  auto replies =
+      finish_pipelined(*this, queued, op, 0, "the reply to a statement and its transaction id was incomplete", until,
+                       [&](const PGresult* raw) {
+                         if (PQntuples(raw) != 1 || PQnfields(raw) != 1) return;
+                         answered = true;
+                         if (PQgetisnull(raw, 0, 0) == 0) xid = std::strtoull(PQgetvalue(raw, 0, 0), nullptr, 10);
+                       });
+  if (replies.failure) {
     answered = false;
     xid.reset();
   }
-  return conclude(std::move(ok), std::move(failure), op);
+  return conclude(std::move(replies.ok), std::move(replies.failure), op);
 }
 
 }  // namespace internal

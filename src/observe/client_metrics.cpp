@@ -16,15 +16,30 @@ bool is_statement_name(std::string_view op) noexcept {
          op != "copy_to";
 }
 
+// The counters' values summed.
+template <typename Counters>
+std::uint64_t sum(const Counters& counters) noexcept {
+  std::uint64_t n = 0;
+  for (const counter* c : counters) n += c->value();
+  return n;
+}
+
 }  // namespace
 
 client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_query_threshold,
                                std::vector<std::string> hosts)
     : m_registry(reg), m_slow_threshold(slow_query_threshold), m_statements(reg) {
+  // The call counters of one host (`host` empty: of a client without hosts, unlabelled).
+  auto add_calls = [&](const std::string& host) {
+    const std::string help = host.empty() ? "Calls finished, by outcome" : "Calls finished, by outcome and host";
+    for (auto [calls, outcome] : {std::pair{&m_calls_ok, "ok"}, std::pair{&m_calls_error, "error"}}) {
+      labels l{{"outcome", outcome}};
+      if (!host.empty()) l.emplace_back("host", host);
+      calls->push_back(&reg.add_counter("postgresql_queries_total", help, l));
+    }
+  };
   if (hosts.empty()) {
-    m_queries_ok = &reg.add_counter("postgresql_queries_total", "Calls finished, by outcome", {{"outcome", "ok"}});
-    m_queries_error =
-        &reg.add_counter("postgresql_queries_total", "Calls finished, by outcome", {{"outcome", "error"}});
+    add_calls({});
   } else {
     for (const auto& h : hosts) {
       m_probe_duration.push_back(&reg.add_histogram("postgresql_host_probe_duration_seconds",
@@ -33,12 +48,7 @@ client_metrics::client_metrics(registry& reg, std::chrono::milliseconds slow_que
           &reg.add_counter("postgresql_host_probe_failures_total", "Probes that failed", {{"host", h}}));
     }
     hosts.emplace_back("none");
-    for (const auto& h : hosts) {
-      m_host_ok.push_back(&reg.add_counter("postgresql_queries_total", "Calls finished, by outcome and host",
-                                           {{"outcome", "ok"}, {"host", h}}));
-      m_host_error.push_back(&reg.add_counter("postgresql_queries_total", "Calls finished, by outcome and host",
-                                              {{"outcome", "error"}, {"host", h}}));
-    }
+    for (const auto& h : hosts) add_calls(h);
     reg.add_counter("postgresql_route_fallbacks_total", "Calls that went to another host than their route asked",
                     {{"from", "prefer_replica"}, {"to", "primary"}, {"reason", "none"}});
   }
@@ -177,20 +187,15 @@ void client_metrics::on_call_finished(const call_report& report) noexcept {
   m_query_duration->observe(seconds);
   if (duration >= m_slow_threshold) m_slow->inc();
   if (is_statement_name(report.operation)) m_statements.record(report.operation, seconds, failure != nullptr);
-  counter* ok = m_queries_ok;
-  counter* err = m_queries_error;
-  if (!m_host_ok.empty()) {
-    const std::size_t none = m_host_ok.size() - 1;
-    const std::size_t i =
-        report.host_index >= 0 && static_cast<std::size_t>(report.host_index) < none ? report.host_index : none;
-    ok = m_host_ok[i];
-    err = m_host_error[i];
-  }
+  // Without hosts the one pair; with hosts the call's host, else host="none" (the last).
+  const std::size_t last = m_calls_ok.size() - 1;
+  const std::size_t i =
+      report.host_index >= 0 && static_cast<std::size_t>(report.host_index) < last ? report.host_index : last;
   if (failure == nullptr) {
-    ok->inc();
+    m_calls_ok[i]->inc();
     return;
   }
-  err->inc();
+  m_calls_error[i]->inc();
   try {
     const std::string& s = failure->sqlstate();
     const std::string cls = s.size() == 5 ? s.substr(0, 2) : std::string("none");
@@ -259,24 +264,10 @@ void client_metrics::on_route_fallback(const route_fallback_report& r) noexcept 
   }
 }
 
-std::uint64_t client_metrics::queries() const noexcept {
-  if (m_host_ok.empty()) return m_queries_ok->value() + m_queries_error->value();
-  std::uint64_t n = 0;
-  for (std::size_t i = 0; i < m_host_ok.size(); ++i) n += m_host_ok[i]->value() + m_host_error[i]->value();
-  return n;
-}
+std::uint64_t client_metrics::queries() const noexcept { return sum(m_calls_ok) + sum(m_calls_error); }
 
-std::uint64_t client_metrics::query_errors() const noexcept {
-  if (m_host_error.empty()) return m_queries_error->value();
-  std::uint64_t n = 0;
-  for (const counter* c : m_host_error) n += c->value();
-  return n;
-}
+std::uint64_t client_metrics::query_errors() const noexcept { return sum(m_calls_error); }
 
-std::uint64_t client_metrics::retries() const noexcept {
-  std::uint64_t n = 0;
-  for (const counter* c : m_retry) n += c->value();
-  return n;
-}
+std::uint64_t client_metrics::retries() const noexcept { return sum(m_retry); }
 
 }  // namespace steadypg::observe

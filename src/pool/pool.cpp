@@ -34,6 +34,37 @@ std::optional<pool_mode> parse_pool_mode(std::string_view s) noexcept {
   return std::nullopt;
 }
 
+pool_stats& pool_stats::operator+=(const pool_stats& o) noexcept {
+  active += o.active;
+  idle += o.idle;
+  total += o.total;
+  connecting += o.connecting;
+  waiting += o.waiting;
+  max += o.max;
+  acquire_count += o.acquire_count;
+  release_count += o.release_count;
+  acquire_wait_total += o.acquire_wait_total;
+  acquires_waited += o.acquires_waited;
+  acquire_timeouts += o.acquire_timeouts;
+  rejections += o.rejections;
+  connections_created += o.connections_created;
+  connect_failures += o.connect_failures;
+  closed_broken += o.closed_broken;
+  closed_idle += o.closed_idle;
+  closed_lifetime += o.closed_lifetime;
+  closed_reset_failed += o.closed_reset_failed;
+  closed_pool_closed += o.closed_pool_closed;
+  closed_scale_down += o.closed_scale_down;
+  overload_rejections += o.overload_rejections;
+  mode = o.mode;
+  target_size += o.target_size;
+  admission_limit += o.admission_limit;
+  server_cap += o.server_cap;
+  parked += o.parked;
+  overloaded = overloaded || o.overloaded;
+  return *this;
+}
+
 void pool_options::validate() const {
   using internal::check_range;
   namespace ranges = internal::ranges;

@@ -79,10 +79,10 @@ class client_metrics final : public observer {
  private:
   registry& m_registry;
   std::chrono::nanoseconds m_slow_threshold;
-  counter* m_queries_ok = nullptr;  // without hosts
-  counter* m_queries_error = nullptr;
-  std::vector<counter*> m_host_ok;  // with hosts: one per host, then host="none"
-  std::vector<counter*> m_host_error;
+  // Calls finished, ok and error: one of each without hosts; with hosts, one per host, then
+  // host="none".
+  std::vector<counter*> m_calls_ok;
+  std::vector<counter*> m_calls_error;
   std::vector<histogram*> m_probe_duration;
   std::vector<counter*> m_probe_failures;
   histogram* m_query_duration;
