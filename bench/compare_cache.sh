@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cached point reads against uncached ones: `steadypg bench --workload select --keys 1000`
-# without a cache, with the in-process cache and with Redis (a redis-server of this script's own
+# without a cache, with the in-process cache, with Redis and with both (local+redis://) (a redis-server of this script's own
 # on a free loopback port), same server, alternating rounds; prints the median ops/s of each and
 # the ratios cached/uncached, with the cached runs' hit ratio.
 # Usage: bench/compare_cache.sh [seconds=5] [rounds=3] [clients=4] [keys=1000]
@@ -33,20 +33,26 @@ measure() {
   if [[ $1 == none ]]; then
     run | field ops_per_s
   else
-    out=$(run --cache "$([[ $1 == local ]] && echo local || echo "$redis_url")")
+    case $1 in
+      local) out=$(run --cache local) ;;
+      redis) out=$(run --cache "$redis_url") ;;
+      two) out=$(run --cache "local+$redis_url") ;;
+    esac
     echo "$(field ops_per_s <<<"$out") $(field cache_hit_ratio <<<"$out")"
   fi
 }
 report() {
-  [[ $2 == redis ]] || return 0
-  local a=${last_run[none]} b bh
+  [[ $2 == two ]] || return 0
+  local a=${last_run[none]} b bh c ch
   read -r b bh <<<"${last_run[local]}"
-  echo "  round $1: uncached $a, local $b (hit ratio $bh), redis $3 (hit ratio $4)" >&2
+  read -r c ch <<<"${last_run[redis]}"
+  echo "  round $1: uncached $a, local $b (hit ratio $bh), redis $c (hit ratio $ch), local+redis $3 (hit ratio $4)" >&2
 }
-alternate_rounds measure report none local redis
+alternate_rounds measure report none local redis two
 mn=$(side_medians none)
 read -r ml hl <<<"$(side_medians local)"
 read -r mr hr <<<"$(side_medians redis)"
-awk -v c="$clients" -v k="$keys" -v n="$mn" -v l="$ml" -v r="$mr" -v hl="$hl" -v hr="$hr" 'BEGIN {
-  printf "clients %s, %s hot keys: uncached %.1f ops/s, local %.1f ops/s (hit ratio %s), redis %.1f ops/s (hit ratio %s)\n", c, k, n, l, hl, r, hr
-  printf "ratio local/uncached %.2f, redis/uncached %.2f\n", l / n, r / n }'
+read -r mt ht <<<"$(side_medians two)"
+awk -v c="$clients" -v k="$keys" -v n="$mn" -v l="$ml" -v r="$mr" -v t="$mt" -v hl="$hl" -v hr="$hr" -v ht="$ht" 'BEGIN {
+  printf "clients %s, %s hot keys: uncached %.1f ops/s, local %.1f ops/s (hit ratio %s), redis %.1f ops/s (hit ratio %s), local+redis %.1f ops/s (hit ratio %s)\n", c, k, n, l, hl, r, hr, t, ht
+  printf "ratio local/uncached %.2f, redis/uncached %.2f, local+redis/uncached %.2f\n", l / n, r / n, t / n }'
